@@ -1,0 +1,30 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DistClip.Model.Layers;
+
+/// <summary>
+/// Parameters with CLIP's initial values. Everything draws from the global generator, so a model
+/// built after torch.manual_seed(s) is the same on every rank.
+/// </summary>
+internal static class Init
+{
+    public static Parameter NormalParameter(double std, params long[] shape)
+    {
+        var parameter = new Parameter(empty(shape));
+        Normal_(parameter, std);
+        return parameter;
+    }
+
+    public static Parameter ConstantParameter(double value, params long[] shape)
+    {
+        var parameter = new Parameter(empty(shape));
+        nn.init.constant_(parameter, value);
+        return parameter;
+    }
+
+    /// <summary>In place, outside autograd: N(0, std²).</summary>
+    public static void Normal_(Tensor tensor, double std) => nn.init.normal_(tensor, 0, std);
+
+    public static void Zeros_(Tensor tensor) => nn.init.zeros_(tensor);
+}
