@@ -1,0 +1,103 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.Memory;
+using SixLabors.ImageSharp.PixelFormats;
+
+namespace DistClip.Data.Tests;
+
+public sealed class ImageDecoderTests
+{
+    private static readonly ImageSpec Rgb8 = new(3, 8, [0f, 0f, 0f], [1f, 1f, 1f]);
+
+    [Fact]
+    public void A_100000_by_100000_png_header_is_refused_as_too_large_without_allocating_its_pixels()
+    {
+        byte[] bomb = TestImages.PngWithDeclaredSize(100_000, 100_000);
+        Assert.True(bomb.Length < 200, $"the bomb should be tiny on disk, was {bomb.Length} bytes");
+        var decoder = new ImageDecoder();
+        var pixels = new float[Rgb8.PixelCount];
+        Assert.True(decoder.TryDecode(TestImages.SolidPng(4, 4, new Rgb24(1, 2, 3)), Rgb8, pixels, out _, out _)); // warm up ImageSharp
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        bool ok = decoder.TryDecode(bomb, Rgb8, pixels, out SkipReason reason, out string detail);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.False(ok);
+        Assert.Equal(SkipReason.ImageTooLarge, reason);
+        Assert.Contains("100000x100000", detail);
+        Assert.True(allocated < 50L * 1024 * 1024, $"refusing the header allocated {allocated} bytes");
+    }
+
+    [Fact]
+    public void A_configured_pixel_bound_refuses_a_real_image_before_decoding_it()
+    {
+        // A real 2000×2000 PNG (4 MP, 12 MB as RGB) decodes under the default bound; with a 1 MP bound it is refused.
+        // ImageSharp allocates from the GC here so that a decode would show up in the measurement.
+        byte[] png = TestImages.SolidPng(2000, 2000, new Rgb24(9, 9, 9));
+        var configuration = Configuration.Default.Clone();
+        configuration.MemoryAllocator = new SimpleGcMemoryAllocator();
+        var bounded = new ImageDecoder(new ImageDecodeOptions { MaxPixels = 1_000_000 }, configuration);
+        var unbounded = new ImageDecoder(null, configuration);
+        var pixels = new float[Rgb8.PixelCount];
+        Assert.True(bounded.TryDecode(TestImages.SolidPng(4, 4, new Rgb24(1, 2, 3)), Rgb8, pixels, out _, out _)); // warm up
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        bool refused = !bounded.TryDecode(png, Rgb8, pixels, out SkipReason reason, out _);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        bool decodedWithDefaults = unbounded.TryDecode(png, Rgb8, pixels, out _, out string detail);
+
+        Assert.True(refused);
+        Assert.Equal(SkipReason.ImageTooLarge, reason);
+        Assert.True(allocated < 4L * 1024 * 1024, $"refusing allocated {allocated} bytes");
+        Assert.True(decodedWithDefaults, detail);
+        Assert.All(pixels, p => Assert.Equal(9 / 255f, p, 5));
+    }
+
+    [Fact]
+    public void A_side_longer_than_the_bound_is_refused_even_when_the_area_is_small()
+    {
+        byte[] strip = TestImages.PngWithDeclaredSize(20_000, 1);
+        var pixels = new float[Rgb8.PixelCount];
+
+        bool ok = new ImageDecoder().TryDecode(strip, Rgb8, pixels, out SkipReason reason, out _);
+
+        Assert.False(ok);
+        Assert.Equal(SkipReason.ImageTooLarge, reason);
+    }
+
+    [Fact]
+    public void Random_bytes_are_undecodable_not_an_exception()
+    {
+        var pixels = new float[Rgb8.PixelCount];
+
+        bool ok = new ImageDecoder().TryDecode(TestImages.Garbage(3000, seed: 7), Rgb8, pixels, out SkipReason reason, out _);
+
+        Assert.False(ok);
+        Assert.Equal(SkipReason.UndecodableImage, reason);
+    }
+
+    [Fact]
+    public void A_png_cut_in_half_is_undecodable()
+    {
+        byte[] png = TestImages.SolidPng(64, 64, new Rgb24(1, 200, 3));
+        var pixels = new float[Rgb8.PixelCount];
+
+        bool ok = new ImageDecoder().TryDecode(png.AsMemory(0, 60), Rgb8, pixels, out SkipReason reason, out _);
+
+        Assert.False(ok);
+        Assert.Equal(SkipReason.UndecodableImage, reason);
+    }
+
+    [Fact]
+    public void Jpeg_decodes_close_to_its_colour()
+    {
+        byte[] jpeg = TestImages.SolidJpeg(24, 16, new Rgb24(40, 120, 200));
+        var pixels = new float[Rgb8.PixelCount];
+
+        bool ok = new ImageDecoder().TryDecode(jpeg, Rgb8, pixels, out _, out string detail);
+
+        Assert.True(ok, detail);
+        Assert.Equal(40 / 255f, pixels[0], 1);
+        Assert.Equal(120 / 255f, pixels[64], 1);
+        Assert.Equal(200 / 255f, pixels[128], 1);
+    }
+}
