@@ -3,6 +3,7 @@ using DistClip.Model.Text;
 using DistClip.Model.Vision;
 using TorchSharp;
 using TorchSharp.Modules;
+using Embedding = DistClip.Model.Layers.Embedding;
 using static TorchSharp.torch;
 
 namespace DistClip.Model;
@@ -40,8 +41,7 @@ public sealed class ClipModel : nn.Module
         bert = text.Type == TextConfig.Bert;
 
         visual = ImageEncoder.Create(config.Vision, config.EmbedDim);
-        token_embedding = nn.Embedding(text.VocabSize, text.Width);
-        Init.Normal_(token_embedding.weight!, 0.02);
+        token_embedding = new Embedding(text.VocabSize, text.Width, std: 0.02);
         positional_embedding = Init.NormalParameter(0.01, text.ContextLength, text.Width);
         ln_embed = bert ? nn.LayerNorm(text.Width) : null;
         transformer = new TransformerStack(new TransformerShape(text.Width, text.Layers, text.Heads, text.MlpRatio, text.Activation), causal: !bert);

@@ -9,9 +9,14 @@ namespace DistClip.Model.Layers;
 /// </summary>
 internal static class Init
 {
+    // A parameter belongs to its module, not to whatever dispose scope is open while the model is
+    // built (TorchSharp's own layers do the same): a model built inside a training-step scope
+    // must outlive it.
+
     public static Parameter NormalParameter(double std, params long[] shape)
     {
         var parameter = new Parameter(empty(shape));
+        parameter.DetachFromDisposeScope();
         Normal_(parameter, std);
         return parameter;
     }
@@ -19,6 +24,7 @@ internal static class Init
     public static Parameter ConstantParameter(double value, params long[] shape)
     {
         var parameter = new Parameter(empty(shape));
+        parameter.DetachFromDisposeScope();
         nn.init.constant_(parameter, value);
         return parameter;
     }
