@@ -115,6 +115,17 @@ public sealed class ClipModel : nn.Module
         logit_scale.clamp_(max: max);
     }
 
+    /// <summary>
+    /// Parameters split for AdamW as open_clip does: matrices and convolution kernels (embeddings
+    /// included) decay; vectors and scalars (biases, norm gains, class token, logit_scale) do not,
+    /// since shrinking them toward zero only fights the normalisation.
+    /// </summary>
+    public (IReadOnlyList<Parameter> Decay, IReadOnlyList<Parameter> NoDecay) WeightDecayGroups()
+    {
+        var all = parameters().ToList();
+        return ([.. all.Where(p => p.ndim >= 2)], [.. all.Where(p => p.ndim < 2)]);
+    }
+
     /// <summary>Number of trainable scalars (buffers such as BatchNorm statistics excluded).</summary>
     public long ParameterCount() => parameters().Sum(p => p.numel());
 }

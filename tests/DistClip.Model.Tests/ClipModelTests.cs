@@ -88,6 +88,33 @@ public class ClipModelTests
         Assert.True(losses[^1] < losses[0] * 0.8, $"loss should fall on a memorisable batch: {string.Join(", ", losses)}");
     }
 
+    [Fact]
+    public void MovingTheModelToAnotherDtypeKeepsEveryParameterInUse()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new ClipModel(TinyConfigs.With(TinyConfigs.Vit, TinyConfigs.CausalText with { Type = TextConfig.Bert }));
+        model.to(ScalarType.Float64);
+
+        // Module.to() replaces Parameter objects; the fields the forward pass reads must follow.
+        Assert.Equal(ScalarType.Float64, model.LogitScale.dtype);
+        var image = model.EncodeImage(randn([2, 1, 28, 28], ScalarType.Float64));
+        var text = model.EncodeText(randint(100, [2, 8]), tensor(new long[] { 4, 8 }));
+        Assert.Equal(ScalarType.Float64, image.dtype);
+        Assert.Equal(ScalarType.Float64, text.dtype);
+    }
+
+    [Fact]
+    public void OnlyMatricesAndKernelsAreInTheWeightDecayGroup()
+    {
+        using var model = new ClipModel(ClipConfig.Load("clip-micro"));
+        var (decay, noDecay) = model.WeightDecayGroups();
+        Assert.Equal(model.ParameterCount(), decay.Concat(noDecay).Sum(p => p.numel()));
+        Assert.All(decay, p => Assert.True(p.ndim >= 2));
+        Assert.Contains(noDecay, p => ReferenceEquals(p, model.LogitScale));
+        // fc1, fc2, token and positional embeddings, text_projection, in_proj, out_proj, c_fc, c_proj.
+        Assert.Equal(9, decay.Count);
+    }
+
     private static ClipModel Build(ClipConfig config, long seed)
     {
         manual_seed(seed);
