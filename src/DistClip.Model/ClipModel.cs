@@ -3,8 +3,8 @@ using DistClip.Model.Text;
 using DistClip.Model.Vision;
 using TorchSharp;
 using TorchSharp.Modules;
-using Embedding = DistClip.Model.Layers.Embedding;
 using static TorchSharp.torch;
+using Embedding = DistClip.Model.Layers.Embedding;
 
 namespace DistClip.Model;
 

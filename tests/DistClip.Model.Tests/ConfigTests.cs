@@ -100,7 +100,10 @@ public class ConfigTests
     {
         var json = Mutate(j => j["vision"] = new JsonObject
         {
-            ["type"] = "resnet", ["image_size"] = 224, ["channels"] = 3, ["width"] = 64,
+            ["type"] = "resnet",
+            ["image_size"] = 224,
+            ["channels"] = 3,
+            ["width"] = 64,
             ["resnet_layers"] = new JsonArray(3, 4, 6, 3),
         });
         var vision = ClipConfig.Parse(json, "test").Vision;
