@@ -120,6 +120,24 @@ public sealed class FashionMnistTests(FashionMnistFixture data) : IClassFixture<
     }
 
     [Fact]
+    public void Environment_variable_picks_the_directory_when_none_is_given()
+    {
+        using var dir = new TempDirectory();
+        string? previous = Environment.GetEnvironmentVariable(FashionMnistDataset.DirectoryVariable);
+        Environment.SetEnvironmentVariable(FashionMnistDataset.DirectoryVariable, dir.Path);
+        try
+        {
+            DataException error = Assert.Throws<DataException>(() => FashionMnistDataset.Open(FashionMnistSplit.Test));
+
+            Assert.Contains(Path.Combine(dir.Path, "t10k-images-idx3-ubyte.gz"), error.Message);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(FashionMnistDataset.DirectoryVariable, previous);
+        }
+    }
+
+    [Fact]
     public void A_file_with_the_wrong_magic_number_is_a_clear_error()
     {
         using var dir = new TempDirectory();

@@ -3,7 +3,7 @@ namespace DistClip.Data;
 /// <summary>
 /// One rank's share of one global batch, ready to become tensors. Samples that had to be skipped are
 /// left out (and counted in the dataset's <see cref="IImageTextDataset.Skips"/>), so
-/// <see cref="Count"/> can be below the local batch size.
+/// <see cref="Count"/> can be below the local batch size, in a badly broken shard even 0.
 /// </summary>
 public sealed class Batch
 {
