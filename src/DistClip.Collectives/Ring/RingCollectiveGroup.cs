@@ -219,7 +219,7 @@ public sealed class RingCollectiveGroup : ICollectiveGroup
         {
             CollectiveMismatchException => ex,
             PeerFailedException peer => new PeerFailedException(
-                $"{what} failed: {peer.Peer} is gone. {peer.Message}", op.Operation, op.Sequence, peer.Peer!, peer),
+                $"{what} failed on the link with {peer.Peer}: {peer.Message}", op.Operation, op.Sequence, peer.Peer!, peer),
             OperationCanceledException when callerToken.IsCancellationRequested => ex,
             OperationCanceledException when timedOut => new CollectiveTimeoutException(
                 $"{what} timed out after {_options.OperationTimeout} waiting on {op.BlockedOn}.",

@@ -1,0 +1,60 @@
+using DistClip.Collectives.Grpc.V1;
+using DistClip.Collectives.Transport;
+using Grpc.Core;
+
+namespace DistClip.Collectives.Grpc;
+
+/// <summary>
+/// The gRPC face of <see cref="LinkAcceptor"/>: reads the call's metadata, hands the stream over and
+/// maps refusals to statuses. Bound by hand (not by the generated base class) so that frames go
+/// through <see cref="FrameMarshaller"/>.
+/// </summary>
+internal sealed class CollectiveLinkService(LinkAcceptor acceptor) : CollectiveLinkServiceBase
+{
+    public override async Task Open(IAsyncStreamReader<RingFrame> requests, IServerStreamWriter<LinkEvent> responses, ServerCallContext context)
+    {
+        try
+        {
+            var headers = context.RequestHeaders;
+            var request = new LinkRequest(
+                headers.GetValue(LinkHeaders.Secret),
+                headers.GetValue(LinkHeaders.Generation),
+                headers.GetValue(LinkHeaders.Rank),
+                headers.GetValue(LinkHeaders.WorldSize),
+                context.Peer);
+            await acceptor.ServeAsync(
+                request, requests, () => context.WriteResponseHeadersAsync(new Metadata()), context.CancellationToken)
+                .ConfigureAwait(false);
+        }
+        catch (LinkRefusedException ex)
+        {
+            throw new RpcException(new Status(ToStatus(ex.Reason), ex.Message));
+        }
+        catch (LinkClosedException ex)
+        {
+            throw new RpcException(new Status(StatusCode.Aborted, ex.Message));
+        }
+    }
+
+    private static StatusCode ToStatus(LinkRefusal reason) => reason switch
+    {
+        LinkRefusal.WrongSecret => StatusCode.PermissionDenied,
+        LinkRefusal.NoSuchGroup => StatusCode.DeadlineExceeded,
+        LinkRefusal.AlreadyConnected => StatusCode.AlreadyExists,
+        LinkRefusal.Malformed => StatusCode.InvalidArgument,
+        _ => StatusCode.FailedPrecondition,
+    };
+}
+
+/// <summary>
+/// What the generated base class would be, with <see cref="LinkMethods.ServerOpen"/>'s marshaller.
+/// grpc-dotnet binds only virtual methods declared on the type that <see cref="BindServiceMethodAttribute"/> names.
+/// </summary>
+[BindServiceMethod(typeof(CollectiveLinkServiceBase), nameof(BindService))]
+internal abstract class CollectiveLinkServiceBase
+{
+    public static void BindService(ServiceBinderBase binder, CollectiveLinkServiceBase? service) =>
+        binder.AddMethod(LinkMethods.ServerOpen, service is null ? null : service.Open);
+
+    public abstract Task Open(IAsyncStreamReader<RingFrame> requests, IServerStreamWriter<LinkEvent> responses, ServerCallContext context);
+}

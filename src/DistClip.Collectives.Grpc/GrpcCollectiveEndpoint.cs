@@ -1,0 +1,153 @@
+using DistClip.Collectives.Ring;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace DistClip.Collectives.Grpc;
+
+/// <summary>
+/// A worker's collectives endpoint: an h2c Kestrel server of its own (never the control-plane port)
+/// that its left neighbour streams into. Start it once, report <see cref="Address"/> to the
+/// coordinator, then <see cref="JoinAsync"/> a group for each generation the coordinator announces.
+/// </summary>
+public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly LinkAcceptor _acceptor;
+    private readonly GrpcTransportOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILoggerFactory _loggerFactory;
+
+    private GrpcCollectiveEndpoint(
+        WebApplication app, LinkAcceptor acceptor, GrpcTransportOptions options, TimeProvider time, ILoggerFactory loggerFactory, Uri address)
+    {
+        _app = app;
+        _acceptor = acceptor;
+        _options = options;
+        _time = time;
+        _loggerFactory = loggerFactory;
+        Address = address;
+    }
+
+    /// <summary>Where neighbours reach this endpoint, e.g. <c>http://127.0.0.1:41234/</c>.</summary>
+    public Uri Address { get; }
+
+    public static async Task<GrpcCollectiveEndpoint> StartAsync(
+        GrpcTransportOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var time = timeProvider ?? TimeProvider.System;
+        var logs = loggerFactory ?? NullLoggerFactory.Instance;
+        var acceptor = new LinkAcceptor(options.Secret, options.ConnectTimeout, time, logs.CreateLogger<GrpcCollectiveEndpoint>());
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseKestrel(kestrel =>
+        {
+            kestrel.Listen(options.ListenAddress, options.Port, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Limits.Http2.InitialStreamWindowSize = options.StreamWindowBytes;
+            kestrel.Limits.Http2.InitialConnectionWindowSize = options.ConnectionWindowBytes;
+            kestrel.Limits.MinRequestBodyDataRate = null; // links idle between steps
+            kestrel.Limits.MaxRequestBodySize = null;
+            kestrel.AddServerHeader = false;
+        });
+        builder.WebHost.UseSockets(sockets => sockets.WaitForDataBeforeAllocatingBuffer = false);
+        if (options.KestrelBlockBytes != 0)
+        {
+            builder.Services.AddSingleton<IMemoryPoolFactory<byte>>(new LargeBlockMemoryPoolFactory(options.KestrelBlockBytes));
+        }
+
+        builder.Services.AddSingleton(acceptor);
+        builder.Services.AddGrpc(grpc =>
+        {
+            grpc.MaxReceiveMessageSize = FrameMarshaller.MaxFrameBytes(CollectiveLimits.MaxChunkBytes);
+            grpc.MaxSendMessageSize = 64 << 10;
+            grpc.EnableDetailedErrors = true;
+        });
+
+        var app = builder.Build();
+        app.MapGrpcService<CollectiveLinkService>();
+        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+
+        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        var address = new Uri(bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal));
+        GrpcLog.EndpointStarted(logs.CreateLogger<GrpcCollectiveEndpoint>(), address);
+        return new GrpcCollectiveEndpoint(app, acceptor, options, time, logs, address);
+    }
+
+    /// <summary>
+    /// Joins the group of <paramref name="membership"/>'s generation: opens the link to the right
+    /// neighbour and waits for the left one's, each within the connect timeout. Older generations are
+    /// refused by this endpoint from now on.
+    /// </summary>
+    public async Task<ICollectiveGroup> JoinAsync(
+        CollectiveMembership membership, CollectiveOptions? collectiveOptions, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(membership);
+        membership.Validate();
+        var options = collectiveOptions ?? new CollectiveOptions();
+        options.Validate();
+        var groupLogger = _loggerFactory.CreateLogger<RingCollectiveGroup>();
+        if (membership.WorldSize == 1)
+        {
+            return new RingCollectiveGroup(
+                new GrpcRingTransport(membership, null, null, _ => { }), membership.Generation, options, _time, groupLogger);
+        }
+
+        var leftRank = membership.LeftRank;
+        var incoming = _acceptor.Register(
+            membership.Generation, membership.Rank, membership.WorldSize,
+            new PeerInfo(leftRank, membership.Peers[leftRank].ToString()));
+        OutgoingLink? outgoing = null;
+        try
+        {
+            outgoing = await OutgoingLink.ConnectAsync(
+                membership, _options, options.ChunkBytes, _time, _loggerFactory.CreateLogger<GrpcCollectiveEndpoint>(), cancellationToken)
+                .ConfigureAwait(false);
+            try
+            {
+                await incoming.Attached.WaitAsync(_options.ConnectTimeout, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException ex)
+            {
+                throw new PeerFailedException(
+                    $"rank {membership.Rank} got no link from {incoming.Left} within {_options.ConnectTimeout}.", incoming.Left, ex);
+            }
+
+            var transport = new GrpcRingTransport(membership, incoming, outgoing, _acceptor.Unregister);
+            return new RingCollectiveGroup(transport, membership.Generation, options, _time, groupLogger);
+        }
+        catch
+        {
+            incoming.Close(null);
+            _acceptor.Unregister(incoming);
+            if (outgoing is not null)
+            {
+                outgoing.Abort();
+                await outgoing.DisposeAsync().ConfigureAwait(false);
+            }
+
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}
+
+internal static class CollectiveLimits
+{
+    /// <summary>The largest chunk <see cref="CollectiveOptions.Validate"/> allows.</summary>
+    public const int MaxChunkBytes = 64 << 20;
+}

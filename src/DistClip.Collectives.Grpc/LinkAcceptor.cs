@@ -1,0 +1,119 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using DistClip.Collectives.Transport;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+
+namespace DistClip.Collectives.Grpc;
+
+/// <summary>What a neighbour's call says about itself (its metadata).</summary>
+internal sealed record LinkRequest(string? Secret, string? Generation, string? Rank, string? WorldSize, string Endpoint);
+
+/// <summary>
+/// Admits incoming links: checks the secret, refuses stale generations and strangers, and hands the
+/// call to the group of its generation (waiting a bounded time for that group to be created, since
+/// a neighbour may join a moment earlier).
+/// </summary>
+internal sealed class LinkAcceptor
+{
+    private readonly byte[] _secretHash;
+    private readonly TimeSpan _connectTimeout;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<long, TaskCompletionSource<IncomingLink>> _links = new();
+    private long _newestGeneration = -1;
+
+    public LinkAcceptor(string secret, TimeSpan connectTimeout, TimeProvider time, ILogger logger)
+    {
+        _secretHash = SHA256.HashData(Encoding.UTF8.GetBytes(secret));
+        _connectTimeout = connectTimeout;
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <summary>Opens the incoming side of a new group; older generations are refused from now on.</summary>
+    public IncomingLink Register(long generation, int rank, int worldSize, PeerInfo left)
+    {
+        long newest;
+        do
+        {
+            newest = Interlocked.Read(ref _newestGeneration);
+            if (generation < newest)
+            {
+                throw new ArgumentException($"Generation {generation} is older than this endpoint's newest ({newest}).", nameof(generation));
+            }
+        }
+        while (Interlocked.CompareExchange(ref _newestGeneration, generation, newest) != newest);
+
+        var link = new IncomingLink(generation, rank, worldSize, left);
+        if (!Slot(generation).TrySetResult(link))
+        {
+            throw new InvalidOperationException($"This endpoint already has a group of generation {generation}.");
+        }
+
+        return link;
+    }
+
+    public void Unregister(IncomingLink link)
+    {
+        if (_links.TryGetValue(link.Generation, out var slot) && slot.Task.IsCompletedSuccessfully && slot.Task.Result == link)
+        {
+            _links.TryRemove(link.Generation, out _);
+        }
+    }
+
+    /// <summary>Runs one neighbour's call; refusals throw <see cref="LinkRefusedException"/>.</summary>
+    public async Task ServeAsync(
+        LinkRequest request, IAsyncStreamReader<RingFrame> frames, Func<Task> accept, CancellationToken callAborted)
+    {
+        if (request.Secret is null
+            || !CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(request.Secret)), _secretHash))
+        {
+            throw Refuse(LinkRefusal.WrongSecret, $"{request.Endpoint} presented a wrong or missing secret.");
+        }
+
+        long generation = Parse(request.Generation, LinkHeaders.Generation);
+        int rank = (int)Parse(request.Rank, LinkHeaders.Rank);
+        int worldSize = (int)Parse(request.WorldSize, LinkHeaders.WorldSize);
+        if (generation < Interlocked.Read(ref _newestGeneration))
+        {
+            throw Refuse(LinkRefusal.StaleGeneration,
+                $"rank {rank} at {request.Endpoint} offered stale generation {generation}; this endpoint is at {_newestGeneration}.");
+        }
+
+        IncomingLink link;
+        try
+        {
+            link = await Slot(generation).Task.WaitAsync(_connectTimeout, _time, callAborted).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            _links.TryRemove(generation, out _);
+            throw Refuse(LinkRefusal.NoSuchGroup, $"No group of generation {generation} was created here within {_connectTimeout}.");
+        }
+
+        if (rank != link.Left.Rank || worldSize != link.WorldSize)
+        {
+            throw Refuse(LinkRefusal.NotANeighbour,
+                $"rank {rank} of {worldSize} is not the left neighbour of rank {link.Rank} of {link.WorldSize} (expected rank {link.Left.Rank}).");
+        }
+
+        GrpcLog.LinkAccepted(_logger, link.Rank, rank, generation);
+        await link.PumpAsync(frames, accept, callAborted).ConfigureAwait(false);
+    }
+
+    private long Parse(string? value, string header) =>
+        long.TryParse(value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out long result)
+            ? result
+            : throw Refuse(LinkRefusal.Malformed, $"Header {header} is missing or not an integer.");
+
+    private TaskCompletionSource<IncomingLink> Slot(long generation) =>
+        _links.GetOrAdd(generation, _ => new TaskCompletionSource<IncomingLink>(TaskCreationOptions.RunContinuationsAsynchronously));
+
+    private LinkRefusedException Refuse(LinkRefusal reason, string message)
+    {
+        GrpcLog.LinkRefused(_logger, reason, message);
+        return new LinkRefusedException(reason, message);
+    }
+}

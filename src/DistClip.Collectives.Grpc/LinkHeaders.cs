@@ -1,0 +1,10 @@
+namespace DistClip.Collectives.Grpc;
+
+/// <summary>Call metadata of <c>CollectiveLink.Open</c> (see collectives.proto).</summary>
+internal static class LinkHeaders
+{
+    public const string Secret = "x-distclip-secret";
+    public const string Generation = "x-distclip-generation";
+    public const string Rank = "x-distclip-rank";
+    public const string WorldSize = "x-distclip-world-size";
+}
