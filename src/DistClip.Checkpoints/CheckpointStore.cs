@@ -14,7 +14,8 @@ namespace DistClip.Checkpoints;
 /// </code>
 /// A commit is never visible half written (see <see cref="CheckpointCommitter"/>); resolving verifies
 /// every file against MANIFEST and steps back past corrupt checkpoints. One writer per run
-/// (rank 0): two processes committing to the same run at once are not supported.
+/// (rank 0), one commit at a time: neither concurrent processes nor concurrent calls on one
+/// instance are supported (pruning would delete the other writer's temp directory).
 /// </summary>
 public sealed class CheckpointStore
 {
