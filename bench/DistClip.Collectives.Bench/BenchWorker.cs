@@ -1,0 +1,160 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using DistClip.Collectives.Grpc;
+
+namespace DistClip.Collectives.Bench;
+
+/// <summary>
+/// Worker mode. Lines in: <c>tcp-listen</c> | <c>tcp-send PORT BYTES</c> | <c>endpoint</c> |
+/// <c>PEERS RANK GEN URI,URI,...</c> | <c>allreduce FLOATS ITERS</c> | <c>allgather FLOATS ITERS</c> | <c>exit</c>.
+/// Lines out: PORT, TCP, JOINED, TIME (seconds per op, one value per iteration), ERR.
+/// </summary>
+internal static class BenchWorker
+{
+    private const string Secret = "collectives-bench";
+
+    public static async Task<int> RunAsync(TextReader input, TextWriter output, CancellationToken cancellationToken)
+    {
+        GrpcCollectiveEndpoint? endpoint = null;
+        ICollectiveGroup? group = null;
+        Task? tcpReceive = null;
+        try
+        {
+            while (await input.ReadLineAsync(cancellationToken) is { } line)
+            {
+                var w = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                switch (w[0])
+                {
+                    case "exit":
+                        return 0;
+                    case "tcp-listen":
+                        var listener = new TcpListener(IPAddress.Loopback, 0);
+                        listener.Start();
+                        Say(output, $"PORT {((IPEndPoint)listener.LocalEndpoint).Port}");
+                        tcpReceive = ReceiveTcpAsync(listener, output, cancellationToken);
+                        break;
+                    case "tcp-send":
+                        await SendTcpAsync(int.Parse(w[1], CultureInfo.InvariantCulture), long.Parse(w[2], CultureInfo.InvariantCulture), cancellationToken);
+                        Say(output, "SENT");
+                        break;
+                    case "endpoint":
+                        endpoint = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret }, cancellationToken: cancellationToken);
+                        Say(output, $"PORT {endpoint.Address.Port}");
+                        break;
+                    case "PEERS":
+                        var membership = new CollectiveMembership(
+                            int.Parse(w[1], CultureInfo.InvariantCulture), w[3].Split(',').Select(u => new Uri(u)).ToArray(),
+                            long.Parse(w[2], CultureInfo.InvariantCulture));
+                        group = await endpoint!.JoinAsync(membership, new CollectiveOptions { OperationTimeout = TimeSpan.FromMinutes(2) }, cancellationToken);
+                        Say(output, "JOINED");
+                        break;
+                    case "allreduce":
+                    case "allgather":
+                        var times = await TimeAsync(group!, w[0], int.Parse(w[1], CultureInfo.InvariantCulture), int.Parse(w[2], CultureInfo.InvariantCulture), cancellationToken);
+                        Say(output, "TIME " + string.Join(' ', times.Select(t => t.ToString("R", CultureInfo.InvariantCulture))));
+                        break;
+                    default:
+                        Say(output, $"ERR unknown command {w[0]}");
+                        break;
+                }
+            }
+
+            return 0;
+        }
+        catch (Exception ex)
+        {
+            Say(output, $"ERR {ex.GetType().Name}: {ex.Message.ReplaceLineEndings(" ")}");
+            return 1;
+        }
+        finally
+        {
+            if (tcpReceive is not null)
+            {
+                await tcpReceive.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+
+            if (group is not null)
+            {
+                await group.DisposeAsync();
+            }
+
+            if (endpoint is not null)
+            {
+                await endpoint.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>Per-iteration seconds after a barrier and one untimed warm-up run.</summary>
+    private static async Task<double[]> TimeAsync(ICollectiveGroup group, string op, int floats, int iterations, CancellationToken ct)
+    {
+        var data = new float[floats];
+        var gathered = op == "allgather" ? new float[floats * group.WorldSize] : [];
+        Array.Fill(data, 1f);
+        Task Run() => op == "allreduce" ? group.AllReduceSumAsync(data, ct) : group.AllGatherAsync(data, gathered, ct);
+
+        await Run();
+        await group.BarrierAsync(ct);
+        var times = new double[iterations];
+        for (int i = 0; i < iterations; i++)
+        {
+            if (op == "allreduce")
+            {
+                Array.Fill(data, 1f); // keep values finite; not timed
+            }
+
+            long start = Stopwatch.GetTimestamp();
+            await Run();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+
+        return times;
+    }
+
+    private static async Task ReceiveTcpAsync(TcpListener listener, TextWriter output, CancellationToken ct)
+    {
+        using var socket = await listener.AcceptSocketAsync(ct);
+        listener.Stop();
+        var buffer = new byte[1 << 20];
+        long total = 0;
+        long start = 0;
+        int n;
+        while ((n = await socket.ReceiveAsync(buffer, SocketFlags.None, ct)) > 0)
+        {
+            if (total == 0)
+            {
+                start = Stopwatch.GetTimestamp();
+            }
+
+            total += n;
+        }
+
+        double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        Say(output, string.Create(CultureInfo.InvariantCulture, $"TCP {total} {seconds:R}"));
+    }
+
+    private static async Task SendTcpAsync(int port, long bytes, CancellationToken ct)
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), ct);
+        var buffer = new byte[1 << 20];
+        Random.Shared.NextBytes(buffer);
+        for (long sent = 0; sent < bytes; sent += buffer.Length)
+        {
+            await socket.SendAsync(buffer, SocketFlags.None, ct);
+        }
+
+        socket.Shutdown(SocketShutdown.Send);
+    }
+
+    private static void Say(TextWriter output, string line)
+    {
+        lock (output)
+        {
+            output.WriteLine(line);
+            output.Flush();
+        }
+    }
+}

@@ -1,0 +1,38 @@
+namespace DistClip.Collectives.Bench;
+
+/// <summary>What the collectives suite measures; defaults are the table.</summary>
+public sealed record CollectivesBenchOptions
+{
+    public string? JsonPath { get; init; }
+
+    public IReadOnlyList<int> WorldSizes { get; init; } = [2, 3, 4];
+
+    public IReadOnlyList<int> AllReduceBytes { get; init; } = [4 << 20, 64 << 20];
+
+    /// <summary>Bytes streamed for the raw TCP ceiling, in 1 MiB writes.</summary>
+    public long TcpBytes { get; init; } = 2L << 30;
+
+    /// <summary>Total bytes each all-reduce size is repeated for (at least 3 timed runs).</summary>
+    public long AllReduceVolumeBytes { get; init; } = 512L << 20;
+
+    /// <summary>The embedding exchange of one step: 128 × 256 floats per rank.</summary>
+    public int AllGatherFloats { get; init; } = 128 * 256;
+
+    public int AllGatherIterations { get; init; } = 50;
+
+    public static CollectivesBenchOptions Parse(string[] args)
+    {
+        var options = new CollectivesBenchOptions();
+        for (int i = 0; i < args.Length; i++)
+        {
+            options = args[i] switch
+            {
+                "--json" when i + 1 < args.Length => options with { JsonPath = args[++i] },
+                "--quick" => options with { TcpBytes = 256L << 20, AllReduceVolumeBytes = 128L << 20, AllGatherIterations = 10 },
+                _ => throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: [--json FILE] [--quick]"),
+            };
+        }
+
+        return options;
+    }
+}

@@ -1,0 +1,144 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace DistClip.Collectives.Bench;
+
+/// <summary>
+/// The collectives suite: raw TCP between two processes (the ceiling on this machine), then ring
+/// all-reduce over gRPC at each world size and buffer size, then the all-gather of one step's
+/// embeddings. Every rank is a process of its own; a host program calls <see cref="RunAsync"/> and
+/// routes <see cref="IsWorkerInvocation"/> argument lists to <see cref="RunWorkerAsync"/>.
+/// </summary>
+public sealed class CollectivesBenchmark
+{
+    public const string WorkerFlag = "--collectives-worker";
+
+    public static bool IsWorkerInvocation(string[] args) => args.Length > 0 && args[0] == WorkerFlag;
+
+    public static Task<int> RunWorkerAsync(string[] args, TextReader input, TextWriter output, CancellationToken cancellationToken) =>
+        BenchWorker.RunAsync(input, output, cancellationToken);
+
+    public async Task<CollectivesBenchResults> RunAsync(CollectivesBenchOptions options, TextWriter output, CancellationToken cancellationToken)
+    {
+        string machine = $"{Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}";
+        output.WriteLine($"collectives suite ({machine})");
+
+        double tcp = await MeasureTcpAsync(options.TcpBytes, cancellationToken);
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"raw TCP loopback, 2 processes, 1 MiB writes: {tcp:F2} GB/s"));
+        output.WriteLine();
+        output.WriteLine("all-reduce (ring over gRPC, one process per rank)");
+        output.WriteLine("   N       size   iters     time/op    algbw GB/s    busbw GB/s   bus/TCP");
+
+        var allReduce = new List<AllReduceResult>();
+        var allGather = new List<AllGatherResult>();
+        foreach (int n in options.WorldSizes)
+        {
+            await using var cluster = await BenchCluster.StartAsync(n, cancellationToken);
+            foreach (int bytes in options.AllReduceBytes)
+            {
+                int iterations = (int)Math.Clamp(options.AllReduceVolumeBytes / bytes, 3, 200);
+                var times = await cluster.TimeAsync("allreduce", bytes / sizeof(float), iterations, cancellationToken);
+                double seconds = Median(times);
+                double algbw = bytes / seconds / 1e9;
+                double busbw = algbw * 2 * (n - 1) / n;
+                var result = new AllReduceResult(n, bytes, iterations, seconds, algbw, busbw, busbw / tcp);
+                allReduce.Add(result);
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{n,4} {bytes / (1 << 20),7} MiB {iterations,6} {seconds * 1e3,9:F1} ms {algbw,12:F3} {busbw,13:F3} {busbw / tcp,9:F2}"));
+            }
+
+            var gather = await cluster.TimeAsync("allgather", options.AllGatherFloats, options.AllGatherIterations, cancellationToken);
+            var sorted = gather.Order().ToArray();
+            allGather.Add(new AllGatherResult(n, options.AllGatherFloats, gather.Length, gather.Average() * 1e3, Median(gather) * 1e3, sorted[^1] * 1e3));
+        }
+
+        output.WriteLine();
+        output.WriteLine($"all-gather of {options.AllGatherFloats} floats per rank (128 x 256, one step's embeddings)");
+        output.WriteLine("   N   iters    mean ms     p50 ms     max ms");
+        foreach (var g in allGather)
+        {
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{g.WorldSize,4} {g.Iterations,7} {g.MeanMs,10:F3} {g.P50Ms,10:F3} {g.MaxMs,10:F3}"));
+        }
+
+        output.WriteLine("time/op: median over ranks' slowest; busbw = algbw * 2(N-1)/N.");
+        var results = new CollectivesBenchResults(tcp, allReduce, allGather, machine);
+        if (options.JsonPath is { } path)
+        {
+            await File.WriteAllTextAsync(path, JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
+            output.WriteLine($"wrote {path}");
+        }
+
+        return results;
+    }
+
+    private static async Task<double> MeasureTcpAsync(long bytes, CancellationToken ct)
+    {
+        await using var receiver = WorkerProcess.Start();
+        await using var sender = WorkerProcess.Start();
+        receiver.Send("tcp-listen");
+        string port = (await receiver.ExpectAsync("PORT", ct))[0];
+        sender.Send($"tcp-send {port} {bytes}");
+        await sender.ExpectAsync("SENT", ct);
+        var result = await receiver.ExpectAsync("TCP", ct);
+        return double.Parse(result[0], CultureInfo.InvariantCulture) / double.Parse(result[1], CultureInfo.InvariantCulture) / 1e9;
+    }
+
+    private static double Median(IReadOnlyList<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    /// <summary>N worker processes joined in one group.</summary>
+    private sealed class BenchCluster(WorkerProcess[] workers) : IAsyncDisposable
+    {
+        public static async Task<BenchCluster> StartAsync(int n, CancellationToken ct)
+        {
+            var workers = Enumerable.Range(0, n).Select(_ => WorkerProcess.Start()).ToArray();
+            var ports = new List<string>();
+            foreach (var w in workers)
+            {
+                w.Send("endpoint");
+                ports.Add((await w.ExpectAsync("PORT", ct))[0]);
+            }
+
+            string peers = string.Join(',', ports.Select(p => $"http://127.0.0.1:{p}"));
+            for (int r = 0; r < n; r++)
+            {
+                workers[r].Send($"PEERS {r} 1 {peers}");
+            }
+
+            foreach (var w in workers)
+            {
+                await w.ExpectAsync("JOINED", ct);
+            }
+
+            return new BenchCluster(workers);
+        }
+
+        /// <summary>Per iteration, the slowest rank's time (an operation ends when its last rank does).</summary>
+        public async Task<double[]> TimeAsync(string op, int floats, int iterations, CancellationToken ct)
+        {
+            foreach (var w in workers)
+            {
+                w.Send($"{op} {floats} {iterations}");
+            }
+
+            var perRank = new List<double[]>();
+            foreach (var w in workers)
+            {
+                perRank.Add((await w.ExpectAsync("TIME", ct)).Select(t => double.Parse(t, CultureInfo.InvariantCulture)).ToArray());
+            }
+
+            return Enumerable.Range(0, iterations).Select(i => perRank.Max(r => r[i])).ToArray();
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var w in workers)
+            {
+                await w.DisposeAsync();
+            }
+        }
+    }
+}
