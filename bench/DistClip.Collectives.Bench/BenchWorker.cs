@@ -40,14 +40,25 @@ internal static class BenchWorker
                         Say(output, "SENT");
                         break;
                     case "endpoint":
-                        endpoint = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret }, cancellationToken: cancellationToken);
+                        var transport = new GrpcTransportOptions { Secret = Secret };
+                        transport = transport with
+                        {
+                            KestrelBlockBytes = Knob("DISTCLIP_BENCH_BLOCK_BYTES", transport.KestrelBlockBytes),
+                            MaxHttp2FrameBytes = Knob("DISTCLIP_BENCH_MAX_FRAME_BYTES", transport.MaxHttp2FrameBytes),
+                            StreamWindowBytes = Knob("DISTCLIP_BENCH_STREAM_WINDOW_BYTES", transport.StreamWindowBytes),
+                        };
+                        endpoint = await GrpcCollectiveEndpoint.StartAsync(transport, cancellationToken: cancellationToken);
                         Say(output, $"PORT {endpoint.Address.Port}");
                         break;
                     case "PEERS":
                         var membership = new CollectiveMembership(
                             int.Parse(w[1], CultureInfo.InvariantCulture), w[3].Split(',').Select(u => new Uri(u)).ToArray(),
                             long.Parse(w[2], CultureInfo.InvariantCulture));
-                        group = await endpoint!.JoinAsync(membership, new CollectiveOptions { OperationTimeout = TimeSpan.FromMinutes(2) }, cancellationToken);
+                        group = await endpoint!.JoinAsync(membership, new CollectiveOptions
+                        {
+                            OperationTimeout = TimeSpan.FromMinutes(2),
+                            ChunkBytes = Knob("DISTCLIP_BENCH_CHUNK_BYTES", CollectiveOptions.DefaultChunkBytes),
+                        }, cancellationToken);
                         Say(output, "JOINED");
                         break;
                     case "allreduce":
@@ -148,6 +159,10 @@ internal static class BenchWorker
 
         socket.Shutdown(SocketShutdown.Send);
     }
+
+    /// <summary>Experiment knobs: transport settings from the environment, so variants run without a rebuild.</summary>
+    private static int Knob(string name, int fallback) =>
+        int.TryParse(Environment.GetEnvironmentVariable(name), CultureInfo.InvariantCulture, out int value) ? value : fallback;
 
     private static void Say(TextWriter output, string line)
     {

@@ -28,8 +28,9 @@ public sealed record CollectivesBenchOptions
             options = args[i] switch
             {
                 "--json" when i + 1 < args.Length => options with { JsonPath = args[++i] },
+                "--n" when i + 1 < args.Length => options with { WorldSizes = args[++i].Split(',').Select(int.Parse).ToArray() },
                 "--quick" => options with { TcpBytes = 256L << 20, AllReduceVolumeBytes = 128L << 20, AllGatherIterations = 10 },
-                _ => throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: [--json FILE] [--quick]"),
+                _ => throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: [--json FILE] [--quick] [--n 2,3,4]"),
             };
         }
 

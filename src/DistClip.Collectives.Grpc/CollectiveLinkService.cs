@@ -23,7 +23,7 @@ internal sealed class CollectiveLinkService(LinkAcceptor acceptor) : CollectiveL
                 headers.GetValue(LinkHeaders.WorldSize),
                 context.Peer);
             await acceptor.ServeAsync(
-                request, requests, () => context.WriteResponseHeadersAsync(new Metadata()), context.CancellationToken)
+                request, requests, () => context.WriteResponseHeadersAsync(new Metadata { { LinkHeaders.Accepted, "1" } }), context.CancellationToken)
                 .ConfigureAwait(false);
         }
         catch (LinkRefusedException ex)

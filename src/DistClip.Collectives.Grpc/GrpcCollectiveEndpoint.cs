@@ -55,6 +55,7 @@ public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
             kestrel.Listen(options.ListenAddress, options.Port, listen => listen.Protocols = HttpProtocols.Http2);
             kestrel.Limits.Http2.InitialStreamWindowSize = options.StreamWindowBytes;
             kestrel.Limits.Http2.InitialConnectionWindowSize = options.ConnectionWindowBytes;
+            kestrel.Limits.Http2.MaxFrameSize = options.MaxHttp2FrameBytes;
             kestrel.Limits.MinRequestBodyDataRate = null; // links idle between steps
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.AddServerHeader = false;

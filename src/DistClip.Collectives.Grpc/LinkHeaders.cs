@@ -7,4 +7,7 @@ internal static class LinkHeaders
     public const string Generation = "x-distclip-generation";
     public const string Rank = "x-distclip-rank";
     public const string WorldSize = "x-distclip-world-size";
+
+    /// <summary>Response header: the link was admitted (a refusal is a trailers-only response without it).</summary>
+    public const string Accepted = "x-distclip-accepted";
 }

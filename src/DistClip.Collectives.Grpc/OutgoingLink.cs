@@ -62,7 +62,14 @@ internal sealed class OutgoingLink : IAsyncDisposable
             var call = new CallInvokerInvoke(channel).Open(metadata, abort.Token);
             try
             {
-                await call.ResponseHeadersAsync.WaitAsync(connect.Token).ConfigureAwait(false);
+                var headers = await call.ResponseHeadersAsync.WaitAsync(connect.Token).ConfigureAwait(false);
+                if (headers.GetValue(LinkHeaders.Accepted) is null)
+                {
+                    // Refused: the status comes with the end of the call.
+                    await call.ResponseStream.MoveNext(connect.Token).ConfigureAwait(false);
+                    throw new RpcException(call.GetStatus());
+                }
+
                 return new OutgoingLink(channel, call, abort, right, options.ConnectTimeout);
             }
             catch (Exception ex)
