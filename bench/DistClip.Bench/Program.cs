@@ -1,0 +1,21 @@
+using System.Text.Json;
+using DistClip.Bench;
+
+// dotnet run -c Release --project bench/DistClip.Bench -- train [--threads 1,2] [--steps 20] [--batch 256] [--json FILE]
+var options = BenchArgs.Parse(args);
+switch (options.Suite)
+{
+    case "train-child":
+        return TrainSuite.RunChild(options);
+    case "train":
+        var results = await TrainSuite.RunAsync(options, Console.Out, CancellationToken.None);
+        if (options.Json is not null)
+        {
+            await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(new { suite = "train", results }, new JsonSerializerOptions { WriteIndented = true }));
+        }
+
+        return 0;
+    default:
+        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train");
+        return 2;
+}

@@ -1,0 +1,41 @@
+using DistClip.Data;
+using Microsoft.Extensions.Logging;
+
+namespace DistClip.Training;
+
+/// <summary>Opens the datasets a <see cref="TrainOptions.Dataset"/> string names.</summary>
+public static class DatasetSource
+{
+    /// <summary>The training set: <c>fashion-mnist</c>, <c>wds:PATTERN</c> or <c>csv:FILE</c>.</summary>
+    public static IImageTextDataset OpenTrain(string spec, ILogger? logger = null)
+    {
+        if (spec == "fashion-mnist")
+        {
+            return FashionMnistDataset.Open(FashionMnistSplit.Train);
+        }
+
+        if (spec.StartsWith("wds:", StringComparison.Ordinal))
+        {
+            return WebDatasetTar.Open(spec["wds:".Length..], logger);
+        }
+
+        if (spec.StartsWith("csv:", StringComparison.Ordinal))
+        {
+            return CsvDataset.Open(spec["csv:".Length..], new CsvOptions());
+        }
+
+        throw new ArgumentException($"dataset: '{spec}' is not fashion-mnist, wds:PATTERN or csv:FILE", nameof(spec));
+    }
+
+    /// <summary>
+    /// The labelled held-out set used for zero-shot evaluation, or null when the dataset has none
+    /// (tar shards and CSV carry captions, not classes).
+    /// </summary>
+    public static IImageTextDataset? OpenEvaluation(string spec) =>
+        spec == "fashion-mnist" ? FashionMnistDataset.Open(FashionMnistSplit.Test) : null;
+
+    /// <summary>Preprocessing that matches the model's input: grayscale stats for 1 channel, CLIP's RGB stats for 3.</summary>
+    public static ImageSpec ImageSpecFor(int channels, int size) => channels == 1
+        ? new ImageSpec(1, size, ImageSpec.FashionMnist.Mean, ImageSpec.FashionMnist.Std)
+        : new ImageSpec(channels, size, [0.48145466f, 0.4578275f, 0.40821073f], [0.26862954f, 0.26130258f, 0.27577711f]);
+}

@@ -1,0 +1,59 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace DistClip.Training;
+
+/// <summary>What a finished run reports; written as <c>summary.json</c> in the run directory.</summary>
+public sealed record RunSummary
+{
+    [JsonPropertyName("model")] public required string Model { get; init; }
+    [JsonPropertyName("dataset")] public required string Dataset { get; init; }
+    [JsonPropertyName("steps")] public long Steps { get; init; }
+    [JsonPropertyName("global_batch")] public int GlobalBatch { get; init; }
+    [JsonPropertyName("world_size")] public int WorldSize { get; init; }
+    [JsonPropertyName("samples_per_second")] public double SamplesPerSecond { get; init; }
+    [JsonPropertyName("wall_seconds")] public double WallSeconds { get; init; }
+    [JsonPropertyName("final_loss")] public double FinalLoss { get; init; }
+    [JsonPropertyName("zero_shot_top1")] public double? ZeroShotTop1 { get; init; }
+    [JsonPropertyName("zero_shot_top5")] public double? ZeroShotTop5 { get; init; }
+    [JsonPropertyName("zero_shot_samples")] public int? ZeroShotSamples { get; init; }
+    [JsonPropertyName("recall_at_1")] public RecallPair? RecallAt1 { get; init; }
+    [JsonPropertyName("recall_at_5")] public RecallPair? RecallAt5 { get; init; }
+    [JsonPropertyName("recall_at_10")] public RecallPair? RecallAt10 { get; init; }
+    [JsonPropertyName("restarts")] public int Restarts { get; init; }
+    [JsonPropertyName("skipped_samples")] public long SkippedSamples { get; init; }
+    [JsonPropertyName("skipped_by_reason")] public Dictionary<string, long> SkippedByReason { get; init; } = [];
+    [JsonPropertyName("history")] public List<HistoryPoint> History { get; init; } = [];
+
+    private static readonly JsonSerializerOptions Options = new() { WriteIndented = true };
+
+    public void Write(string path)
+    {
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null)
+        {
+            Directory.CreateDirectory(dir);
+        }
+
+        // Written beside and renamed, so a reader never sees half a summary.
+        string tmp = path + ".tmp";
+        File.WriteAllText(tmp, JsonSerializer.Serialize(this, Options));
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    public static RunSummary Read(string path) =>
+        JsonSerializer.Deserialize<RunSummary>(File.ReadAllText(path), Options)
+        ?? throw new InvalidDataException($"{path} holds no run summary");
+}
+
+public sealed record RecallPair(
+    [property: JsonPropertyName("image_to_text")] double ImageToText,
+    [property: JsonPropertyName("text_to_image")] double TextToImage);
+
+/// <summary>One logged point of the training curve (every log interval and at each evaluation).</summary>
+public sealed record HistoryPoint(
+    [property: JsonPropertyName("step")] long Step,
+    [property: JsonPropertyName("loss")] double Loss,
+    [property: JsonPropertyName("lr")] double LearningRate,
+    [property: JsonPropertyName("samples_per_second")] double SamplesPerSecond,
+    [property: JsonPropertyName("zero_shot_top1")] double? ZeroShotTop1);

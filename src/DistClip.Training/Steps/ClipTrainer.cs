@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using DistClip.Data;
+using DistClip.Model;
+using DistClip.Training.Optimization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DistClip.Training.Steps;
+
+/// <summary>
+/// One rank's training step, exactly as DESIGN.md writes it: forward both towers, normalise,
+/// all-gather, full global loss, backward, all-reduce, clip, AdamW, clamp the temperature.
+/// With <see cref="SingleProcessCollectives"/> it is plain single-device training.
+/// </summary>
+public sealed class ClipTrainer : IDisposable
+{
+    private readonly optim.Optimizer _optimizer;
+    private readonly LearningRateSchedule _schedule;
+    private readonly IStepCollectives _collectives;
+    private readonly List<Parameter> _parameters;
+    private readonly double _gradClip;
+
+    public ClipTrainer(ClipModel model, OptimizerSettings options, int totalSteps, Device device, IStepCollectives? collectives = null)
+    {
+        Model = model;
+        Device = device;
+        _collectives = collectives ?? SingleProcessCollectives.Instance;
+        _parameters = model.parameters().Where(p => p.requires_grad).ToList();
+        _optimizer = OptimizerFactory.Create(model, options);
+        _schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, totalSteps, options.MinLearningRate);
+        _gradClip = options.GradClipNorm;
+    }
+
+    public ClipModel Model { get; }
+
+    public Device Device { get; }
+
+    public optim.Optimizer Optimizer => _optimizer;
+
+    /// <summary>Optimizer steps taken so far; the schedule and checkpoints key on it.</summary>
+    public long StepsDone { get; set; }
+
+    /// <summary>Takes one optimizer step on this rank's part of a global batch.</summary>
+    /// <param name="batch">This rank's local batch.</param>
+    /// <param name="dataSeconds">How long the caller waited for the batch (reported, not measured here).</param>
+    public StepMetrics Step(Batch batch, double dataSeconds, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        Model.train();
+        using var scope = torch.NewDisposeScope();
+        double rate = _schedule.At(StepsDone);
+        OptimizerFactory.SetLearningRate(_optimizer, rate);
+        var vision = Model.Config.Vision;
+        var clock = Stopwatch.StartNew();
+
+        // Forward: [b, C, H, W] images and [b, L] tokens → [b, D] unit vectors.
+        var images = torch.tensor(batch.Images, [batch.Count, vision.Channels, vision.ImageSize, vision.ImageSize]).to(Device);
+        int context = batch.Tokens.Length / Math.Max(1, batch.Count);
+        var tokens = torch.tensor(batch.Tokens, [batch.Count, context]).to(Device);
+        var lengths = torch.tensor(batch.Lengths).to(Device);
+        var imageFeatures = Features.Normalize(Model.EncodeImage(images));
+        var textFeatures = Features.Normalize(Model.EncodeText(tokens, lengths));
+        double forward = Lap(clock);
+
+        // All-gather: [b, D] → [B, D]; only this rank's rows carry gradient.
+        var (allImages, allTexts) = _collectives.GatherFeatures(imageFeatures, textFeatures, ct);
+        double gather = Lap(clock);
+
+        var loss = ContrastiveLoss.Compute(allImages, allTexts, Model.LogitScale);
+        double lossValue = loss.item<float>();
+        double lossTime = Lap(clock);
+
+        _optimizer.zero_grad();
+        loss.backward();
+        double backward = Lap(clock);
+
+        _collectives.ReduceGradients(_parameters, ct);
+        double reduce = Lap(clock);
+
+        // An infinite bound measures the norm without clipping.
+        double gradNorm = torch.nn.utils.clip_grad_norm_(_parameters, _gradClip > 0 ? _gradClip : double.PositiveInfinity);
+        _optimizer.step();
+        Model.ClampLogitScale();
+        StepsDone++;
+        double optimizer = Lap(clock);
+
+        var (i2t, t2i) = InBatchAccuracy(allImages, allTexts);
+        double logitScale = Model.LogitScale.item<float>();
+        return new StepMetrics(StepsDone, (int)allImages.shape[0], lossValue, rate, logitScale, gradNorm, i2t, t2i,
+            new PhaseTimes(dataSeconds, forward, gather, lossTime, backward, reduce, optimizer));
+    }
+
+    /// <summary>Top-1 accuracy of the global logits along rows (image→text) and columns (text→image).</summary>
+    private static (double ImageToText, double TextToImage) InBatchAccuracy(Tensor images, Tensor texts)
+    {
+        using var noGrad = torch.no_grad();
+        var similarity = images.detach().matmul(texts.detach().t()); // [B, B]
+        var target = torch.arange(similarity.shape[0], device: similarity.device);
+        double i2t = similarity.argmax(1).eq(target).to(ScalarType.Float32).mean().item<float>();
+        double t2i = similarity.argmax(0).eq(target).to(ScalarType.Float32).mean().item<float>();
+        return (i2t, t2i);
+    }
+
+    private double Lap(Stopwatch clock)
+    {
+        // CUDA kernels run asynchronously; without a sync the time lands in whichever phase waits next.
+        if (Device.type == DeviceType.CUDA)
+        {
+            torch.cuda.synchronize();
+        }
+
+        double seconds = clock.Elapsed.TotalSeconds;
+        clock.Restart();
+        return seconds;
+    }
+
+    public void Dispose() => _optimizer.Dispose();
+}

@@ -1,0 +1,36 @@
+namespace DistClip.Training.Steps;
+
+/// <summary>Where one step's time went, in seconds. Data is the wait for the loader.</summary>
+public sealed record PhaseTimes(
+    double Data,
+    double Forward,
+    double AllGather,
+    double Loss,
+    double Backward,
+    double AllReduce,
+    double Optimizer)
+{
+    public static readonly string[] Names = ["data", "forward", "all_gather", "loss", "backward", "all_reduce", "optimizer"];
+
+    public double Total => Data + Forward + AllGather + Loss + Backward + AllReduce + Optimizer;
+
+    public double[] ToArray() => [Data, Forward, AllGather, Loss, Backward, AllReduce, Optimizer];
+}
+
+/// <summary>What one optimizer step produced.</summary>
+/// <param name="Step">1-based number of the step just taken.</param>
+/// <param name="Samples">Samples in the global batch of this step.</param>
+/// <param name="LogitScale">The temperature parameter t after clamping (the logits use exp(t)).</param>
+/// <param name="GradNorm">Global gradient norm before clipping.</param>
+/// <param name="ImageToTextAccuracy">In-batch accuracy of the global logits, image rows.</param>
+/// <param name="TextToImageAccuracy">In-batch accuracy of the global logits, text columns.</param>
+public sealed record StepMetrics(
+    long Step,
+    int Samples,
+    double Loss,
+    double LearningRate,
+    double LogitScale,
+    double GradNorm,
+    double ImageToTextAccuracy,
+    double TextToImageAccuracy,
+    PhaseTimes Times);

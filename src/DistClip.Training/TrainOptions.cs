@@ -1,0 +1,82 @@
+using DistClip.Model;
+using DistClip.Training.Optimization;
+
+namespace DistClip.Training;
+
+/// <summary>
+/// Everything one training run needs, defined once. Field names are the ones users see in errors,
+/// in JSON configs (snake_case of these) and on the command line (kebab-case).
+/// </summary>
+public sealed record TrainOptions
+{
+    /// <summary>A built-in model name (see <see cref="ClipConfig.BuiltInNames"/>) or a path to a model JSON.</summary>
+    public string Model { get; init; } = "clip-micro";
+
+    /// <summary><c>fashion-mnist</c>, <c>wds:PATTERN</c> (tar shards) or <c>csv:FILE</c>.</summary>
+    public string Dataset { get; init; } = "fashion-mnist";
+
+    public int Steps { get; init; } = 300;
+    public int GlobalBatch { get; init; } = 256;
+    public int Seed { get; init; } = 42;
+
+    /// <summary>Intra-op threads for libtorch in this process; 0 = leave libtorch's default.</summary>
+    public int Threads { get; init; }
+
+    /// <summary><c>auto</c> (CUDA when available), <c>cpu</c> or <c>cuda</c>.</summary>
+    public string Device { get; init; } = "auto";
+
+    public OptimizerSettings Optimizer { get; init; } = new();
+
+    /// <summary>Evaluate zero-shot accuracy every N steps (0 = only at the end).</summary>
+    public int EvalEvery { get; init; }
+
+    /// <summary>How many test samples zero-shot evaluation uses; 0 = the whole split.</summary>
+    public int EvalSamples { get; init; }
+
+    /// <summary>How many test pairs retrieval recall uses (a B×B similarity matrix; 0 disables).</summary>
+    public int RetrievalSamples { get; init; } = 1000;
+
+    public int DecodeThreads { get; init; } = 1;
+    public int Prefetch { get; init; } = 4;
+    public int LogEvery { get; init; } = 10;
+
+    /// <summary>
+    /// Refuses a bad configuration before any work starts, naming the field and the fix.
+    /// Dataset existence and the model's own fields are checked where they are opened.
+    /// </summary>
+    public void Validate(int worldSize = 1)
+    {
+        Require(Steps > 0, "steps", $"must be at least 1 (got {Steps})");
+        Require(GlobalBatch > 0, "global_batch", $"must be at least 1 (got {GlobalBatch})");
+        Require(worldSize > 0, "workers", $"must be at least 1 (got {worldSize})");
+        Require(GlobalBatch % worldSize == 0, "global_batch",
+            $"{GlobalBatch} is not divisible by {worldSize} workers; choose a multiple of {worldSize}");
+        Require(Threads >= 0, "threads", $"must be 0 (libtorch default) or more (got {Threads})");
+        Require(Device is "auto" or "cpu" or "cuda", "device", $"'{Device}' is not one of auto, cpu, cuda");
+        Require(EvalEvery >= 0, "eval_every", $"must be 0 or more (got {EvalEvery})");
+        Require(EvalSamples >= 0, "eval_samples", $"must be 0 or more (got {EvalSamples})");
+        Require(RetrievalSamples >= 0, "retrieval_samples", $"must be 0 or more (got {RetrievalSamples})");
+        Require(DecodeThreads >= 1, "decode_threads", $"must be at least 1 (got {DecodeThreads})");
+        Require(Prefetch >= 1, "prefetch", $"must be at least 1 (got {Prefetch})");
+        Require(LogEvery >= 1, "log_every", $"must be at least 1 (got {LogEvery})");
+        Require(Dataset == "fashion-mnist" || Dataset.StartsWith("wds:", StringComparison.Ordinal) || Dataset.StartsWith("csv:", StringComparison.Ordinal),
+            "dataset", $"'{Dataset}' is not fashion-mnist, wds:PATTERN or csv:FILE");
+
+        var o = Optimizer;
+        Require(o.LearningRate > 0 && double.IsFinite(o.LearningRate), "lr", $"must be a positive number (got {o.LearningRate})");
+        Require(o.MinLearningRate >= 0 && o.MinLearningRate <= o.LearningRate, "min_lr", $"must be between 0 and lr (got {o.MinLearningRate})");
+        Require(o.WarmupSteps >= 0, "warmup_steps", $"must be 0 or more (got {o.WarmupSteps})");
+        Require(o.WeightDecay >= 0, "weight_decay", $"must be 0 or more (got {o.WeightDecay})");
+        Require(o.Beta1 is >= 0 and < 1, "beta1", $"must be in [0, 1) (got {o.Beta1})");
+        Require(o.Beta2 is >= 0 and < 1, "beta2", $"must be in [0, 1) (got {o.Beta2})");
+        Require(o.Eps > 0, "eps", $"must be positive (got {o.Eps})");
+    }
+
+    private static void Require(bool ok, string field, string message)
+    {
+        if (!ok)
+        {
+            throw new ConfigException(field, message);
+        }
+    }
+}
