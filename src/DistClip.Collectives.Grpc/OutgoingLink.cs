@@ -1,9 +1,9 @@
 using System.Globalization;
-using LinkEvent = DistClip.Collectives.Grpc.V1.LinkEvent;
 using DistClip.Collectives.Transport;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
+using LinkEvent = DistClip.Collectives.Grpc.V1.LinkEvent;
 
 namespace DistClip.Collectives.Grpc;
 
