@@ -36,15 +36,15 @@ internal static class BenchWorker
                         tcpReceive = ReceiveTcpAsync(listener, output, cancellationToken);
                         break;
                     case "tcp-send":
+                        var sendCpu = Process.GetCurrentProcess().TotalProcessorTime;
                         await SendTcpAsync(int.Parse(w[1], CultureInfo.InvariantCulture), long.Parse(w[2], CultureInfo.InvariantCulture), cancellationToken);
-                        Say(output, "SENT");
+                        Say(output, "SENT " + (Process.GetCurrentProcess().TotalProcessorTime - sendCpu).TotalMilliseconds.ToString("R", CultureInfo.InvariantCulture));
                         break;
                     case "endpoint":
                         var transport = new GrpcTransportOptions { Secret = Secret };
                         transport = transport with
                         {
                             KestrelBlockBytes = Knob("DISTCLIP_BENCH_BLOCK_BYTES", transport.KestrelBlockBytes),
-                            MaxHttp2FrameBytes = Knob("DISTCLIP_BENCH_MAX_FRAME_BYTES", transport.MaxHttp2FrameBytes),
                             StreamWindowBytes = Knob("DISTCLIP_BENCH_STREAM_WINDOW_BYTES", transport.StreamWindowBytes),
                         };
                         endpoint = await GrpcCollectiveEndpoint.StartAsync(transport, cancellationToken: cancellationToken);
@@ -63,8 +63,9 @@ internal static class BenchWorker
                         break;
                     case "allreduce":
                     case "allgather":
-                        var times = await TimeAsync(group!, w[0], int.Parse(w[1], CultureInfo.InvariantCulture), int.Parse(w[2], CultureInfo.InvariantCulture), cancellationToken);
-                        Say(output, "TIME " + string.Join(' ', times.Select(t => t.ToString("R", CultureInfo.InvariantCulture))));
+                    case "broadcast":
+                        var (times, cpuMs) = await TimeAsync(group!, w[0], int.Parse(w[1], CultureInfo.InvariantCulture), int.Parse(w[2], CultureInfo.InvariantCulture), cancellationToken);
+                        Say(output, "TIME " + cpuMs.ToString("R", CultureInfo.InvariantCulture) + " " + string.Join(' ', times.Select(t => t.ToString("R", CultureInfo.InvariantCulture))));
                         break;
                     default:
                         Say(output, $"ERR unknown command {w[0]}");
@@ -98,16 +99,28 @@ internal static class BenchWorker
         }
     }
 
-    /// <summary>Per-iteration seconds after a barrier and one untimed warm-up run.</summary>
-    private static async Task<double[]> TimeAsync(ICollectiveGroup group, string op, int floats, int iterations, CancellationToken ct)
+    /// <summary>Per-iteration seconds after warm-up and a barrier, and this process's CPU milliseconds per timed operation.</summary>
+    private static async Task<(double[] Seconds, double CpuMs)> TimeAsync(ICollectiveGroup group, string op, int floats, int iterations, CancellationToken ct)
     {
         var data = new float[floats];
         var gathered = op == "allgather" ? new float[floats * group.WorldSize] : [];
         Array.Fill(data, 1f);
-        Task Run() => op == "allreduce" ? group.AllReduceSumAsync(data, ct) : group.AllGatherAsync(data, gathered, ct);
+        Task Run() => op switch
+        {
+            "allreduce" => group.AllReduceSumAsync(data, ct),
+            "broadcast" => group.BroadcastAsync(data, 0, ct),
+            _ => group.AllGatherAsync(data, gathered, ct),
+        };
 
-        await Run();
+        // Warm up on some 256 MiB of traffic (the same count on every rank): tiered JIT recompiles the hot path meanwhile.
+        int warmUps = (int)Math.Clamp((256L << 20) / Math.Max(1, floats * 4L), 2, 1000);
+        for (int i = 0; i < warmUps; i++)
+        {
+            await Run();
+        }
+
         await group.BarrierAsync(ct);
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
         var times = new double[iterations];
         for (int i = 0; i < iterations; i++)
         {
@@ -121,7 +134,7 @@ internal static class BenchWorker
             times[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
         }
 
-        return times;
+        return (times, (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMilliseconds / iterations);
     }
 
     private static async Task ReceiveTcpAsync(TcpListener listener, TextWriter output, CancellationToken ct)
@@ -131,6 +144,7 @@ internal static class BenchWorker
         var buffer = new byte[1 << 20];
         long total = 0;
         long start = 0;
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
         int n;
         while ((n = await socket.ReceiveAsync(buffer, SocketFlags.None, ct)) > 0)
         {
@@ -143,7 +157,8 @@ internal static class BenchWorker
         }
 
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        Say(output, string.Create(CultureInfo.InvariantCulture, $"TCP {total} {seconds:R}"));
+        double cpuMs = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMilliseconds;
+        Say(output, string.Create(CultureInfo.InvariantCulture, $"TCP {total} {seconds:R} {cpuMs:R}"));
     }
 
     private static async Task SendTcpAsync(int port, long bytes, CancellationToken ct)

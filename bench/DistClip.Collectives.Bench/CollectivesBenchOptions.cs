@@ -28,9 +28,10 @@ public sealed record CollectivesBenchOptions
             options = args[i] switch
             {
                 "--json" when i + 1 < args.Length => options with { JsonPath = args[++i] },
+                "--volume-mib" when i + 1 < args.Length => options with { AllReduceVolumeBytes = long.Parse(args[++i]) << 20 },
                 "--n" when i + 1 < args.Length => options with { WorldSizes = args[++i].Split(',').Select(int.Parse).ToArray() },
                 "--quick" => options with { TcpBytes = 256L << 20, AllReduceVolumeBytes = 128L << 20, AllGatherIterations = 10 },
-                _ => throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: [--json FILE] [--quick] [--n 2,3,4]"),
+                _ => throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: [--json FILE] [--quick] [--n 2,3,4] [--volume-mib MIB]"),
             };
         }
 

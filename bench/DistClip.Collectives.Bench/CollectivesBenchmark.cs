@@ -23,31 +23,44 @@ public sealed class CollectivesBenchmark
         string machine = $"{Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}";
         output.WriteLine($"collectives suite ({machine})");
 
-        double tcp = await MeasureTcpAsync(options.TcpBytes, cancellationToken);
-        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"raw TCP loopback, 2 processes, 1 MiB writes: {tcp:F2} GB/s"));
+        var (tcp, tcpSendCpu, tcpReceiveCpu) = await MeasureTcpAsync(options.TcpBytes, cancellationToken);
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"raw TCP loopback, 2 processes, 1 MiB writes: {tcp:F2} GB/s (CPU per 64 MiB: sender {tcpSendCpu:F1} ms, receiver {tcpReceiveCpu:F1} ms)"));
         output.WriteLine();
         output.WriteLine("all-reduce (ring over gRPC, one process per rank)");
-        output.WriteLine("   N       size   iters     time/op    algbw GB/s    busbw GB/s   bus/TCP");
+        output.WriteLine("   N       size   iters     time/op    algbw GB/s    busbw GB/s   bus/TCP   CPU/op/rank");
 
         var allReduce = new List<AllReduceResult>();
         var allGather = new List<AllGatherResult>();
+        double? singleStream = null;
         foreach (int n in options.WorldSizes)
         {
             await using var cluster = await BenchCluster.StartAsync(n, cancellationToken);
             foreach (int bytes in options.AllReduceBytes)
             {
                 int iterations = (int)Math.Clamp(options.AllReduceVolumeBytes / bytes, 3, 200);
-                var times = await cluster.TimeAsync("allreduce", bytes / sizeof(float), iterations, cancellationToken);
+                var (times, cpuMs) = await cluster.TimeAsync("allreduce", bytes / sizeof(float), iterations, cancellationToken);
                 double seconds = Median(times);
                 double algbw = bytes / seconds / 1e9;
                 double busbw = algbw * 2 * (n - 1) / n;
-                var result = new AllReduceResult(n, bytes, iterations, seconds, algbw, busbw, busbw / tcp);
+                var result = new AllReduceResult(n, bytes, iterations, seconds, algbw, busbw, busbw / tcp, cpuMs / 1e3);
                 allReduce.Add(result);
                 output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{n,4} {bytes / (1 << 20),7} MiB {iterations,6} {seconds * 1e3,9:F1} ms {algbw,12:F3} {busbw,13:F3} {busbw / tcp,9:F2}"));
+                    $"{n,4} {bytes / (1 << 20),7} MiB {iterations,6} {seconds * 1e3,9:F1} ms {algbw,12:F3} {busbw,13:F3} {busbw / tcp,9:F2} {cpuMs,10:F1} ms"));
             }
 
-            var gather = await cluster.TimeAsync("allgather", options.AllGatherFloats, options.AllGatherIterations, cancellationToken);
+            if (n == 2)
+            {
+                // One direction only, like the raw TCP figure: the fair comparison for a single gRPC stream.
+                int bytes = options.AllReduceBytes[^1];
+                var (times, _) = await cluster.TimeAsync("broadcast", bytes / sizeof(float), (int)Math.Clamp(options.AllReduceVolumeBytes / bytes, 3, 200), cancellationToken);
+                double gbps = bytes / Median(times) / 1e9;
+                singleStream = gbps;
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"   (broadcast of {bytes >> 20} MiB at N=2, one gRPC stream one way: {Median(times) * 1e3:F1} ms, {gbps:F3} GB/s, {gbps / tcp:F2} x TCP)"));
+            }
+
+            var (gather, _) = await cluster.TimeAsync("allgather", options.AllGatherFloats, options.AllGatherIterations, cancellationToken);
             var sorted = gather.Order().ToArray();
             allGather.Add(new AllGatherResult(n, options.AllGatherFloats, gather.Length, gather.Average() * 1e3, Median(gather) * 1e3, sorted[^1] * 1e3));
         }
@@ -60,8 +73,8 @@ public sealed class CollectivesBenchmark
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{g.WorldSize,4} {g.Iterations,7} {g.MeanMs,10:F3} {g.P50Ms,10:F3} {g.MaxMs,10:F3}"));
         }
 
-        output.WriteLine("time/op: median over ranks' slowest; busbw = algbw * 2(N-1)/N.");
-        var results = new CollectivesBenchResults(tcp, allReduce, allGather, machine);
+        output.WriteLine("time/op: median over iterations of the slowest rank; busbw = algbw * 2(N-1)/N; CPU/op/rank: the busiest rank's process CPU time.");
+        var results = new CollectivesBenchResults(tcp, singleStream, allReduce, allGather, machine);
         if (options.JsonPath is { } path)
         {
             await File.WriteAllTextAsync(path, JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
@@ -71,16 +84,18 @@ public sealed class CollectivesBenchmark
         return results;
     }
 
-    private static async Task<double> MeasureTcpAsync(long bytes, CancellationToken ct)
+    private static async Task<(double GBps, double SenderCpuMsPer64MiB, double ReceiverCpuMsPer64MiB)> MeasureTcpAsync(long bytes, CancellationToken ct)
     {
         await using var receiver = WorkerProcess.Start();
         await using var sender = WorkerProcess.Start();
         receiver.Send("tcp-listen");
         string port = (await receiver.ExpectAsync("PORT", ct))[0];
         sender.Send($"tcp-send {port} {bytes}");
-        await sender.ExpectAsync("SENT", ct);
+        double senderCpu = double.Parse((await sender.ExpectAsync("SENT", ct))[0], CultureInfo.InvariantCulture);
         var result = await receiver.ExpectAsync("TCP", ct);
-        return double.Parse(result[0], CultureInfo.InvariantCulture) / double.Parse(result[1], CultureInfo.InvariantCulture) / 1e9;
+        double per64MiB = (64 << 20) / (double)bytes;
+        return (double.Parse(result[0], CultureInfo.InvariantCulture) / double.Parse(result[1], CultureInfo.InvariantCulture) / 1e9,
+            senderCpu * per64MiB, double.Parse(result[2], CultureInfo.InvariantCulture) * per64MiB);
     }
 
     private static double Median(IReadOnlyList<double> values)
@@ -117,7 +132,7 @@ public sealed class CollectivesBenchmark
         }
 
         /// <summary>Per iteration, the slowest rank's time (an operation ends when its last rank does).</summary>
-        public async Task<double[]> TimeAsync(string op, int floats, int iterations, CancellationToken ct)
+        public async Task<(double[] Seconds, double CpuMs)> TimeAsync(string op, int floats, int iterations, CancellationToken ct)
         {
             foreach (var w in workers)
             {
@@ -130,7 +145,7 @@ public sealed class CollectivesBenchmark
                 perRank.Add((await w.ExpectAsync("TIME", ct)).Select(t => double.Parse(t, CultureInfo.InvariantCulture)).ToArray());
             }
 
-            return Enumerable.Range(0, iterations).Select(i => perRank.Max(r => r[i])).ToArray();
+            return (Enumerable.Range(1, iterations).Select(i => perRank.Max(r => r[i])).ToArray(), perRank.Max(r => r[0]));
         }
 
         public async ValueTask DisposeAsync()

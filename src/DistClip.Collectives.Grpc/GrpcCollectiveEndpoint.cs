@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -55,12 +56,14 @@ public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
             kestrel.Listen(options.ListenAddress, options.Port, listen => listen.Protocols = HttpProtocols.Http2);
             kestrel.Limits.Http2.InitialStreamWindowSize = options.StreamWindowBytes;
             kestrel.Limits.Http2.InitialConnectionWindowSize = options.ConnectionWindowBytes;
-            kestrel.Limits.Http2.MaxFrameSize = options.MaxHttp2FrameBytes;
             kestrel.Limits.MinRequestBodyDataRate = null; // links idle between steps
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.AddServerHeader = false;
         });
+        // Measured on 2 cores: UnsafePreferInlineScheduling and a 1 MiB HTTP/2 max frame size did not
+        // help (the client sends 16 KiB frames regardless); large pool blocks did, by about a fifth.
         builder.WebHost.UseSockets(sockets => sockets.WaitForDataBeforeAllocatingBuffer = false);
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(2));
         if (options.KestrelBlockBytes != 0)
         {
             builder.Services.AddSingleton<IMemoryPoolFactory<byte>>(new LargeBlockMemoryPoolFactory(options.KestrelBlockBytes));
@@ -142,6 +145,8 @@ public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // End the links still open so that Kestrel's graceful stop has nothing to wait for.
+        _acceptor.CloseAll();
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
     }

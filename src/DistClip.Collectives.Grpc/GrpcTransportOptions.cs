@@ -27,11 +27,6 @@ public sealed record GrpcTransportOptions
     public int ConnectionWindowBytes { get; init; } = 32 << 20;
 
     /// <summary>
-    /// Largest HTTP/2 frame this endpoint accepts (SETTINGS_MAX_FRAME_SIZE); the HTTP/2 default is 16 KiB.
-    /// </summary>
-    public int MaxHttp2FrameBytes { get; init; } = 16 << 10;
-
-    /// <summary>
     /// Block size of Kestrel's memory pool on this endpoint. Kestrel's default 4 KiB blocks make a
     /// 1 MiB chunk 256 segments; 64 KiB blocks measured markedly faster. 0 keeps Kestrel's pool.
     /// </summary>
@@ -60,12 +55,6 @@ public sealed record GrpcTransportOptions
             throw new ArgumentException(
                 $"{nameof(StreamWindowBytes)} must be at least 65535 and at most {nameof(ConnectionWindowBytes)}.",
                 nameof(StreamWindowBytes));
-        }
-
-        if (MaxHttp2FrameBytes < 16 << 10 || MaxHttp2FrameBytes > (16 << 20) - 1)
-        {
-            throw new ArgumentException(
-                $"{nameof(MaxHttp2FrameBytes)} must be 16 KiB..16 MiB - 1, not {MaxHttp2FrameBytes}.", nameof(MaxHttp2FrameBytes));
         }
 
         if (KestrelBlockBytes != 0 && (KestrelBlockBytes < 4096 || KestrelBlockBytes > 1 << 20))

@@ -63,6 +63,19 @@ internal sealed class LinkAcceptor
         }
     }
 
+    /// <summary>Aborts every link this endpoint serves (it is stopping).</summary>
+    public void CloseAll()
+    {
+        Interlocked.Exchange(ref _newestGeneration, long.MaxValue);
+        foreach (var slot in _links.Values)
+        {
+            if (slot.Task.IsCompletedSuccessfully)
+            {
+                slot.Task.Result.Close(new ObjectDisposedException(nameof(GrpcCollectiveEndpoint), "The collectives endpoint is stopping."));
+            }
+        }
+    }
+
     /// <summary>Runs one neighbour's call; refusals throw <see cref="LinkRefusedException"/>.</summary>
     public async Task ServeAsync(
         LinkRequest request, IAsyncStreamReader<RingFrame> frames, Func<Task> accept, CancellationToken callAborted)

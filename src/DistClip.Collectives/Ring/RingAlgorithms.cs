@@ -11,46 +11,81 @@ internal static class RingAlgorithms
     /// starting at rank b, ((x_b + x_b+1) + x_b+2) + ..., and completed by rank b - 1 alone; the
     /// all-gather only copies it. So every rank ends with the same bits.
     /// </summary>
-    public static async Task AllReduceSumAsync(RingOp op, Memory<byte> data)
+    public static Task AllReduceSumAsync(RingOp op, Memory<byte> data)
     {
         int n = op.WorldSize;
         int r = op.Rank;
         if (n == 1)
         {
-            return;
+            return Task.CompletedTask;
         }
 
         var blocks = Partition.EvenFloatBlocks(data.Length / sizeof(float), n);
         Memory<byte> Block(int b) => data.Slice((int)blocks[b].Offset, (int)blocks[b].Length);
 
-        // Reduce-scatter: after step s, rank r holds the partial sum of s + 2 ranks for block r - s - 1.
-        for (int s = 0; s < n - 1; s++)
-        {
-            await StepAsync(op, op.SendAsync(Block(Mod(r - s, n))), op.ReceiveAsync(Block(Mod(r - s - 1, n)), add: true))
-                .ConfigureAwait(false);
-        }
-
-        // Rank r now owns the final sum of block r + 1; pass the owned blocks around unchanged.
-        for (int s = 0; s < n - 1; s++)
-        {
-            await StepAsync(op, op.SendAsync(Block(Mod(r + 1 - s, n))), op.ReceiveAsync(Block(Mod(r - s, n)), add: false))
-                .ConfigureAwait(false);
-        }
+        // Steps 0 .. n-2 reduce-scatter: send block r - s, add block r - s - 1 into ours. Rank r then
+        // owns the final sum of block r + 1. Steps n-1 .. 2n-3 all-gather: pass owned blocks on unchanged.
+        return PipelineAsync(
+            op,
+            steps: 2 * (n - 1),
+            send: s => Block(s < n - 1 ? Mod(r - s, n) : Mod(r + 1 - (s - (n - 1)), n)),
+            receive: s => Block(s < n - 1 ? Mod(r - s - 1, n) : Mod(r - (s - (n - 1)), n)),
+            add: s => s < n - 1);
     }
 
     /// <summary>
     /// Ring all-gather: <paramref name="output"/> holds rank b's bytes at <c>blocks[b]</c>; rank r's own
     /// block is already in place. In step s rank r forwards block r - s and receives block r - s - 1.
     /// </summary>
-    public static async Task AllGatherAsync(RingOp op, Memory<byte> output, IReadOnlyList<Partition.Block> blocks)
+    public static Task AllGatherAsync(RingOp op, Memory<byte> output, IReadOnlyList<Partition.Block> blocks)
     {
         int n = op.WorldSize;
         int r = op.Rank;
         Memory<byte> Block(int b) => output.Slice((int)blocks[b].Offset, (int)blocks[b].Length);
-        for (int s = 0; s < n - 1; s++)
+        return PipelineAsync(op, n - 1, s => Block(Mod(r - s, n)), s => Block(Mod(r - s - 1, n)), _ => false);
+    }
+
+    /// <summary>
+    /// Runs the steps of a ring schedule with frame-level pipelining. In every schedule here the block
+    /// sent in step s + 1 is the one received in step s, so each of its frames goes out as soon as
+    /// that frame has landed, rather than after the whole step: the link never drains between steps.
+    /// Step 0 sends the rank's own data, which is ready at once.
+    /// </summary>
+    private static async Task PipelineAsync(
+        RingOp op, int steps, Func<int, Memory<byte>> send, Func<int, Memory<byte>> receive, Func<int, bool> add)
+    {
+        var landed = new SemaphoreSlim[steps];
+        for (int s = 0; s < steps; s++)
         {
-            await StepAsync(op, op.SendAsync(Block(Mod(r - s, n))), op.ReceiveAsync(Block(Mod(r - s - 1, n)), add: false))
-                .ConfigureAwait(false);
+            landed[s] = new SemaphoreSlim(0);
+        }
+
+        async Task SendAll()
+        {
+            for (int s = 0; s < steps; s++)
+            {
+                await op.SendAsync(send(s), s == 0 ? null : landed[s - 1]).ConfigureAwait(false);
+            }
+        }
+
+        async Task ReceiveAll()
+        {
+            for (int s = 0; s < steps; s++)
+            {
+                await op.ReceiveAsync(receive(s), add(s), landed[s]).ConfigureAwait(false);
+            }
+        }
+
+        try
+        {
+            await BothAsync(op, SendAll(), ReceiveAll()).ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var semaphore in landed)
+            {
+                semaphore.Dispose();
+            }
         }
     }
 
@@ -76,10 +111,10 @@ internal static class RingAlgorithms
     }
 
     /// <summary>
-    /// Awaits a step's send and receive. If one fails, the other is cancelled through the group's
-    /// abort and awaited too, so nothing still touches the caller's buffers when this throws.
+    /// Awaits the sending and the receiving half. If one fails, the other is cancelled and awaited
+    /// too, so nothing still touches the caller's buffers when this throws.
     /// </summary>
-    private static async Task StepAsync(RingOp op, Task send, Task receive)
+    private static async Task BothAsync(RingOp op, Task send, Task receive)
     {
         var first = await Task.WhenAny(send, receive).ConfigureAwait(false);
         var second = first == send ? receive : send;

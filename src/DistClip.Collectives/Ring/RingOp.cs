@@ -54,21 +54,32 @@ internal sealed class RingOp
     /// <summary>Cancels the rest of the operation (one half of a step failed).</summary>
     public void AbortStep() => _cancellation.Cancel();
 
-    /// <summary>Sends <paramref name="block"/> to the right neighbour, frame by frame.</summary>
-    public async Task SendAsync(ReadOnlyMemory<byte> block)
+    /// <summary>
+    /// Sends <paramref name="block"/> to the right neighbour, frame by frame. With <paramref name="landed"/>,
+    /// each frame waits for one release: the frame of the same range having arrived (pipelining).
+    /// </summary>
+    public async Task SendAsync(ReadOnlyMemory<byte> block, SemaphoreSlim? landed = null)
     {
         int offset = 0;
         do
         {
             int length = Math.Min(_chunkBytes, block.Length - offset);
+            if (landed is not null)
+            {
+                await landed.WaitAsync(CancellationToken).ConfigureAwait(false);
+            }
+
             await SendFrameAsync(block.Slice(offset, length)).ConfigureAwait(false);
             offset += length;
         }
         while (offset < block.Length);
     }
 
-    /// <summary>Receives a block of <paramref name="destination"/>'s size and copies or adds it in.</summary>
-    public async Task ReceiveAsync(Memory<byte> destination, bool add)
+    /// <summary>
+    /// Receives a block of <paramref name="destination"/>'s size and copies or adds it in, releasing
+    /// <paramref name="landed"/> once per frame applied.
+    /// </summary>
+    public async Task ReceiveAsync(Memory<byte> destination, bool add, SemaphoreSlim? landed = null)
     {
         int offset = 0;
         do
@@ -85,6 +96,7 @@ internal sealed class RingOp
                 frame.Payload.CopyTo(target);
             }
 
+            landed?.Release();
             offset += length;
         }
         while (offset < destination.Length);
