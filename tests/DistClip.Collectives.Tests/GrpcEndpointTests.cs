@@ -48,6 +48,27 @@ public sealed class GrpcEndpointTests
         Assert.Contains("PermissionDenied", refused.Message);
     }
 
+    [Fact]
+    public async Task Cancelling_one_rank_fails_its_neighbour_through_the_broken_stream()
+    {
+        await using var a = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
+        await using var b = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
+        await using var c = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
+        var groups = await JoinAsync([a, b, c], generation: 1);
+        using var cancel = new CancellationTokenSource();
+        // Rank 2 never joins the operation, so ranks 0 and 1 stay blocked until rank 0 is cancelled.
+        var rank0 = groups[0].AllReduceSumAsync(new float[1000], cancel.Token);
+        var rank1 = groups[1].AllReduceSumAsync(new float[1000], CancellationToken.None);
+
+        cancel.Cancel();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => rank0);
+        var neighbour = await Assert.ThrowsAsync<PeerFailedException>(() => rank1);
+        Assert.Equal(0, neighbour.Peer!.Rank);
+        Assert.Contains("AllReduce #1", neighbour.Message);
+        await InMemoryRingTests.DisposeAll(groups);
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(3)]
