@@ -85,6 +85,20 @@ public sealed class InMemoryFailureTests
     }
 
     [Fact]
+    public async Task Disposing_a_group_fails_its_pending_operation_and_later_calls()
+    {
+        var groups = InMemoryCollectives.CreateGroups(2);
+        var pending = groups[0].BarrierAsync(CancellationToken.None);
+
+        await groups[0].DisposeAsync();
+
+        var error = await Assert.ThrowsAsync<CollectiveException>(() => pending);
+        Assert.Contains("disposed", error.Message);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => groups[0].BarrierAsync(CancellationToken.None));
+        await groups[1].DisposeAsync();
+    }
+
+    [Fact]
     public async Task Mismatched_sizes_across_ranks_are_rejected_not_applied()
     {
         var groups = InMemoryCollectives.CreateGroups(2);

@@ -158,9 +158,17 @@ public sealed class RingCollectiveGroup : ICollectiveGroup
             return;
         }
 
+        // A running operation fails promptly once aborted; wait for it so nothing uses the links after this.
         _aborted.Cancel();
-        await _transport.DisposeAsync().ConfigureAwait(false);
-        _aborted.Dispose();
+        await _gate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            await _transport.DisposeAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
     }
 
     private async Task RunAsync(
@@ -170,6 +178,7 @@ public sealed class RingCollectiveGroup : ICollectiveGroup
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
             if (_fault is not null)
             {
                 throw new CollectiveException(
