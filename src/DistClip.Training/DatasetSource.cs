@@ -28,6 +28,48 @@ public static class DatasetSource
     }
 
     /// <summary>
+    /// Checks that the data a spec names is there, without reading it: a run refuses a missing
+    /// dataset before any worker starts.
+    /// </summary>
+    public static void EnsureAvailable(string spec)
+    {
+        if (spec == "fashion-mnist")
+        {
+            string dir = Environment.GetEnvironmentVariable(FashionMnistDataset.DirectoryVariable) ?? FashionMnistDataset.DefaultDirectory;
+            foreach (string name in new[] { "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte" })
+            {
+                string path = Path.Combine(dir, name);
+                if (!File.Exists(path + ".gz") && !File.Exists(path))
+                {
+                    throw new Model.ConfigException("dataset", $"Fashion-MNIST is missing ({path}.gz not found); {FashionMnistDataset.InstallHint}");
+                }
+            }
+        }
+        else if (spec.StartsWith("wds:", StringComparison.Ordinal))
+        {
+            IReadOnlyList<string> shards;
+            try
+            {
+                shards = ShardPattern.Expand(spec["wds:".Length..]);
+            }
+            catch (ArgumentException e)
+            {
+                throw new Model.ConfigException("dataset", $"bad shard pattern: {e.Message}");
+            }
+
+            string? missing = shards.FirstOrDefault(s => !File.Exists(s));
+            if (missing is not null)
+            {
+                throw new Model.ConfigException("dataset", $"shard {missing} does not exist ({shards.Count} shards in the pattern)");
+            }
+        }
+        else if (spec.StartsWith("csv:", StringComparison.Ordinal) && !File.Exists(spec["csv:".Length..]))
+        {
+            throw new Model.ConfigException("dataset", $"{spec["csv:".Length..]} does not exist");
+        }
+    }
+
+    /// <summary>
     /// The labelled held-out set used for zero-shot evaluation, or null when the dataset has none
     /// (tar shards and CSV carry captions, not classes).
     /// </summary>

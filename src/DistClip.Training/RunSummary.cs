@@ -20,6 +20,11 @@ public sealed record RunSummary
     [JsonPropertyName("recall_at_1")] public RecallPair? RecallAt1 { get; init; }
     [JsonPropertyName("recall_at_5")] public RecallPair? RecallAt5 { get; init; }
     [JsonPropertyName("recall_at_10")] public RecallPair? RecallAt10 { get; init; }
+    /// <summary>SHA-256 of the final parameters, the same on every rank (the coordinator checks).</summary>
+    [JsonPropertyName("parameters_sha256")] public string? ParametersSha256 { get; init; }
+
+    /// <summary>SHA-256 chained over the sample indices rank 0 trained on, step by step: equal iff the data order was.</summary>
+    [JsonPropertyName("data_order_sha256")] public string? DataOrderSha256 { get; init; }
     [JsonPropertyName("restarts")] public int Restarts { get; init; }
     [JsonPropertyName("skipped_samples")] public long SkippedSamples { get; init; }
     [JsonPropertyName("skipped_by_reason")] public Dictionary<string, long> SkippedByReason { get; init; } = [];

@@ -16,6 +16,13 @@ public sealed record TrainOptions
     public string Dataset { get; init; } = "fashion-mnist";
 
     public int Steps { get; init; } = 300;
+
+    /// <summary>
+    /// Stop this launch after step N (with a checkpoint) although the schedule runs to
+    /// <see cref="Steps"/>; <c>--resume latest</c> continues it. 0 = run to the end.
+    /// For jobs that must fit a scheduler's time limit.
+    /// </summary>
+    public int StopAtStep { get; init; }
     public int GlobalBatch { get; init; } = 256;
     public int Seed { get; init; } = 42;
 
@@ -47,6 +54,7 @@ public sealed record TrainOptions
     public void Validate(int worldSize = 1)
     {
         Require(Steps > 0, "steps", $"must be at least 1 (got {Steps})");
+        Require(StopAtStep >= 0 && StopAtStep <= Steps, "stop_at_step", $"must be between 0 (off) and steps {Steps} (got {StopAtStep})");
         Require(GlobalBatch > 0, "global_batch", $"must be at least 1 (got {GlobalBatch})");
         Require(worldSize > 0, "workers", $"must be at least 1 (got {worldSize})");
         Require(GlobalBatch % worldSize == 0, "global_batch",

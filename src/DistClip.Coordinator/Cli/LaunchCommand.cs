@@ -1,63 +1,112 @@
 using System.Globalization;
+using System.Net;
+using DistClip.Control;
+using DistClip.Coordinator.Launchers;
+using DistClip.Coordinator.Runs;
+using DistClip.Coordinator.Services;
 using DistClip.Model;
 using DistClip.Training;
 using Microsoft.Extensions.Logging;
 
 namespace DistClip.Coordinator.Cli;
 
-/// <summary><c>coordinator launch</c>: parses the run's settings, trains, evaluates, writes summary.json.</summary>
+/// <summary>
+/// <c>coordinator launch</c>: checks the run, starts the control plane and the workers (here, by the
+/// local launcher), shows progress, and writes the summary. <c>coordinator serve</c> is the same run
+/// waiting for workers started elsewhere.
+/// </summary>
 internal static class LaunchCommand
 {
-    public static int Run(string[] args, ILoggerFactory loggers, CancellationToken ct)
+    public static async Task<int> RunAsync(string[] args, bool serve, ILoggerFactory loggers, CancellationToken ct)
     {
-        TrainOptions options;
-        string runDir;
-        try
-        {
-            (options, runDir) = Parse(args);
-            options.Validate(worldSize: 1);
-        }
-        catch (ConfigException e)
-        {
-            Console.Error.WriteLine($"error: {e.Message}");
-            Console.Error.WriteLine("Run 'coordinator launch --help' for the settings.");
-            return ExitCodes.BadConfiguration;
-        }
-
-        if (options.Threads == 0)
-        {
-            // One process here: it may use every core.
-            options = options with { Threads = Environment.ProcessorCount };
-        }
-
         var logger = loggers.CreateLogger("DistClip.Coordinator");
-        using var progress = new ProgressReporter(options.Steps, options.LogEvery, Console.Out, interactive: !Console.IsOutputRedirected);
-        RunSummary summary;
+        RunPlan plan;
+        ServeOptions? serveOptions = null;
         try
         {
-            summary = SingleProcessRun.Run(options, logger, progress, ct);
+            var (settings, rest) = Parse(args);
+            serveOptions = serve ? ServeOptions.Parse(rest) : rest.Count == 0 ? null : throw new ConfigException(rest[0], "unknown option; run 'coordinator launch --help'");
+            plan = Preflight.Check(settings, w => Console.Error.WriteLine($"warning: {w}"));
         }
-        catch (ConfigException e)
+        catch (Exception e) when (e is ConfigException or Data.DataException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"Run 'coordinator {(serve ? "serve" : "launch")} --help' for the settings.");
             return ExitCodes.BadConfiguration;
         }
-        catch (Data.DataException e)
+
+        var s = plan.Settings;
+        string secret = serveOptions?.Secret ?? RunSecret.Generate();
+        var runSettings = new RunSettings
         {
-            Console.Error.WriteLine($"error: {e.Message}");
-            return ExitCodes.BadConfiguration;
+            RunId = plan.RunId,
+            Secret = secret,
+            Training = s.Training,
+            WorldSize = s.Workers,
+            RunDirectory = plan.RunDirectory,
+            CheckpointRoot = plan.CheckpointRoot,
+            CheckpointEvery = s.CheckpointEvery,
+            KeepCheckpoints = s.Keep,
+            ResumeFrom = plan.Resume?.Directory,
+            MaxRestarts = s.MaxRestarts,
+            HeartbeatTimeout = TimeSpan.FromSeconds(s.HeartbeatTimeoutSeconds),
+            CollectiveTimeout = TimeSpan.FromSeconds(s.CollectiveTimeoutSeconds),
+            JoinTimeout = serve ? TimeSpan.FromHours(1) : TimeSpan.FromMinutes(5),
+        };
+
+        using var run = new RunCoordinator(runSettings, loggers.CreateLogger<RunCoordinator>());
+        var bind = serveOptions?.Bind ?? IPAddress.Loopback;
+        await using var server = await CoordinatorServer.StartAsync(run, bind, serveOptions?.Port ?? 0,
+            serveOptions?.AdvertiseHost ?? (IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName()), ct);
+        Console.WriteLine($"run {plan.RunId}: {s.Workers} worker(s), {s.Training.Model} on {s.Training.Dataset}, " +
+            $"{s.Training.Steps} steps at global batch {s.Training.GlobalBatch}" + (plan.Resume is null ? "" : $", resuming from step {plan.Resume.Step}"));
+        Console.WriteLine($"coordinator listening at {server.Address}; logs and summary in {plan.RunDirectory}");
+
+        using var progress = new ProgressReporter(s.Training.Steps, s.Training.LogEvery, Console.Out, interactive: !Console.IsOutputRedirected);
+        run.ProgressReported += p => progress.Report(p.Step, p.TotalSteps, p.Loss, p.LearningRate, p.LogitScale, p.Samples);
+        run.CheckpointReported += c => progress.Note($"checkpoint of step {c.Step} committed: {c.Directory}");
+        run.GenerationAborted += why => progress.Note($"generation aborted: {why}; restarting from the latest checkpoint");
+        await using var launcher = serve ? null : new LocalLauncher(run, server.Address, loggers.CreateLogger<LocalLauncher>());
+        if (serve)
+        {
+            string secretFile = Path.Combine(plan.RunDirectory, "secret");
+            if (serveOptions!.Secret is null)
+            {
+                WriteSecret(secretFile, secret);
+            }
+
+            Console.WriteLine($"waiting for {s.Workers} workers: worker --coordinator {server.Address} --secret-file {(serveOptions.Secret is null ? secretFile : "<yours>")}");
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        else
         {
-            Console.Error.WriteLine("interrupted");
-            return ExitCodes.Interrupted;
+            launcher!.Start();
+        }
+
+        RunOutcome outcome;
+        using (ct.Register(() => run.Fail("interrupted")))
+        {
+            outcome = await run.Completion.ConfigureAwait(false);
         }
 
         progress.Finish();
-        string summaryPath = Path.Combine(runDir, "summary.json");
+        if (!outcome.Succeeded)
+        {
+            Console.Error.WriteLine($"error: the run failed: {outcome.Error}");
+            Console.Error.WriteLine($"worker logs: {Path.Combine(plan.RunDirectory, "logs")}");
+            return ct.IsCancellationRequested ? ExitCodes.Interrupted : ExitCodes.Failure;
+        }
+
+        var summary = outcome.Summary!;
+        string summaryPath = Path.Combine(plan.RunDirectory, "summary.json");
         summary.Write(summaryPath);
+        Report(summary, summaryPath);
+        return ExitCodes.Success;
+    }
+
+    private static void Report(RunSummary summary, string summaryPath)
+    {
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"trained {summary.Steps} steps of {summary.Model} at {summary.SamplesPerSecond:F0} samples/s; final loss {summary.FinalLoss:F3}"));
+            $"trained {summary.Steps} steps of {summary.Model} on {summary.WorldSize} worker(s) at {summary.SamplesPerSecond:F0} samples/s; final loss {summary.FinalLoss:F3}; restarts {summary.Restarts}"));
         if (summary.ZeroShotTop1 is { } top1)
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -71,14 +120,23 @@ internal static class LaunchCommand
         }
 
         Console.WriteLine($"summary: {summaryPath}");
-        return ExitCodes.Success;
     }
 
-    internal static (TrainOptions Options, string RunDir) Parse(string[] args)
+    private static void WriteSecret(string path, string secret)
     {
-        var options = new TrainOptions();
-        string? runDir = null;
-        var overrides = new List<(TrainOptionTable.Setting Setting, string Value)>();
+        File.WriteAllText(path, secret + "\n");
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+    }
+
+    /// <summary>Settings from <c>--config FILE</c> and <c>--SETTING VALUE</c>; returns what it did not recognise.</summary>
+    internal static (LaunchSettings Settings, List<string> Unrecognised) Parse(string[] args)
+    {
+        var settings = new LaunchSettings();
+        var overrides = new List<(SettingTable.Setting Setting, string Value)>();
+        var rest = new List<string>();
         for (int i = 0; i < args.Length; i++)
         {
             string arg = args[i];
@@ -105,39 +163,41 @@ internal static class LaunchCommand
                 throw new ConfigException(name, "needs a value");
             }
 
-            switch (name)
+            if (name == "config")
             {
-                case "config":
-                    options = TrainOptionTable.ApplyJson(options, value);
-                    break;
-                case "run-dir":
-                    runDir = value;
-                    break;
-                default:
-                    var setting = TrainOptionTable.Find(name)
-                        ?? throw new ConfigException(name, "unknown option; run 'coordinator launch --help'");
-                    overrides.Add((setting, value));
-                    break;
+                settings = SettingTable.ApplyJson(settings, value);
+            }
+            else if (SettingTable.Find(name) is { } setting)
+            {
+                overrides.Add((setting, value));
+            }
+            else
+            {
+                rest.Add(name);
+                rest.Add(value);
             }
         }
 
         // The command line overrides the JSON config wherever the two appear on the line.
         foreach (var (setting, value) in overrides)
         {
-            options = setting.Apply(options, value);
+            settings = setting.Apply(settings, value);
         }
 
-        runDir ??= Path.Combine("runs", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
-        return (options, runDir);
+        return (settings, rest);
     }
 
-    public static void PrintHelp(TextWriter output)
+    public static void PrintHelp(TextWriter output, bool serve)
     {
-        output.WriteLine("usage: coordinator launch [--config FILE] [--run-dir DIR] [--SETTING VALUE ...]");
+        output.WriteLine(serve
+            ? "usage: coordinator serve [--bind ADDRESS] [--port N] [--advertise-host HOST] [--secret-file FILE] [--config FILE] [--SETTING VALUE ...]"
+            : "usage: coordinator launch [--config FILE] [--SETTING VALUE ...]");
         output.WriteLine();
-        output.WriteLine("Trains a CLIP model and reports zero-shot accuracy; writes DIR/summary.json (default runs/<time>).");
+        output.WriteLine(serve
+            ? "Runs the coordinator of a run whose workers are started elsewhere (Kubernetes, ssh, SLURM)."
+            : "Trains a CLIP model with N worker processes on this machine; writes <run dir>/summary.json.");
         output.WriteLine("Settings (JSON config keys use snake_case; the command line overrides the config):");
-        foreach (var s in TrainOptionTable.Settings)
+        foreach (var s in SettingTable.Settings)
         {
             output.WriteLine($"  --{s.Name,-18} {s.Help}");
         }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using DistClip.Training.Steps;
 
 namespace DistClip.Coordinator.Cli;
 
@@ -8,37 +7,60 @@ namespace DistClip.Coordinator.Cli;
 /// Live progress: one line rewritten in place on a terminal; a plain line every
 /// <c>logEvery</c> steps when the output is a file or a pipe.
 /// </summary>
-internal sealed class ProgressReporter(int totalSteps, int logEvery, TextWriter output, bool interactive) : IProgress<StepMetrics>, IDisposable
+internal sealed class ProgressReporter(int totalSteps, int logEvery, TextWriter output, bool interactive) : IDisposable
 {
     private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly Lock _lock = new();
     private long _samples;
+    private long _firstStep = -1;
     private bool _lineOpen;
 
-    public void Report(StepMetrics value)
+    public void Report(long step, long total, double loss, double learningRate, double logitScale, int samples)
     {
-        _samples += value.Samples;
-        double elapsed = _clock.Elapsed.TotalSeconds;
-        double rate = _samples / Math.Max(elapsed, 1e-9);
-        double eta = (totalSteps - value.Step) * (elapsed / value.Step);
-        string line = string.Create(CultureInfo.InvariantCulture,
-            $"step {value.Step}/{totalSteps}  loss {value.Loss:F4}  lr {value.LearningRate:0.###e+0}  t {Math.Exp(value.LogitScale):F1}  {rate:F0} samples/s  ETA {TimeSpan.FromSeconds(Math.Round(eta)):c}");
-        if (interactive)
+        lock (_lock)
         {
-            output.Write("\r" + line.PadRight(100));
-            _lineOpen = true;
+            if (_firstStep < 0)
+            {
+                _firstStep = step - 1; // a resumed run starts mid-way
+                _clock.Restart();
+            }
+
+            _samples += samples;
+            double elapsed = Math.Max(_clock.Elapsed.TotalSeconds, 1e-9);
+            double eta = (total - step) * (elapsed / Math.Max(1, step - _firstStep));
+            string line = string.Create(CultureInfo.InvariantCulture,
+                $"step {step}/{total}  loss {loss:F4}  lr {learningRate:0.###e+0}  t {Math.Exp(logitScale):F1}  {_samples / elapsed:F0} samples/s  ETA {TimeSpan.FromSeconds(Math.Round(eta)):c}");
+            if (interactive)
+            {
+                output.Write("\r" + line.PadRight(100));
+                _lineOpen = true;
+            }
+            else if (step % logEvery == 0 || step == totalSteps)
+            {
+                output.WriteLine(line);
+            }
         }
-        else if (value.Step % logEvery == 0 || value.Step == totalSteps)
+    }
+
+    /// <summary>A line that must not be overwritten (an abort, a restart).</summary>
+    public void Note(string text)
+    {
+        lock (_lock)
         {
-            output.WriteLine(line);
+            Finish();
+            output.WriteLine(text);
         }
     }
 
     public void Finish()
     {
-        if (_lineOpen)
+        lock (_lock)
         {
-            output.WriteLine();
-            _lineOpen = false;
+            if (_lineOpen)
+            {
+                output.WriteLine();
+                _lineOpen = false;
+            }
         }
     }
 

@@ -19,6 +19,7 @@ public sealed class ClipTrainer : IDisposable
     private readonly LearningRateSchedule _schedule;
     private readonly IStepCollectives _collectives;
     private readonly List<Parameter> _parameters;
+    private readonly List<Parameter> _towerParameters;
     private readonly double _gradClip;
 
     public ClipTrainer(ClipModel model, OptimizerSettings options, int totalSteps, Device device, IStepCollectives? collectives = null)
@@ -27,6 +28,9 @@ public sealed class ClipTrainer : IDisposable
         Device = device;
         _collectives = collectives ?? SingleProcessCollectives.Instance;
         _parameters = model.parameters().Where(p => p.requires_grad).ToList();
+        // Every rank computes the full global loss, so the temperature's gradient is already whole
+        // (and identical) on each rank: summing it over ranks would count it N times.
+        _towerParameters = _parameters.Where(p => p.Handle != model.LogitScale.Handle).ToList();
         _optimizer = OptimizerFactory.Create(model, options);
         _schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, totalSteps, options.MinLearningRate);
         _gradClip = options.GradClipNorm;
@@ -75,7 +79,7 @@ public sealed class ClipTrainer : IDisposable
         loss.backward();
         double backward = Lap(clock);
 
-        _collectives.ReduceGradients(_parameters, ct);
+        _collectives.ReduceGradients(_towerParameters, ct);
         double reduce = Lap(clock);
 
         // An infinite bound measures the norm without clipping.

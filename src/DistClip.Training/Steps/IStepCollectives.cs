@@ -23,9 +23,9 @@ public interface IStepCollectives
     (Tensor Images, Tensor Texts) GatherFeatures(Tensor localImages, Tensor localTexts, CancellationToken ct);
 
     /// <summary>
-    /// Sums the gradients of <paramref name="parameters"/> over ranks, in place. Every rank computes
-    /// the full global loss, so a parameter outside the towers (the temperature) already holds the
-    /// whole gradient and must be counted once, not summed.
+    /// Sums the gradients of <paramref name="parameters"/> (the towers' parameters) over ranks, in
+    /// place. The caller leaves the temperature out: every rank computes the full global loss, so its
+    /// gradient is already whole on each rank and summing would count it N times.
     /// </summary>
     void ReduceGradients(IReadOnlyList<Parameter> parameters, CancellationToken ct);
 }

@@ -1,0 +1,42 @@
+using DistClip.Model;
+using DistClip.Training;
+
+namespace DistClip.Coordinator.Cli;
+
+/// <summary>A run as the user asked for it: the training settings and how to run them.</summary>
+public sealed record LaunchSettings
+{
+    public TrainOptions Training { get; init; } = new();
+    public int Workers { get; init; } = 2;
+    public string? RunId { get; init; }
+    public string? RunDir { get; init; }
+    public string CheckpointDir { get; init; } = "checkpoints";
+    public int CheckpointEvery { get; init; } = 100;
+    public int Keep { get; init; } = 3;
+    public string? Resume { get; init; }
+    public int MaxRestarts { get; init; } = 3;
+    public double HeartbeatTimeoutSeconds { get; init; } = 15;
+    public double CollectiveTimeoutSeconds { get; init; } = 60;
+
+    /// <summary>Refuses what is wrong with the settings themselves (the files they name are checked in <see cref="Preflight"/>).</summary>
+    public void Validate()
+    {
+        Require(Workers >= 1, "workers", $"must be at least 1 (got {Workers})");
+        Require(CheckpointEvery >= 0, "checkpoint_every", $"must be 0 (only at the end) or more (got {CheckpointEvery})");
+        Require(Keep >= 1, "keep", $"must be at least 1 (got {Keep})");
+        Require(MaxRestarts >= 0, "max_restarts", $"must be 0 or more (got {MaxRestarts})");
+        Require(HeartbeatTimeoutSeconds > 0, "heartbeat_timeout", $"must be positive (got {HeartbeatTimeoutSeconds})");
+        Require(CollectiveTimeoutSeconds > 0, "collective_timeout", $"must be positive (got {CollectiveTimeoutSeconds})");
+        Require(RunId is null || (RunId.Length > 0 && RunId.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') && !RunId.StartsWith('.')),
+            "run_id", $"'{RunId}' must be letters, digits, '-', '_' or '.', not starting with '.'");
+        Training.Validate(Workers);
+    }
+
+    private static void Require(bool ok, string field, string message)
+    {
+        if (!ok)
+        {
+            throw new ConfigException(field, message);
+        }
+    }
+}

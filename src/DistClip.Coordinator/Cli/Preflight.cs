@@ -1,0 +1,117 @@
+using System.Globalization;
+using DistClip.Checkpoints;
+using DistClip.Model;
+using DistClip.Training;
+
+namespace DistClip.Coordinator.Cli;
+
+/// <summary>The resolved plan of a run: everything checked before the first worker starts.</summary>
+public sealed record RunPlan(LaunchSettings Settings, string RunId, string RunDirectory, string CheckpointRoot, ResolvedCheckpoint? Resume);
+
+/// <summary>
+/// Refuses a run that cannot work before anything starts, naming the field and the fix: unknown
+/// model, missing dataset, unwritable checkpoint directory, a checkpoint that is corrupt or was
+/// trained with other settings.
+/// </summary>
+public static class Preflight
+{
+    public static RunPlan Check(LaunchSettings settings, Action<string> warn)
+    {
+        settings.Validate();
+        var model = ClipConfig.Load(settings.Training.Model); // refuses unknown names and bad files by field
+        if (model.Text.VocabSize < Data.ClipTokenizer.R50kVocabSize)
+        {
+            throw new ConfigException("model", $"{model.Name} has a text vocabulary of {model.Text.VocabSize}, smaller than the tokenizer's {Data.ClipTokenizer.R50kVocabSize}");
+        }
+
+        DatasetSource.EnsureAvailable(settings.Training.Dataset);
+        string root = Path.GetFullPath(settings.CheckpointDir);
+        EnsureWritable(root, "checkpoint_dir");
+
+        ResolvedCheckpoint? resume = null;
+        string? runId = settings.RunId;
+        if (settings.Resume is not null)
+        {
+            (resume, runId) = ResolveResume(settings.Resume, root, runId, warn);
+            try
+            {
+                resume.EnsureConfigCompatible(TrainingSession.CheckpointConfigOf(settings.Training, settings.Workers), TrainingSession.ResumableChanges);
+            }
+            catch (CheckpointMismatchException e)
+            {
+                throw new ConfigException("resume",
+                    $"{resume.Directory} was trained with other settings; refusing to resume. Differences:\n  " + string.Join("\n  ", e.Differences));
+            }
+        }
+
+        runId ??= DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + Guid.NewGuid().ToString("N")[..6];
+        string runDir = Path.GetFullPath(settings.RunDir ?? Path.Combine("runs", runId));
+        EnsureWritable(runDir, "run_dir");
+        return new RunPlan(settings, runId, runDir, root, resume);
+    }
+
+    private static (ResolvedCheckpoint, string RunId) ResolveResume(string resume, string root, string? runId, Action<string> warn)
+    {
+        if (resume != "latest")
+        {
+            ResolvedCheckpoint direct;
+            try
+            {
+                direct = CheckpointStore.ResolveDirectory(resume, CancellationToken.None);
+            }
+            catch (IOException e)
+            {
+                throw new ConfigException("resume", e.Message);
+            }
+
+            string parent = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(direct.Directory))!);
+            return (direct, runId ?? parent);
+        }
+
+        runId ??= NewestRun(root) ?? throw new ConfigException("resume", $"no run with a checkpoint under {root}; name one with --run-id or give a checkpoint directory");
+        ResolvedCheckpoint? latest;
+        try
+        {
+            latest = new CheckpointStore(new CheckpointOptions(root, runId)).ResolveLatest(CancellationToken.None);
+        }
+        catch (IOException e)
+        {
+            throw new ConfigException("resume", e.Message);
+        }
+
+        if (latest is null)
+        {
+            throw new ConfigException("resume", $"run {runId} under {root} has no committed checkpoint");
+        }
+
+        foreach (string w in latest.Warnings)
+        {
+            warn(w);
+        }
+
+        return (latest, runId);
+    }
+
+    /// <summary>The run under the root whose <c>latest</c> pointer changed last.</summary>
+    private static string? NewestRun(string root) =>
+        !Directory.Exists(root) ? null : new DirectoryInfo(root).EnumerateDirectories()
+            .Where(d => File.Exists(Path.Combine(d.FullName, "latest")))
+            .OrderByDescending(d => File.GetLastWriteTimeUtc(Path.Combine(d.FullName, "latest")))
+            .Select(d => d.Name)
+            .FirstOrDefault();
+
+    private static void EnsureWritable(string directory, string field)
+    {
+        try
+        {
+            Directory.CreateDirectory(directory);
+            string probe = Path.Combine(directory, $".write-probe-{Environment.ProcessId}");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException(field, $"{directory} is not writable: {e.Message}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+using DistClip.Training;
+
+namespace DistClip.Coordinator.Runs;
+
+/// <summary>How a run ended.</summary>
+public sealed record RunOutcome(bool Succeeded, RunSummary? Summary, string? Error, int Restarts)
+{
+    public static RunOutcome Success(RunSummary summary, int restarts) => new(true, summary, null, restarts);
+
+    public static RunOutcome Failure(string error, int restarts) => new(false, null, error, restarts);
+}

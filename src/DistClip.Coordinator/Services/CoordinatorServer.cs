@@ -1,0 +1,59 @@
+using System.Net;
+using DistClip.Coordinator.Runs;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace DistClip.Coordinator.Services;
+
+/// <summary>The coordinator's gRPC (h2c) server for the control plane. Tensors never come here.</summary>
+public sealed class CoordinatorServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private CoordinatorServer(WebApplication app, Uri address)
+    {
+        _app = app;
+        Address = address;
+    }
+
+    /// <summary>Where workers reach the coordinator, e.g. <c>http://127.0.0.1:40123/</c>.</summary>
+    public Uri Address { get; }
+
+    public static async Task<CoordinatorServer> StartAsync(RunCoordinator run, IPAddress bind, int port, string advertiseHost, CancellationToken ct)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseKestrel(kestrel =>
+        {
+            kestrel.Listen(bind, port, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.AddServerHeader = false;
+            // Heartbeat streams idle between beats; join calls wait for the whole world.
+            kestrel.Limits.MinRequestBodyDataRate = null;
+            kestrel.Limits.KeepAliveTimeout = TimeSpan.FromMinutes(30);
+        });
+        builder.Services.AddSingleton(run);
+        builder.Services.AddGrpc(grpc =>
+        {
+            grpc.Interceptors.Add<SecretInterceptor>(run.Settings.Secret);
+            grpc.MaxReceiveMessageSize = 16 << 20; // rank 0's summary is the largest message
+            grpc.EnableDetailedErrors = true;
+        });
+        var app = builder.Build();
+        app.MapGrpcService<RunControlService>();
+        await app.StartAsync(ct).ConfigureAwait(false);
+        string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        var uri = new Uri(bound);
+        return new CoordinatorServer(app, new UriBuilder(uri) { Host = advertiseHost }.Uri);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}

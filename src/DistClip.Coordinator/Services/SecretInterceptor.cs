@@ -1,0 +1,32 @@
+using DistClip.Control;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+
+namespace DistClip.Coordinator.Services;
+
+/// <summary>Refuses every control-plane call that does not carry the run's secret, before its handler runs.</summary>
+public sealed class SecretInterceptor(string secret) : Interceptor
+{
+    public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
+        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        Check(context);
+        return continuation(request, context);
+    }
+
+    public override Task DuplexStreamingServerHandler<TRequest, TResponse>(
+        IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
+        DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        Check(context);
+        return continuation(requestStream, responseStream, context);
+    }
+
+    private void Check(ServerCallContext context)
+    {
+        if (!RunSecret.Matches(secret, context.RequestHeaders.GetValue(RunSecret.Header)))
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, "this run's secret is required to join it"));
+        }
+    }
+}

@@ -1,0 +1,279 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using DistClip.Checkpoints;
+using OptimizerState = DistClip.Checkpoints.OptimizerState;
+using DistClip.Data;
+using DistClip.Model;
+using DistClip.Training.Evaluation;
+using DistClip.Training.Steps;
+using Microsoft.Extensions.Logging;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DistClip.Training;
+
+/// <summary>
+/// One rank's whole training: model, optimizer, data from a cursor, the step loop, checkpoints and
+/// the final evaluation. The same code trains alone (<see cref="SingleProcessCollectives"/>) and as
+/// rank r of N (real collectives); the state it checkpoints is identical on every rank.
+/// </summary>
+public sealed partial class TrainingSession : IDisposable
+{
+    /// <summary>Settings that may differ between a checkpoint and the run resuming it.</summary>
+    public static readonly IReadOnlySet<string> ResumableChanges = new HashSet<string>
+    {
+        "steps", "stop_at_step", "threads", "device", "eval_every", "eval_samples", "retrieval_samples",
+        "decode_threads", "prefetch", "log_every",
+    };
+
+    private readonly TrainOptions _options;
+    private readonly IStepCollectives _collectives;
+    private readonly ILogger _logger;
+    private readonly IImageTextDataset _train;
+    private readonly IImageTextDataset? _heldOut;
+    private readonly ClipTokenizer _tokenizer;
+    private readonly ImageSpec _spec;
+    private readonly GlobalBatchSampler _sampler;
+    private readonly ClipTrainer _trainer;
+    private readonly List<HistoryPoint> _history = [];
+    private SamplerCursor _cursor = SamplerCursor.Start;
+    private double _trainSeconds;
+    private long _samples;
+    private StepMetrics? _last;
+    private byte[] _dataOrder = new byte[32];
+
+    public TrainingSession(TrainOptions options, IStepCollectives collectives, ILogger logger)
+    {
+        options.Validate(collectives.WorldSize);
+        _options = options;
+        _collectives = collectives;
+        _logger = logger;
+        Config = ClipConfig.Load(options.Model);
+        _tokenizer = ClipTokenizer.CreateR50k();
+        _tokenizer.EnsureModelVocabulary(Config.Text.VocabSize);
+        _train = DatasetSource.OpenTrain(options.Dataset, logger);
+        _heldOut = collectives.Rank == 0 ? DatasetSource.OpenEvaluation(options.Dataset) : null;
+        if (options.GlobalBatch > _train.Count)
+        {
+            throw new ConfigException("global_batch", $"{options.GlobalBatch} is larger than the {_train.Count} samples of {_train.Name}");
+        }
+
+        TorchRuntime.SetThreads(options.Threads);
+        Device = TorchRuntime.SelectDevice(options.Device);
+        torch.manual_seed(options.Seed);
+        Model = new ClipModel(Config);
+        Model.to(Device);
+        _spec = DatasetSource.ImageSpecFor(Config.Vision.Channels, Config.Vision.ImageSize);
+        _sampler = new GlobalBatchSampler(_train.Count, options.GlobalBatch, collectives.WorldSize, options.Seed);
+        _trainer = new ClipTrainer(Model, options.Optimizer, options.Steps, Device, collectives);
+    }
+
+    public ClipConfig Config { get; }
+
+    public ClipModel Model { get; }
+
+    public Device Device { get; }
+
+    public long StepsDone => _trainer.StepsDone;
+
+    /// <summary>The sampler cursor of the next batch to train on.</summary>
+    public SamplerCursor Cursor => _cursor;
+
+    /// <summary>Where the current step is (for heartbeats).</summary>
+    public string Phase { get; private set; } = "loading";
+
+    /// <summary>The configuration a checkpoint records and a resume compares.</summary>
+    public JsonElement CheckpointConfig() => CheckpointConfigOf(_options, _collectives.WorldSize);
+
+    /// <summary>The configuration a run of these options over <paramref name="worldSize"/> ranks records in its checkpoints.</summary>
+    public static JsonElement CheckpointConfigOf(TrainOptions options, int worldSize)
+    {
+        var node = JsonNode.Parse(TrainOptionsJson.Serialize(options))!.AsObject();
+        node["world_size"] = worldSize;
+        return JsonSerializer.SerializeToElement(node);
+    }
+
+    /// <summary>Restores model, optimizer, step, data cursor, RNG and curve from a verified checkpoint.</summary>
+    public void Load(ResolvedCheckpoint checkpoint)
+    {
+        checkpoint.EnsureConfigCompatible(CheckpointConfig(), ResumableChanges);
+        using (var model = checkpoint.Open(CheckpointFiles.Model))
+        {
+            ModelState.Load(Model, model);
+        }
+
+        using (var optimizer = checkpoint.Open(CheckpointFiles.Optimizer))
+        {
+            OptimizerState.Load((OptimizerHelper)_trainer.Optimizer, optimizer);
+        }
+
+        var state = checkpoint.State;
+        _trainer.StepsDone = checkpoint.Step;
+        _cursor = new SamplerCursor((int)state["epoch"]!, (long)state["batch_in_epoch"]!);
+        RngState.Restore(Convert.FromBase64String((string)state["rng"]!));
+        _samples = (long)state["samples"]!;
+        _trainSeconds = (double)state["train_seconds"]!;
+        _dataOrder = Convert.FromHexString((string)state["data_order"]!);
+        _history.Clear();
+        _history.AddRange(state["history"].Deserialize<List<HistoryPoint>>() ?? []);
+        LogResumed(_logger, checkpoint.Step, checkpoint.Directory);
+    }
+
+    /// <summary>Commits a checkpoint of the current state (rank 0 calls this; every rank holds the same state).</summary>
+    public CommittedCheckpoint Save(CheckpointStore store, CancellationToken ct)
+    {
+        var previous = Phase;
+        Phase = "checkpoint";
+        var state = new JsonObject
+        {
+            ["epoch"] = _cursor.Epoch,
+            ["batch_in_epoch"] = _cursor.BatchInEpoch,
+            ["rng"] = Convert.ToBase64String(RngState.Capture()),
+            ["samples"] = _samples,
+            ["train_seconds"] = _trainSeconds,
+            ["history"] = JsonSerializer.SerializeToNode(_history),
+            ["data_order"] = Convert.ToHexString(_dataOrder),
+        };
+        var files = new Dictionary<string, Action<Stream>>
+        {
+            [CheckpointFiles.Model] = s => ModelState.Save(Model, s),
+            [CheckpointFiles.Optimizer] = s => OptimizerState.Save((OptimizerHelper)_trainer.Optimizer, s),
+        };
+        var committed = store.Commit(StepsDone, state, CheckpointConfig(), files, ct);
+        Phase = previous;
+        return committed;
+    }
+
+    /// <summary>
+    /// Trains from the current step to <see cref="TrainOptions.Steps"/> (or <see cref="TrainOptions.StopAtStep"/>),
+    /// calling <paramref name="afterStep"/> after every optimizer step (checkpoints, progress).
+    /// </summary>
+    public void Train(Action<StepMetrics>? afterStep, CancellationToken ct)
+    {
+        long end = _options.StopAtStep > 0 ? _options.StopAtStep : _options.Steps;
+        if (StepsDone >= end)
+        {
+            return;
+        }
+
+        Phase = "data";
+        using var loader = new ClipDataLoader(_train, _spec, _tokenizer, Config.Text.ContextLength, _sampler, _collectives.Rank, _cursor,
+            new DataLoaderOptions(_options.DecodeThreads, _options.Prefetch));
+        while (StepsDone < end)
+        {
+            Phase = "data";
+            var batch = loader.Next(ct);
+            while (batch.Count == 0 && _collectives.WorldSize == 1)
+            {
+                // Every sample of this batch was skipped (and counted); a step needs at least one pair.
+                // With several ranks the others' samples still make a global batch.
+                batch = loader.Next(ct);
+            }
+
+            _cursor = loader.NextCursor;
+            ChainDataOrder(batch.Indices);
+            Phase = "step";
+            var metrics = _trainer.Step(batch, loader.LastWait.TotalSeconds, ct);
+            _trainSeconds += metrics.Times.Total;
+            _samples += metrics.Samples;
+            _last = metrics;
+            bool evaluate = _heldOut is not null && _options.EvalEvery > 0 && metrics.Step % _options.EvalEvery == 0 && metrics.Step < _options.Steps;
+            double? top1 = evaluate ? Evaluate().ZeroShot.Top1 : null;
+            if (metrics.Step % _options.LogEvery == 0 || top1 is not null)
+            {
+                _history.Add(new HistoryPoint(metrics.Step, metrics.Loss, metrics.LearningRate, _samples / _trainSeconds, top1));
+            }
+
+            afterStep?.Invoke(metrics);
+        }
+
+        Phase = "finished";
+    }
+
+    /// <summary>h ← SHA-256(h ‖ indices): one value that changes if any sample or its position differs.</summary>
+    private void ChainDataOrder(int[] indices)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(_dataOrder);
+        hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(indices.AsSpan()));
+        _dataOrder = hash.GetHashAndReset();
+    }
+
+    /// <summary>Zero-shot accuracy and retrieval recall on the held-out split (rank 0 only).</summary>
+    public EvaluationResult Evaluate()
+    {
+        if (_heldOut is null)
+        {
+            throw new InvalidOperationException("only rank 0 of a labelled dataset evaluates");
+        }
+
+        var previous = Phase;
+        Phase = "evaluate";
+        var result = new Evaluator(_heldOut, _tokenizer, _spec, _options.EvalSamples, _options.RetrievalSamples).Evaluate(Model, Device);
+        LogEvaluation(_logger, StepsDone, result.ZeroShot.Top1);
+        Phase = previous;
+        return result;
+    }
+
+    /// <summary>The run's summary as this rank sees it (rank 0's is the run's), with a final evaluation when there is a held-out set.</summary>
+    public RunSummary Summarize(double wallSeconds)
+    {
+        EvaluationResult? final = _heldOut is null ? null : Evaluate();
+        double rate = _trainSeconds > 0 ? _samples / _trainSeconds : 0;
+        var history = new List<HistoryPoint>(_history);
+        if (_last is not null || final is not null)
+        {
+            history.Add(new HistoryPoint(StepsDone, _last?.Loss ?? double.NaN, _last?.LearningRate ?? 0, rate, final?.ZeroShot.Top1));
+        }
+
+        return new RunSummary
+        {
+            Model = Config.Name,
+            Dataset = _train.Name,
+            Steps = StepsDone,
+            GlobalBatch = _options.GlobalBatch,
+            WorldSize = _collectives.WorldSize,
+            SamplesPerSecond = rate,
+            WallSeconds = wallSeconds,
+            FinalLoss = _last?.Loss ?? double.NaN,
+            ZeroShotTop1 = final?.ZeroShot.Top1,
+            ZeroShotTop5 = final?.ZeroShot.Top5,
+            ZeroShotSamples = final?.ZeroShot.Samples,
+            RecallAt1 = final?.Retrieval is { } r1 ? new RecallPair(r1.ImageToTextR1, r1.TextToImageR1) : null,
+            RecallAt5 = final?.Retrieval is { } r5 ? new RecallPair(r5.ImageToTextR5, r5.TextToImageR5) : null,
+            RecallAt10 = final?.Retrieval is { } r10 ? new RecallPair(r10.ImageToTextR10, r10.TextToImageR10) : null,
+            DataOrderSha256 = Convert.ToHexString(_dataOrder).ToLowerInvariant(),
+            SkippedSamples = _train.Skips.Total,
+            SkippedByReason = _train.Skips.Snapshot().ToDictionary(kv => kv.Key.ToString(), kv => kv.Value),
+            History = history,
+        };
+    }
+
+    /// <summary>SHA-256 over every parameter's bytes in order: equal on all ranks iff the replicas are bit-identical.</summary>
+    public string ParametersSha256()
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var (_, p) in Model.named_parameters())
+        {
+            using var cpu = p.detach().cpu().contiguous();
+            hash.AppendData(cpu.bytes);
+        }
+
+        return Convert.ToHexString(hash.GetHashAndReset()).ToLowerInvariant();
+    }
+
+    public void Dispose()
+    {
+        _trainer.Dispose();
+        Model.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Resumed at step {Step} from {Directory}")]
+    private static partial void LogResumed(ILogger logger, long step, string directory);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Step {Step}: zero-shot top-1 {Top1:P1}")]
+    private static partial void LogEvaluation(ILogger logger, long step, double top1);
+}

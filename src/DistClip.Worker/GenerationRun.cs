@@ -1,0 +1,156 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using DistClip.Checkpoints;
+using DistClip.Collectives;
+using DistClip.Collectives.Grpc;
+using DistClip.Control.V1;
+using DistClip.Training;
+using DistClip.Training.Distributed;
+using Microsoft.Extensions.Logging;
+
+namespace DistClip.Worker;
+
+internal enum GenerationEnd
+{
+    Stop,
+    Rejoin,
+}
+
+/// <summary>
+/// One generation on one worker: link to the ring, load or receive the weights, train, checkpoint
+/// (rank 0), finish, and wait for the coordinator's verdict. An abort, or a collective that fails
+/// because a peer is gone, ends it with <see cref="GenerationEnd.Rejoin"/>.
+/// </summary>
+internal sealed partial class GenerationRun(
+    RunControl.RunControlClient client, GrpcCollectiveEndpoint endpoint, Assignment assignment, string workerId, ILoggerFactory loggers)
+{
+    private readonly ILogger _logger = loggers.CreateLogger("DistClip.Worker");
+    private long _step;
+    private volatile string _phase = "joining";
+
+    public async Task<GenerationEnd> RunAsync(CancellationToken ct)
+    {
+        using var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var identity = new HeartbeatRequest { WorkerId = workerId, Generation = assignment.Generation, Rank = assignment.Rank };
+        await using var heartbeats = new Heartbeats(client, identity, TimeSpan.FromMilliseconds(assignment.HeartbeatIntervalMs),
+            () => (Interlocked.Read(ref _step), _phase), abort);
+        ICollectiveGroup? group = null;
+        try
+        {
+            var membership = new CollectiveMembership(assignment.Rank, assignment.Peers.Select(p => new Uri(p.CollectiveEndpoint)).ToList(), assignment.Generation);
+            group = await endpoint.JoinAsync(membership,
+                new CollectiveOptions { OperationTimeout = TimeSpan.FromMilliseconds(assignment.CollectiveTimeoutMs) }, abort.Token).ConfigureAwait(false);
+            var token = abort.Token;
+            var finished = await Task.Factory.StartNew(() => Train(group, token), token, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+                .ConfigureAwait(false);
+            _phase = "finished";
+            await client.FinishAsync(finished, cancellationToken: abort.Token).ConfigureAwait(false);
+            // Stay a member until the coordinator has heard every rank: stop, or abort if another rank fails late.
+            await heartbeats.Listening.WaitAsync(ct).ConfigureAwait(false);
+            return heartbeats.StopRequested ? GenerationEnd.Stop : GenerationEnd.Rejoin;
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested && (abort.IsCancellationRequested || e is CollectiveException))
+        {
+            if (heartbeats.StopRequested)
+            {
+                return GenerationEnd.Stop;
+            }
+
+            LogAbandoned(_logger, assignment.Generation, heartbeats.AbortReason ?? e.Message);
+            return GenerationEnd.Rejoin;
+        }
+        finally
+        {
+            if (group is not null)
+            {
+                await group.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>On a dedicated thread: TorchSharp's dispose scopes belong to the thread that opened them.</summary>
+    private WorkerFinished Train(ICollectiveGroup group, CancellationToken ct)
+    {
+        var wall = Stopwatch.StartNew();
+        var options = TrainOptionsJson.Deserialize(assignment.ConfigJson);
+        if (options.Threads == 0 && int.TryParse(Environment.GetEnvironmentVariable("DISTCLIP_THREADS"), CultureInfo.InvariantCulture, out int threads))
+        {
+            options = options with { Threads = threads };
+        }
+
+        bool leader = assignment.Rank == 0;
+        var collectives = new CollectiveStepCollectives(group);
+        _phase = "loading";
+        using var session = new TrainingSession(options, collectives, _logger);
+        if (assignment.ResumeFrom.Length > 0)
+        {
+            session.Load(CheckpointStore.ResolveDirectory(assignment.ResumeFrom, ct));
+        }
+        else
+        {
+            collectives.BroadcastParameters(session.Model, root: 0, ct);
+        }
+
+        Interlocked.Exchange(ref _step, session.StepsDone);
+        var store = leader ? new CheckpointStore(new CheckpointOptions(assignment.CheckpointRoot, assignment.RunId, assignment.KeepCheckpoints), _logger) : null;
+        long lastSaved = session.StepsDone;
+        session.Train(metrics =>
+        {
+            Interlocked.Exchange(ref _step, metrics.Step);
+            _phase = session.Phase;
+            if (!leader)
+            {
+                return;
+            }
+
+            _ = client.ReportProgressAsync(new Progress
+            {
+                Generation = assignment.Generation,
+                Step = metrics.Step,
+                TotalSteps = options.Steps,
+                Loss = metrics.Loss,
+                LearningRate = metrics.LearningRate,
+                LogitScale = metrics.LogitScale,
+                Samples = metrics.Samples,
+                SamplesPerSecond = metrics.Samples / Math.Max(metrics.Times.Total, 1e-9),
+            }, cancellationToken: ct).ResponseAsync.ContinueWith(static _ => { }, TaskScheduler.Default);
+            if (assignment.CheckpointEvery > 0 && metrics.Step % assignment.CheckpointEvery == 0)
+            {
+                Commit(session, store!, ct);
+                lastSaved = metrics.Step;
+            }
+        }, ct);
+
+        if (leader && lastSaved != session.StepsDone)
+        {
+            Commit(session, store!, ct);
+        }
+
+        _phase = leader ? "evaluate" : "finished";
+        var summary = leader ? session.Summarize(wall.Elapsed.TotalSeconds) : null;
+        return new WorkerFinished
+        {
+            Generation = assignment.Generation,
+            Rank = assignment.Rank,
+            ParametersSha256 = session.ParametersSha256(),
+            SummaryJson = summary is null ? "" : JsonSerializer.Serialize(summary),
+        };
+    }
+
+    private void Commit(TrainingSession session, CheckpointStore store, CancellationToken ct)
+    {
+        _phase = "checkpoint";
+        var committed = session.Save(store, ct);
+        client.ReportCheckpoint(new CheckpointCommitted
+        {
+            Generation = assignment.Generation,
+            Step = committed.Step,
+            Directory = committed.Directory,
+            Bytes = committed.Bytes,
+        }, cancellationToken: ct);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Generation {Generation} abandoned: {Reason}")]
+    private static partial void LogAbandoned(ILogger logger, long generation, string reason);
+}

@@ -1,0 +1,53 @@
+using DistClip.Control;
+using DistClip.Worker;
+using Microsoft.Extensions.Logging;
+
+WorkerOptions options;
+try
+{
+    options = WorkerOptions.Parse(args);
+}
+catch (Exception e) when (e is ArgumentException or FormatException or UriFormatException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine("usage: worker --coordinator HOST:PORT [--preferred-rank N] [--secret-file FILE] [--bind ADDRESS] [--port N] [--advertise-host HOST]");
+    return WorkerExitCodes.BadArguments;
+}
+
+string? secret = RunSecret.Load(options.SecretFile);
+if (secret is null)
+{
+    Console.Error.WriteLine($"error: no run secret: pass --secret-file FILE or set {RunSecret.EnvironmentVariable}");
+    return WorkerExitCodes.BadArguments;
+}
+
+using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
+{
+    o.SingleLine = true;
+    o.TimestampFormat = "HH:mm:ss ";
+}).SetMinimumLevel(LogLevel.Information));
+
+using var cts = new CancellationTokenSource();
+bool terminated = false;
+using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
+{
+    // Abandon the step cleanly and exit non-zero, so that a scheduler does not count this worker as done.
+    context.Cancel = true;
+    terminated = true;
+    cts.Cancel();
+});
+
+try
+{
+    int code = await new WorkerHost(options, secret, loggers).RunAsync(cts.Token);
+    return terminated ? WorkerExitCodes.Terminated : code;
+}
+catch (OperationCanceledException) when (terminated)
+{
+    return WorkerExitCodes.Terminated;
+}
+catch (Exception e)
+{
+    loggers.CreateLogger("DistClip.Worker").LogCritical(e, "Worker failed");
+    return WorkerExitCodes.Failure;
+}

@@ -1,0 +1,107 @@
+using System.Security.Cryptography;
+using DistClip.Collectives;
+using DistClip.Collectives.Grpc;
+using DistClip.Control;
+using DistClip.Control.V1;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+
+namespace DistClip.Worker;
+
+/// <summary>
+/// A worker process: serves its collectives endpoint, joins the run, trains each generation it is
+/// assigned, and joins again after an abort until the coordinator says the run is over.
+/// </summary>
+public sealed partial class WorkerHost(WorkerOptions options, string secret, ILoggerFactory loggers)
+{
+    private readonly ILogger _logger = loggers.CreateLogger("DistClip.Worker");
+
+    public async Task<int> RunAsync(CancellationToken ct)
+    {
+        using var channel = GrpcChannel.ForAddress(options.Coordinator, new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = 16 << 20,
+            MaxSendMessageSize = 16 << 20,
+            HttpHandler = new SocketsHttpHandler
+            {
+                // The heartbeat stream and the join/report calls share one connection; pings notice a
+                // coordinator that vanished without closing it.
+                KeepAlivePingDelay = TimeSpan.FromSeconds(10),
+                KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+                EnableMultipleHttp2Connections = true,
+            },
+        });
+        var client = new RunControl.RunControlClient(channel.Intercept(metadata =>
+        {
+            metadata.Add(RunSecret.Header, secret);
+            return metadata;
+        }));
+
+        await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(
+            new GrpcTransportOptions { Secret = secret, ListenAddress = options.Bind, Port = options.Port }, loggers, cancellationToken: ct).ConfigureAwait(false);
+        var advertised = new UriBuilder(endpoint.Address) { Host = options.AdvertiseHost }.Uri;
+        string workerId = $"{Environment.MachineName}-{Environment.ProcessId}-{Convert.ToHexString(RandomNumberGenerator.GetBytes(3)).ToLowerInvariant()}";
+        var request = new JoinRequest
+        {
+            WorkerId = workerId,
+            Host = Environment.MachineName,
+            Pid = Environment.ProcessId,
+            CollectiveEndpoint = advertised.ToString(),
+            PreferredRank = options.PreferredRank,
+        };
+
+        while (true)
+        {
+            Assignment assignment;
+            try
+            {
+                assignment = await client.JoinAsync(request, cancellationToken: ct).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.PermissionDenied)
+            {
+                LogRefused(_logger, options.Coordinator, e.Status.Detail);
+                return WorkerExitCodes.Refused;
+            }
+            catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.Cancelled or StatusCode.Internal)
+            {
+                LogCoordinatorGone(_logger, options.Coordinator, e.Status.Detail);
+                return WorkerExitCodes.CoordinatorLost;
+            }
+
+            if (assignment.Stop)
+            {
+                return WorkerExitCodes.Success;
+            }
+
+            LogAssigned(_logger, assignment.Generation, assignment.Rank, assignment.WorldSize);
+            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers);
+            if (await generation.RunAsync(ct).ConfigureAwait(false) == GenerationEnd.Stop)
+            {
+                return WorkerExitCodes.Success;
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The coordinator at {Coordinator} refused this worker: {Detail}")]
+    private static partial void LogRefused(ILogger logger, Uri coordinator, string detail);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Lost the coordinator at {Coordinator}: {Detail}")]
+    private static partial void LogCoordinatorGone(ILogger logger, Uri coordinator, string detail);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Generation {Generation}: rank {Rank} of {WorldSize}")]
+    private static partial void LogAssigned(ILogger logger, long generation, int rank, int worldSize);
+}
+
+public static class WorkerExitCodes
+{
+    public const int Success = 0;
+    public const int Failure = 1;
+    public const int BadArguments = 2;
+    public const int Refused = 3;
+    public const int CoordinatorLost = 4;
+
+    /// <summary>Stopped by SIGTERM in the middle of a generation (Kubernetes must not count it as done).</summary>
+    public const int Terminated = 143;
+}

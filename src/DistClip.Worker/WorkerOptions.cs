@@ -1,0 +1,59 @@
+using System.Globalization;
+using System.Net;
+
+namespace DistClip.Worker;
+
+/// <summary>
+/// <c>worker --coordinator URL [--preferred-rank N] [--secret-file F] [--bind ADDRESS] [--port N] [--advertise-host HOST]</c>.
+/// The secret comes from the file or from DISTCLIP_SECRET; the preferred rank defaults to
+/// Kubernetes' JOB_COMPLETION_INDEX when set.
+/// </summary>
+public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? SecretFile, IPAddress Bind, int Port, string AdvertiseHost)
+{
+    public static WorkerOptions Parse(string[] args)
+    {
+        Uri? coordinator = null;
+        int preferred = int.TryParse(Environment.GetEnvironmentVariable("JOB_COMPLETION_INDEX"), CultureInfo.InvariantCulture, out int index) ? index : -1;
+        string? secretFile = null;
+        var bind = IPAddress.Loopback;
+        int port = 0;
+        string? advertise = null;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string name = args[i];
+            string value = i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{name} needs a value");
+            switch (name)
+            {
+                case "--coordinator":
+                    coordinator = new Uri(value.Contains("://", StringComparison.Ordinal) ? value : "http://" + value);
+                    break;
+                case "--preferred-rank":
+                    preferred = int.Parse(value, CultureInfo.InvariantCulture);
+                    break;
+                case "--secret-file":
+                    secretFile = value;
+                    break;
+                case "--bind":
+                    bind = IPAddress.Parse(value);
+                    break;
+                case "--port":
+                    port = int.Parse(value, CultureInfo.InvariantCulture);
+                    break;
+                case "--advertise-host":
+                    advertise = value;
+                    break;
+                default:
+                    throw new ArgumentException($"unknown option {name}");
+            }
+        }
+
+        if (coordinator is null)
+        {
+            throw new ArgumentException("--coordinator HOST:PORT is required");
+        }
+
+        // Peers must reach this worker: loopback when bound to loopback, else the host's name.
+        advertise ??= IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName();
+        return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise);
+    }
+}

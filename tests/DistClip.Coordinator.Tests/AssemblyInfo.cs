@@ -1,0 +1,2 @@
+// Each test starts several worker processes; two tests at once on two cores would only slow both.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
