@@ -22,13 +22,14 @@ public sealed class MultiProcessTests
             AssertAgree($"all-reduce of {count} floats at N={n}", results, maxError: 1.0);
         }
 
-        foreach (int count in new[] { 1, 7, 1_000_003 })
+        // 4,194,304 per rank gathers 16,777,216 floats (64 MiB) at N = 4.
+        foreach (int count in new[] { 1, 7, 1_000_003, 4_194_304 })
         {
             var results = await cluster.RunAsync($"allgather {count} 7");
             AssertAgree($"all-gather of {count} floats per rank at N={n}", results, maxError: 0);
         }
 
-        foreach (int count in new[] { 1, 7, 1_000_003 })
+        foreach (int count in new[] { 1, 7, 1_000_003, 16_777_216 })
         {
             var results = await cluster.RunAsync($"broadcast {count} 9 {n - 1}");
             AssertAgree($"broadcast of {count} floats from rank {n - 1} at N={n}", results, maxError: 0);
