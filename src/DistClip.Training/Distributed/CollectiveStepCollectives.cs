@@ -8,164 +8,179 @@ using static TorchSharp.torch;
 namespace DistClip.Training.Distributed;
 
 /// <summary>
-/// The training step's collectives over a real <see cref="ICollectiveGroup"/> (gRPC between worker
-/// processes, or in memory in tests). Blocking on the collective is intended: the step runs on one
-/// thread inside one TorchSharp dispose scope, and a continuation on another thread would leave it.
+/// The step's collectives over a real <see cref="ICollectiveGroup"/> (DESIGN.md, "One training step,
+/// exactly", steps 3 and 6): gRPC between worker processes, or in memory in tests. Blocks the
+/// training thread on each operation: TorchSharp dispose scopes are per thread, so no tensor work
+/// may continue on a thread-pool continuation.
 /// </summary>
-public sealed class CollectiveStepCollectives(ICollectiveGroup group) : IStepCollectives
+/// <remarks>
+/// <para>
+/// The temperature t is counted once by leaving it out of <see cref="ReduceGradients"/>, as
+/// <see cref="ClipTrainer"/> does. That is exact: every rank computes the full global loss from
+/// bit-identical global features (see <see cref="GatherFeatures"/>), so each already holds the whole
+/// dL/dt, bit for bit the same given the same libtorch build and kind of device. Summing would give
+/// N·dL/dt; summing and dividing by N is not exact in float32 (for N = 4 the ring forms
+/// ((x + x) + x) + x, and round(3x) + x need not be 4x).
+/// </para>
+/// <para>
+/// The group is not owned: whoever built it disposes it. A failed or cancelled operation faults
+/// the group and breaks its links, so the other ranks' pending operations fail too and every rank's
+/// step throws; a rank that fails <em>outside</em> a collective should dispose its group so that its
+/// peers do not wait for the operation timeout.
+/// </para>
+/// </remarks>
+public sealed class CollectiveStepCollectives : IStepCollectives, IDisposable
 {
-    private float[] _gradients = [];
+    private readonly ICollectiveGroup _group;
+    private readonly GradientReducer _reducer;
+    private float[] _send = [];
+    private float[] _gathered = [];
 
-    public int Rank => group.Rank;
+    /// <param name="group">This rank's group; every rank of it must train the same model.</param>
+    public CollectiveStepCollectives(ICollectiveGroup group, CollectiveStepOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        options ??= new CollectiveStepOptions();
+        options.Validate();
+        _group = group;
+        _reducer = new GradientReducer(group, options.BucketBytes);
+    }
 
-    public int WorldSize => group.WorldSize;
+    public ICollectiveGroup Group => _group;
 
-    public ICollectiveGroup Group => group;
+    public int Rank => _group.Rank;
+
+    public int WorldSize => _group.WorldSize;
+
+    /// <summary>How many of <paramref name="parameters"/>' gradients live in the reduction buffer (CPU, after a reduction).</summary>
+    internal int GradientsInBuffer(IEnumerable<Parameter> parameters) => _reducer.GradientsInBuffer(parameters);
 
     /// <summary>
-    /// All-gathers both feature matrices in one collective. Local batch sizes may differ (a rank
-    /// that skipped a corrupt sample has fewer rows), so the row counts are gathered first.
+    /// [b_r, D] each → [B, D] each, rank order. Rank r's rows are <paramref name="localImages"/> and
+    /// <paramref name="localTexts"/> themselves (autograd flows back through them); the other rows are
+    /// constants. Every rank's result is bit-identical: the local rows are the very values sent.
+    /// Local batch sizes may differ (a skipped sample); they are all-gathered first.
     /// </summary>
     public (Tensor Images, Tensor Texts) GatherFeatures(Tensor localImages, Tensor localTexts, CancellationToken ct)
     {
-        if (WorldSize == 1)
+        ArgumentNullException.ThrowIfNull(localImages);
+        ArgumentNullException.ThrowIfNull(localTexts);
+        if (localImages.ndim != 2 || !localImages.shape.SequenceEqual(localTexts.shape))
         {
-            return (localImages, localTexts);
+            throw new ArgumentException(
+                $"local features must both be [b, D], got [{string.Join(", ", localImages.shape)}] and [{string.Join(", ", localTexts.shape)}]");
         }
 
-        int rows = (int)localImages.shape[0];
-        int width = (int)localImages.shape[1];
-        var counts = new float[WorldSize];
-        group.AllGatherAsync(new float[] { rows }, counts, ct).GetAwaiter().GetResult();
-        int[] rowsByRank = counts.Select(c => (int)c).ToArray();
+        using var scope = torch.NewDisposeScope();
+        int n = WorldSize;
+        var (rows, width) = GatherShapes(localImages.shape[0], localImages.shape[1], ct);
 
-        // [2·b, D]: this rank's images, then its texts, as plain floats for the wire.
-        float[] local;
-        using (var packed = torch.cat([localImages.detach(), localTexts.detach()], 0).cpu().contiguous())
+        // One gather for both towers: rank j contributes [images b_j·D | texts b_j·D].
+        var counts = new int[n];
+        var offsets = new int[n + 1];
+        for (int j = 0; j < n; j++)
         {
-            local = MemoryMarshal.Cast<byte, float>(packed.bytes).ToArray();
+            counts[j] = checked(2 * rows[j] * width);
+            offsets[j + 1] = checked(offsets[j] + counts[j]);
         }
 
-        var elementCounts = rowsByRank.Select(r => 2 * r * width).ToList();
-        var all = new float[elementCounts.Sum()];
-        group.AllGatherAsync(local, all, elementCounts, ct).GetAwaiter().GetResult();
+        int local = counts[Rank];
+        Grow(ref _send, local);
+        Grow(ref _gathered, offsets[n]);
+        CopyOut(localImages, _send.AsSpan(0, local / 2));
+        CopyOut(localTexts, _send.AsSpan(local / 2, local / 2));
+        Wait(_group.AllGatherAsync(_send.AsMemory(0, local), _gathered.AsMemory(0, offsets[n]), counts, ct));
 
-        // Reassemble in rank order. This rank's rows are the local tensors themselves, so the
-        // gradient reaches its towers; the other ranks' rows are constants.
-        var images = new List<Tensor>(WorldSize);
-        var texts = new List<Tensor>(WorldSize);
-        int offset = 0;
-        for (int r = 0; r < WorldSize; r++)
+        var all = torch.empty(offsets[n], dtype: ScalarType.Float32); // [2·B·D]
+        _gathered.AsSpan(0, offsets[n]).CopyTo(MemoryMarshal.Cast<byte, float>(all.bytes));
+        all = all.to(localImages.dtype).to(localImages.device);
+        var images = new Tensor[n];
+        var texts = new Tensor[n];
+        for (int j = 0; j < n; j++)
         {
-            int n = rowsByRank[r] * width;
-            if (r == Rank)
-            {
-                images.Add(localImages);
-                texts.Add(localTexts);
-            }
-            else if (rowsByRank[r] > 0)
-            {
-                images.Add(torch.tensor(all.AsSpan(offset, n).ToArray(), [rowsByRank[r], width]).to(localImages.device));
-                texts.Add(torch.tensor(all.AsSpan(offset + n, n).ToArray(), [rowsByRank[r], width]).to(localTexts.device));
-            }
-
-            offset += 2 * n;
+            long half = (long)rows[j] * width;
+            images[j] = j == Rank ? localImages : all.narrow(0, offsets[j], half).view(rows[j], width); // [b_j, D]
+            texts[j] = j == Rank ? localTexts : all.narrow(0, offsets[j] + half, half).view(rows[j], width);
         }
 
-        return (torch.cat(images, 0), torch.cat(texts, 0)); // [B, D] each
+        var globalImages = torch.cat(images, 0).MoveToOuterDisposeScope(); // [B, D]
+        var globalTexts = torch.cat(texts, 0).MoveToOuterDisposeScope();
+        return (globalImages, globalTexts);
     }
 
     /// <summary>
-    /// One ring all-reduce (sum) over every gradient, flattened into a reused buffer. A parameter
-    /// without a gradient contributes zeros and receives the sum, so every rank updates the same set.
+    /// Sums the gradients of <paramref name="parameters"/> (the towers': leave the temperature out,
+    /// see remarks) over ranks, in place, bucket by bucket. A gradient that is null on every rank
+    /// stays null, as in one process; null on some ranks counts as zeros there, and every rank ends up
+    /// with the same non-null sum. Afterwards every rank holds bit-identical gradients.
     /// </summary>
     public void ReduceGradients(IReadOnlyList<Parameter> parameters, CancellationToken ct)
     {
-        if (WorldSize == 1)
-        {
-            return;
-        }
-
-        long total = parameters.Sum(p => p.numel());
-        if (_gradients.Length < total)
-        {
-            _gradients = new float[total];
-        }
-
-        var flat = _gradients.AsSpan(0, (int)total);
-        int offset = 0;
-        foreach (var p in parameters)
-        {
-            int n = (int)p.numel();
-            using var grad = p.grad;
-            if (grad is null)
-            {
-                flat.Slice(offset, n).Clear();
-            }
-            else
-            {
-                using var cpu = grad.cpu().contiguous();
-                MemoryMarshal.Cast<byte, float>(cpu.bytes).CopyTo(flat.Slice(offset, n));
-            }
-
-            offset += n;
-        }
-
-        group.AllReduceSumAsync(_gradients.AsMemory(0, (int)total), ct).GetAwaiter().GetResult();
-
-        offset = 0;
-        using var noGrad = torch.no_grad();
-        foreach (var p in parameters)
-        {
-            int n = (int)p.numel();
-            using var summed = torch.tensor(_gradients.AsSpan(offset, n).ToArray(), p.shape).to(p.device);
-            using var grad = p.grad;
-            if (grad is null)
-            {
-                p.grad = summed.clone();
-            }
-            else
-            {
-                grad.copy_(summed);
-            }
-
-            offset += n;
-        }
+        ArgumentNullException.ThrowIfNull(parameters);
+        _reducer.Reduce(parameters, ct);
     }
 
     /// <summary>
-    /// Every rank's parameters and buffers become <paramref name="root"/>'s, byte for byte, so all
-    /// replicas start identical whatever each process's random state.
+    /// Every rank's parameters and buffers (BatchNorm running statistics included) become
+    /// <paramref name="root"/>'s, bit for bit. Refuses, on every rank alike, models whose tensor
+    /// names, types or shapes differ.
     /// </summary>
     public void BroadcastParameters(nn.Module model, int root, CancellationToken ct)
     {
-        if (WorldSize == 1)
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfNegative(root);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(root, WorldSize);
+        ModelBroadcast.Run(_group, model, root, ct);
+    }
+
+    public void Dispose() => _reducer.Dispose();
+
+    internal static void Wait(Task task) => task.GetAwaiter().GetResult();
+
+    /// <summary>Every rank's (b_r, D); refuses on every rank alike when the widths differ.</summary>
+    private (int[] Rows, int Width) GatherShapes(long rows, long width, CancellationToken ct)
+    {
+        // Sent as floats: exact up to 2^24.
+        const long exact = 1 << 24;
+        if (rows > exact || width > exact)
+        {
+            throw new ArgumentOutOfRangeException(nameof(rows), $"local features [{rows}, {width}] exceed {exact} rows or columns.");
+        }
+
+        int n = WorldSize;
+        var shapes = new float[2 * n];
+        Wait(_group.AllGatherAsync(new float[] { rows, width }, shapes, ct));
+        var all = new int[n];
+        for (int j = 0; j < n; j++)
+        {
+            all[j] = (int)shapes[2 * j];
+            if (shapes[(2 * j) + 1] != width)
+            {
+                throw new InvalidOperationException(
+                    $"Feature widths differ across ranks: rank {Rank} has D = {width}, rank {j} has D = {shapes[(2 * j) + 1]}. Every rank must run the same model.");
+            }
+        }
+
+        return (all, (int)width);
+    }
+
+    /// <summary>Copies [b, D] features, as float32, into <paramref name="destination"/> (row-major).</summary>
+    private static void CopyOut(Tensor features, Span<float> destination)
+    {
+        if (destination.IsEmpty)
         {
             return;
         }
 
-        var tensors = model.parameters().Select(p => (Tensor)p).Concat(model.buffers()).ToList();
-        long total = tensors.Sum(t => t.numel() * t.element_size());
-        var bytes = new byte[total];
-        long offset = 0;
-        foreach (var t in tensors)
-        {
-            using var cpu = t.detach().cpu().contiguous();
-            cpu.bytes.CopyTo(bytes.AsSpan((int)offset));
-            offset += cpu.bytes.Length;
-        }
+        var host = features.detach().to(ScalarType.Float32).cpu().contiguous();
+        MemoryMarshal.Cast<byte, float>(host.bytes).CopyTo(destination);
+    }
 
-        group.BroadcastAsync(bytes.AsMemory(), root, ct).GetAwaiter().GetResult();
-
-        offset = 0;
-        using var noGrad = torch.no_grad();
-        foreach (var t in tensors)
+    private static void Grow(ref float[] buffer, int length)
+    {
+        if (buffer.Length < length)
         {
-            int n = (int)(t.numel() * t.element_size());
-            using var received = torch.zeros(t.shape, t.dtype);
-            bytes.AsSpan((int)offset, n).CopyTo(received.bytes);
-            t.copy_(received.to(t.device));
-            offset += n;
+            buffer = new float[length];
         }
     }
 }

@@ -1,0 +1,197 @@
+using System.Runtime.InteropServices;
+using DistClip.Collectives;
+using DistClip.Collectives.InMemory;
+using DistClip.Data;
+using DistClip.Model;
+using DistClip.Training.Distributed;
+using DistClip.Training.Optimization;
+using DistClip.Training.Steps;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DistClip.Training.Tests.Distributed;
+
+/// <summary>What one rank (or the single process) saw over a short run.</summary>
+/// <param name="FirstGradients">Every parameter's gradient after step 1's reduction (before the optimizer).</param>
+/// <param name="FirstFeatures">Step 1's global [B, D] image then text features, flattened.</param>
+/// <param name="GradientsInBuffer">Parameters whose gradient was a view of the reduction buffer at the end (-1: one process).</param>
+internal sealed record RunRecord(
+    List<double> Losses,
+    List<int> Samples,
+    Dictionary<string, float[]> FirstGradients,
+    Dictionary<string, float[]> Parameters,
+    float[] FirstFeatures,
+    int GradientsInBuffer);
+
+/// <summary>
+/// Fashion-MNIST batches and runs of <c>clip-micro</c>: one process on the whole global batch, or N
+/// ranks as threads over the in-memory transport, starting from the same weights.
+/// </summary>
+internal static class ClusterHarness
+{
+    public const int GlobalBatch = 32;
+    public const int Seed = 11;
+
+    /// <summary>Far beyond any test's deadline: a failure must reach every rank by propagation, not by timing out.</summary>
+    public static readonly CollectiveOptions GroupOptions = new() { OperationTimeout = TimeSpan.FromSeconds(60) };
+
+    private static readonly Lazy<ClipConfig> LazyConfig = new(() => ClipConfig.Load("clip-micro"));
+    private static readonly Lazy<FashionMnistDataset> Train = new(() => FashionMnistDataset.Open(FashionMnistSplit.Train));
+    private static readonly Lazy<ClipTokenizer> Tokenizer = new(ClipTokenizer.CreateR50k);
+    private static readonly Dictionary<(IImageTextDataset, int World, int Rank), List<Batch>> Batches = [];
+
+    public static ClipConfig Config => LazyConfig.Value;
+
+    public static FashionMnistDataset Dataset => Train.Value;
+
+    /// <summary>Same weights for the same seed: manual_seed is process-wide, so models are built one at a time.</summary>
+    public static ClipModel NewModel(int seed, ClipConfig? config = null)
+    {
+        // Process-wide too, and other tests of this assembly set their own: several rank threads share
+        // the two cores, so each gets one intra-op thread. Every test builds its models here first.
+        if (torch.get_num_threads() != 1)
+        {
+            torch.set_num_threads(1);
+        }
+
+        torch.manual_seed(seed);
+        return new ClipModel(config ?? Config);
+    }
+
+    /// <summary>Rank <paramref name="rank"/>'s first <paramref name="steps"/> local batches, as the loader makes them.</summary>
+    public static IReadOnlyList<Batch> LocalBatches(int world, int rank, int steps, IImageTextDataset? dataset = null)
+    {
+        dataset ??= Dataset;
+        if (Batches.TryGetValue((dataset, world, rank), out var cached) && cached.Count >= steps)
+        {
+            return cached;
+        }
+
+        var sampler = new GlobalBatchSampler(dataset.Count, GlobalBatch, world, Seed);
+        using var loader = new ClipDataLoader(dataset, ImageSpec.FashionMnist, Tokenizer.Value, Config.Text.ContextLength, sampler, rank, new SamplerCursor(0, 0));
+        var batches = Enumerable.Range(0, steps).Select(_ => loader.Next(CancellationToken.None)).ToList();
+        Batches[(dataset, world, rank)] = batches;
+        return batches;
+    }
+
+    /// <summary>One process, the whole global batch, <see cref="SingleProcessCollectives"/>.</summary>
+    public static RunRecord RunSingle(OptimizerSettings settings, int steps, IImageTextDataset? dataset = null)
+    {
+        using var model = NewModel(Seed);
+        var batches = LocalBatches(1, 0, steps, dataset);
+        return Train1(model, settings, steps, batches, collectives: null, CancellationToken.None);
+    }
+
+    /// <summary>
+    /// N ranks on threads. Ranks other than 0 start from other seeds: <see cref="CollectiveStepCollectives.BroadcastParameters"/>
+    /// must give them rank 0's weights (the single process's).
+    /// </summary>
+    public static RunRecord[] RunRanks(int world, OptimizerSettings settings, int steps, CollectiveStepOptions? options = null, IImageTextDataset? dataset = null)
+    {
+        var models = Enumerable.Range(0, world).Select(r => NewModel(r == 0 ? Seed : Seed + 100 + r)).ToArray();
+        var groups = InMemoryCollectives.CreateGroups(world, options: GroupOptions);
+        var batches = Enumerable.Range(0, world).Select(r => LocalBatches(world, r, steps, dataset)).ToArray();
+        try
+        {
+            var outcomes = RankThreads.Run(world, TimeSpan.FromSeconds(60), rank =>
+            {
+                using var collectives = new CollectiveStepCollectives(groups[rank], options);
+                collectives.BroadcastParameters(models[rank], root: 0, CancellationToken.None);
+                return Train1(models[rank], settings, steps, batches[rank], collectives, CancellationToken.None);
+            });
+            return [.. outcomes.Select(o => o.Value)];
+        }
+        finally
+        {
+            foreach (var group in groups)
+            {
+                group.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+
+            foreach (var model in models)
+            {
+                model.Dispose();
+            }
+        }
+    }
+
+    private static RunRecord Train1(ClipModel model, OptimizerSettings settings, int steps, IReadOnlyList<Batch> batches, IStepCollectives? collectives, CancellationToken ct)
+    {
+        var recorder = new FeatureRecorder(collectives ?? SingleProcessCollectives.Instance);
+        using var trainer = new ClipTrainer(model, settings, steps, torch.CPU, recorder);
+        var losses = new List<double>();
+        var samples = new List<int>();
+        Dictionary<string, float[]>? firstGradients = null;
+        for (int s = 0; s < steps; s++)
+        {
+            var metrics = trainer.Step(batches[s], 0, ct);
+            losses.Add(metrics.Loss);
+            samples.Add(metrics.Samples);
+            firstGradients ??= Gradients(model);
+        }
+
+        int inBuffer = collectives is CollectiveStepCollectives real ? real.GradientsInBuffer(model.parameters()) : -1;
+        return new RunRecord(losses, samples, firstGradients!, Parameters(model), recorder.First!, inBuffer);
+    }
+
+    public static Dictionary<string, float[]> Parameters(nn.Module model) =>
+        model.named_parameters().ToDictionary(p => p.name, p => Floats(p.parameter));
+
+    public static Dictionary<string, float[]> Gradients(nn.Module model) =>
+        model.named_parameters().ToDictionary(p => p.name, p =>
+        {
+            using var grad = p.parameter.grad ?? throw new InvalidOperationException($"{p.name} has no gradient");
+            return Floats(grad);
+        });
+
+    public static float[] Floats(Tensor t)
+    {
+        using var scope = torch.NewDisposeScope();
+        return MemoryMarshal.Cast<byte, float>(t.detach().cpu().contiguous().bytes).ToArray();
+    }
+
+    /// <summary>max |actual − expected| / max |expected|: the error relative to the tensor's largest magnitude.</summary>
+    public static double RelativeError(float[] actual, float[] expected)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double scale = 0;
+        double error = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            scale = Math.Max(scale, Math.Abs(expected[i]));
+            error = Math.Max(error, Math.Abs((double)actual[i] - expected[i]));
+        }
+
+        return scale == 0 ? error : error / scale;
+    }
+
+    /// <summary>The worst <see cref="RelativeError"/> over named tensors, and where.</summary>
+    public static (string Name, double Error) WorstRelativeError(Dictionary<string, float[]> actual, Dictionary<string, float[]> expected)
+    {
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        return expected.Select(kv => (kv.Key, RelativeError(actual[kv.Key], kv.Value))).MaxBy(e => e.Item2);
+    }
+
+    public static bool BitIdentical(float[] a, float[] b) =>
+        MemoryMarshal.Cast<float, int>(a.AsSpan()).SequenceEqual(MemoryMarshal.Cast<float, int>(b.AsSpan()));
+
+    /// <summary>Passes the step's collectives through, keeping step 1's global features.</summary>
+    private sealed class FeatureRecorder(IStepCollectives inner) : IStepCollectives
+    {
+        public float[]? First { get; private set; }
+
+        public int Rank => inner.Rank;
+
+        public int WorldSize => inner.WorldSize;
+
+        public (Tensor Images, Tensor Texts) GatherFeatures(Tensor localImages, Tensor localTexts, CancellationToken ct)
+        {
+            var (images, texts) = inner.GatherFeatures(localImages, localTexts, ct);
+            First ??= [.. Floats(images), .. Floats(texts)];
+            return (images, texts);
+        }
+
+        public void ReduceGradients(IReadOnlyList<Parameter> parameters, CancellationToken ct) => inner.ReduceGradients(parameters, ct);
+    }
+}
