@@ -3,7 +3,7 @@ using System.Globalization;
 namespace DistClip.Bench;
 
 /// <summary>The benchmark's command line: <c>SUITE [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--model NAME] [--json FILE]</c>.</summary>
-public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmup, int Batch, string Model, string? Json)
+public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmup, int Batch, string Model, string? Json, bool StepsGiven = false)
 {
     public static BenchArgs Parse(string[] args)
     {
@@ -15,7 +15,7 @@ public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmu
             result = args[i] switch
             {
                 "--threads" => result with { Threads = value.Split(',').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray() },
-                "--steps" => result with { Steps = int.Parse(value, CultureInfo.InvariantCulture) },
+                "--steps" => result with { Steps = int.Parse(value, CultureInfo.InvariantCulture), StepsGiven = true },
                 "--warmup" => result with { Warmup = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--batch" => result with { Batch = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--model" => result with { Model = value },

@@ -2,6 +2,7 @@ using System.Text.Json;
 using DistClip.Bench;
 
 // dotnet run -c Release --project bench/DistClip.Bench -- train [--threads 1,2] [--steps 20] [--batch 256] [--json FILE]
+// dotnet run -c Release --project bench/DistClip.Bench -- launch [--steps 30] [--batch 256] [--json FILE]
 var options = BenchArgs.Parse(args);
 switch (options.Suite)
 {
@@ -15,7 +16,15 @@ switch (options.Suite)
         }
 
         return 0;
+    case "launch":
+        var launches = await LaunchSuite.RunAsync(options with { Steps = options.StepsGiven ? options.Steps : 30 }, Console.Out, CancellationToken.None);
+        if (options.Json is not null)
+        {
+            await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(new { suite = "launch", results = launches }, new JsonSerializerOptions { WriteIndented = true }));
+        }
+
+        return 0;
     default:
-        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train");
+        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch");
         return 2;
 }

@@ -12,6 +12,11 @@ public sealed record RunSummary
     [JsonPropertyName("global_batch")] public int GlobalBatch { get; init; }
     [JsonPropertyName("world_size")] public int WorldSize { get; init; }
     [JsonPropertyName("samples_per_second")] public double SamplesPerSecond { get; init; }
+    /// <summary>Samples per second after the first steps of the (last) launch, by the sum of step times.</summary>
+    [JsonPropertyName("steady_samples_per_second")] public double? SteadySamplesPerSecond { get; init; }
+
+    /// <summary>Mean seconds per step in each phase (rank 0), after the first steps of the launch.</summary>
+    [JsonPropertyName("phase_seconds")] public Dictionary<string, double>? PhaseSeconds { get; init; }
     [JsonPropertyName("wall_seconds")] public double WallSeconds { get; init; }
     [JsonPropertyName("final_loss")] public double FinalLoss { get; init; }
     [JsonPropertyName("zero_shot_top1")] public double? ZeroShotTop1 { get; init; }

@@ -45,6 +45,13 @@ public sealed partial class TrainingSession : IDisposable
     private StepMetrics? _last;
     private byte[] _dataOrder = new byte[32];
 
+    // Steady-state timing: the first steps of a launch pay for warm-up (allocator, caches, links).
+    private const int TimingWarmupSteps = 3;
+    private readonly double[] _phaseSeconds = new double[PhaseTimes.Names.Length];
+    private int _timedSteps;
+    private long _timedSamples;
+    private int _stepsThisLaunch;
+
     public TrainingSession(TrainOptions options, IStepCollectives collectives, ILogger logger)
     {
         options.Validate(collectives.WorldSize);
@@ -179,6 +186,18 @@ public sealed partial class TrainingSession : IDisposable
             var metrics = _trainer.Step(batch, loader.LastWait.TotalSeconds, ct);
             _trainSeconds += metrics.Times.Total;
             _samples += metrics.Samples;
+            if (++_stepsThisLaunch > TimingWarmupSteps)
+            {
+                double[] t = metrics.Times.ToArray();
+                for (int i = 0; i < t.Length; i++)
+                {
+                    _phaseSeconds[i] += t[i];
+                }
+
+                _timedSteps++;
+                _timedSamples += metrics.Samples;
+            }
+
             _last = metrics;
             bool evaluate = _heldOut is not null && _options.EvalEvery > 0 && metrics.Step % _options.EvalEvery == 0 && metrics.Step < _options.Steps;
             double? top1 = evaluate ? Evaluate().ZeroShot.Top1 : null;
@@ -246,6 +265,8 @@ public sealed partial class TrainingSession : IDisposable
             RecallAt5 = final?.Retrieval is { } r5 ? new RecallPair(r5.ImageToTextR5, r5.TextToImageR5) : null,
             RecallAt10 = final?.Retrieval is { } r10 ? new RecallPair(r10.ImageToTextR10, r10.TextToImageR10) : null,
             DataOrderSha256 = Convert.ToHexString(_dataOrder).ToLowerInvariant(),
+            SteadySamplesPerSecond = _timedSteps == 0 ? null : _timedSamples / _phaseSeconds.Sum(),
+            PhaseSeconds = _timedSteps == 0 ? null : PhaseTimes.Names.Zip(_phaseSeconds).ToDictionary(p => p.First, p => p.Second / _timedSteps),
             SkippedSamples = _train.Skips.Total,
             SkippedByReason = _train.Skips.Snapshot().ToDictionary(kv => kv.Key.ToString(), kv => kv.Value),
             History = history,

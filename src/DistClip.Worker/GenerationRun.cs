@@ -80,7 +80,7 @@ internal sealed partial class GenerationRun(
         }
 
         bool leader = assignment.Rank == 0;
-        var collectives = new CollectiveStepCollectives(group);
+        using var collectives = new CollectiveStepCollectives(group);
         _phase = "loading";
         using var session = new TrainingSession(options, collectives, _logger);
         if (assignment.ResumeFrom.Length > 0)
