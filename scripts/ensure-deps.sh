@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # Installs what DistClip needs from Debian, idempotently and quietly: nothing happens when all of it
-# is already there. Used by ./coordinator, ./test.sh and CI.
+# is already there. Used by ./coordinator (running) and, with --test, by ./test.sh and CI (testing).
 set -euo pipefail
 
+testing=false
+[ "${1:-}" = "--test" ] && testing=true
+
 need=()
+# Running: the embedded default dataset.
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+
+if $testing; then
+  # Testing: a real OpenSSH server for the hostfile launcher's tests.
+  [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -13,6 +22,13 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "installing ${need[*]} ..." >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+  # No init system here: keep package scripts from starting services (the tests start their own).
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.distclip
+  chmod +x /usr/sbin/policy-rc.d.distclip
+  [ -e /usr/sbin/policy-rc.d ] || ln -s /usr/sbin/policy-rc.d.distclip /usr/sbin/policy-rc.d
+  # Another apt client may hold the lock for a while (unattended upgrades): wait for it.
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ "$(readlink /usr/sbin/policy-rc.d 2>/dev/null)" = /usr/sbin/policy-rc.d.distclip ] && rm -f /usr/sbin/policy-rc.d
+  rm -f /usr/sbin/policy-rc.d.distclip
 fi

@@ -50,7 +50,7 @@ public sealed class LaunchTests : IDisposable
     [InlineData("model", "--model", "clip-huge")]
     [InlineData("dataset", "--dataset", "wds:/nonexistent/shard-{000..003}.tar")]
     [InlineData("checkpoint_dir", "--checkpoint-dir", "/proc/distclip-cannot-write-here")]
-    [InlineData("workers", "--workers", "0")]
+    [InlineData("workers", "--workers", "-1")]
     public async Task A_bad_configuration_exits_2_naming_the_field_before_any_worker_starts(string field, params string[] args)
     {
         var result = await CoordinatorProcess.RunAsync(TimeSpan.FromSeconds(60),

@@ -55,9 +55,11 @@ internal static class LaunchCommand
         };
 
         using var run = new RunCoordinator(runSettings, loggers.CreateLogger<RunCoordinator>());
-        var bind = serveOptions?.Bind ?? IPAddress.Loopback;
-        await using var server = await CoordinatorServer.StartAsync(run, bind, serveOptions?.Port ?? 0,
-            serveOptions?.AdvertiseHost ?? (IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName()), ct);
+        // Local workers reach the coordinator on loopback; remote ones (hostfile, serve) need an address they can reach.
+        bool loopbackOnly = !serve && (plan.Hosts is null || Launchers.Hostfile.AllLoopback(plan.Hosts));
+        var bind = serveOptions?.Bind ?? (loopbackOnly ? IPAddress.Loopback : IPAddress.Any);
+        string advertise = serveOptions?.AdvertiseHost ?? s.AdvertiseHost ?? (IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName());
+        await using var server = await CoordinatorServer.StartAsync(run, bind, serveOptions?.Port ?? 0, advertise, ct);
         Console.WriteLine($"run {plan.RunId}: {s.Workers} worker(s), {s.Training.Model} on {s.Training.Dataset}, " +
             $"{s.Training.Steps} steps at global batch {s.Training.GlobalBatch}" + (plan.Resume is null ? "" : $", resuming from step {plan.Resume.Step}"));
         Console.WriteLine($"coordinator listening at {server.Address}; logs and summary in {plan.RunDirectory}");
@@ -66,7 +68,10 @@ internal static class LaunchCommand
         run.ProgressReported += p => progress.Report(p.Step, p.TotalSteps, p.Loss, p.LearningRate, p.LogitScale, p.Samples);
         run.CheckpointReported += c => progress.Note($"checkpoint of step {c.Step} committed: {c.Directory}");
         run.GenerationAborted += why => progress.Note($"generation aborted: {why}; restarting from the latest checkpoint");
-        await using var launcher = serve ? null : new LocalLauncher(run, server.Address, loggers.CreateLogger<LocalLauncher>());
+        await using WorkerLauncher? launcher = serve ? null
+            : plan.Hosts is null ? new LocalLauncher(run, server.Address, loggers.CreateLogger<LocalLauncher>())
+            : new SshLauncher(run, server.Address, plan.Hosts, (s.SshOptions ?? "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries),
+                s.RemoteWorker ?? $"dotnet {WorkerLauncher.WorkerDll}", loggers.CreateLogger<SshLauncher>());
         if (serve)
         {
             string secretFile = Path.Combine(plan.RunDirectory, "secret");

@@ -7,7 +7,20 @@ namespace DistClip.Coordinator.Cli;
 public sealed record LaunchSettings
 {
     public TrainOptions Training { get; init; } = new();
-    public int Workers { get; init; } = 2;
+    /// <summary>Worker processes; 0 = automatic: 2 on this machine, or the hostfile's slots.</summary>
+    public int Workers { get; init; }
+
+    /// <summary>An MPI-style hostfile (<c>host slots=N</c>): start the workers there over ssh.</summary>
+    public string? Hostfile { get; init; }
+
+    /// <summary>Extra ssh arguments, split on whitespace (e.g. <c>-i KEY -o UserKnownHostsFile=FILE</c>).</summary>
+    public string? SshOptions { get; init; }
+
+    /// <summary>The command that starts a worker on a remote host (default: dotnet and this install's worker.dll).</summary>
+    public string? RemoteWorker { get; init; }
+
+    /// <summary>The host name workers use to reach the coordinator (default: this host's name, or 127.0.0.1 for loopback-only runs).</summary>
+    public string? AdvertiseHost { get; init; }
     public string? RunId { get; init; }
     public string? RunDir { get; init; }
     public string CheckpointDir { get; init; } = "checkpoints";
@@ -21,7 +34,7 @@ public sealed record LaunchSettings
     /// <summary>Refuses what is wrong with the settings themselves (the files they name are checked in <see cref="Preflight"/>).</summary>
     public void Validate()
     {
-        Require(Workers >= 1, "workers", $"must be at least 1 (got {Workers})");
+        Require(Workers >= 0, "workers", $"must be at least 1, or 0 for automatic (got {Workers})");
         Require(CheckpointEvery >= 0, "checkpoint_every", $"must be 0 (only at the end) or more (got {CheckpointEvery})");
         Require(Keep >= 1, "keep", $"must be at least 1 (got {Keep})");
         Require(MaxRestarts >= 0, "max_restarts", $"must be 0 or more (got {MaxRestarts})");
@@ -29,7 +42,7 @@ public sealed record LaunchSettings
         Require(CollectiveTimeoutSeconds > 0, "collective_timeout", $"must be positive (got {CollectiveTimeoutSeconds})");
         Require(RunId is null || (RunId.Length > 0 && RunId.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') && !RunId.StartsWith('.')),
             "run_id", $"'{RunId}' must be letters, digits, '-', '_' or '.', not starting with '.'");
-        Training.Validate(Workers);
+        Training.Validate(Math.Max(1, Workers));
     }
 
     private static void Require(bool ok, string field, string message)

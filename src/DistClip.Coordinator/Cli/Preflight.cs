@@ -6,7 +6,9 @@ using DistClip.Training;
 namespace DistClip.Coordinator.Cli;
 
 /// <summary>The resolved plan of a run: everything checked before the first worker starts.</summary>
-public sealed record RunPlan(LaunchSettings Settings, string RunId, string RunDirectory, string CheckpointRoot, ResolvedCheckpoint? Resume);
+public sealed record RunPlan(
+    LaunchSettings Settings, string RunId, string RunDirectory, string CheckpointRoot, ResolvedCheckpoint? Resume,
+    IReadOnlyList<Launchers.HostEntry>? Hosts);
 
 /// <summary>
 /// Refuses a run that cannot work before anything starts, naming the field and the fix: unknown
@@ -17,6 +19,23 @@ public static class Preflight
 {
     public static RunPlan Check(LaunchSettings settings, Action<string> warn)
     {
+        IReadOnlyList<Launchers.HostEntry>? hosts = null;
+        if (settings.Hostfile is not null)
+        {
+            hosts = Launchers.Hostfile.Parse(settings.Hostfile);
+            int slots = hosts.Sum(h => h.Slots);
+            if (settings.Workers != 0 && settings.Workers != slots)
+            {
+                throw new ConfigException("workers", $"{settings.Workers} workers asked for, but {settings.Hostfile} has {slots} slots; give one or the other");
+            }
+
+            settings = settings with { Workers = slots };
+        }
+        else if (settings.Workers == 0)
+        {
+            settings = settings with { Workers = 2 };
+        }
+
         settings.Validate();
         var model = ClipConfig.Load(settings.Training.Model); // refuses unknown names and bad files by field
         if (model.Text.VocabSize < Data.ClipTokenizer.R50kVocabSize)
@@ -47,7 +66,7 @@ public static class Preflight
         runId ??= DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + Guid.NewGuid().ToString("N")[..6];
         string runDir = Path.GetFullPath(settings.RunDir ?? Path.Combine("runs", runId));
         EnsureWritable(runDir, "run_dir");
-        return new RunPlan(settings, runId, runDir, root, resume);
+        return new RunPlan(settings, runId, runDir, root, resume, hosts);
     }
 
     private static (ResolvedCheckpoint, string RunId) ResolveResume(string resume, string root, string? runId, Action<string> warn)

@@ -20,7 +20,11 @@ internal static class SettingTable
 
     public static readonly IReadOnlyList<Setting> Settings =
     [
-        new("workers", "worker processes, one per device (default 2)", (o, v) => o with { Workers = Int("workers", v) }),
+        new("workers", "worker processes, one per device (default 2, or the hostfile's slots)", (o, v) => o with { Workers = Int("workers", v) }),
+        new("hostfile", "start workers over ssh on the hosts of FILE (lines: host slots=N [port=P] [user=U])", (o, v) => o with { Hostfile = v }),
+        new("ssh-options", "extra ssh arguments for --hostfile, e.g. \"-i KEY -o UserKnownHostsFile=FILE\"", (o, v) => o with { SshOptions = v }),
+        new("remote-worker", "command that runs the worker on a remote host (default: dotnet <this install>/worker.dll)", (o, v) => o with { RemoteWorker = v }),
+        new("advertise-host", "host name workers use to reach the coordinator (default: this host's name)", (o, v) => o with { AdvertiseHost = v }),
         new("run-id", "name of the run under the checkpoint directory (default: a new one; with --resume latest, the newest run there)", (o, v) => o with { RunId = v }),
         new("run-dir", "where summary.json and worker logs go (default runs/<run-id>)", (o, v) => o with { RunDir = v }),
         new("checkpoint-dir", "shared storage for checkpoints (default checkpoints)", (o, v) => o with { CheckpointDir = v }),

@@ -23,7 +23,7 @@ public sealed partial class RunCoordinator : IDisposable
     private readonly ITimer _monitor;
     private readonly string _configJson;
     private Member[] _members = [];
-    private readonly HashSet<(string Host, int Pid)> _alreadyLost = [];
+    private readonly HashSet<string> _alreadyLost = [];
     private long _generation;
     private int _restarts;
     private string? _latestCheckpoint;
@@ -165,18 +165,21 @@ public sealed partial class RunCoordinator : IDisposable
                 return false;
             }
 
-            foreach (var (id, joiner) in _joining.Where(j => j.Value.Request.Pid == pid && j.Value.Request.Host == host).ToList())
+            // A launcher knows its own process (pid, host) and the slot it gave as preferred rank; a
+            // remote worker reports another pid and host name, so the slot is what matches it.
+            bool Mine(JoinRequest r) => (r.Pid == pid && r.Host == host) || (slot >= 0 && r.PreferredRank == slot);
+            foreach (var (id, joiner) in _joining.Where(j => Mine(j.Value.Request)).ToList())
             {
                 _joining.Remove(id);
                 joiner.Reply.TrySetCanceled();
             }
 
-            var member = _members.FirstOrDefault(m => m.Request.Pid == pid && m.Request.Host == host);
+            var member = _members.FirstOrDefault(m => Mine(m.Request));
             if (member is not null)
             {
-                Lose(member, $"its process {pid} exited with status {exitCode}");
+                Lose(member, $"its process {pid} on {host} exited with status {exitCode}");
             }
-            else if (_alreadyLost.Remove((host, pid)))
+            else if (_alreadyLost.Remove(LossKey(slot, host, pid)))
             {
                 // Its broken heartbeat stream already aborted the generation and counted the restart.
             }
@@ -189,6 +192,8 @@ public sealed partial class RunCoordinator : IDisposable
             return !_ended;
         }
     }
+
+    private static string LossKey(int preferredRank, string host, int pid) => preferredRank >= 0 ? $"slot {preferredRank}" : $"pid {pid} on {host}";
 
     public void ReportProgress(Progress progress)
     {
@@ -309,7 +314,7 @@ public sealed partial class RunCoordinator : IDisposable
     private void Lose(Member lost, string why)
     {
         int rank = Array.IndexOf(_members, lost);
-        _alreadyLost.Add((lost.Request.Host, lost.Request.Pid));
+        _alreadyLost.Add(LossKey(lost.Request.PreferredRank, lost.Request.Host, lost.Request.Pid));
         string what = $"rank {rank} (worker {lost.Request.WorkerId} on {lost.Request.Host}, step {lost.Step}, phase {lost.Phase}) was lost: {why}";
         LogLost(_logger, _generation, what);
         foreach (var m in _members)

@@ -1,0 +1,67 @@
+using System.Diagnostics;
+using System.Globalization;
+using DistClip.Control;
+using DistClip.Coordinator.Runs;
+using Microsoft.Extensions.Logging;
+
+namespace DistClip.Coordinator.Launchers;
+
+/// <summary>
+/// Starts workers on the hosts of a hostfile with the system <c>ssh</c>, one per slot, as mpirun
+/// does: the remote host must reach the coordinator's address and have the worker program at
+/// <paramref name="remoteWorker"/> (a shared file system, or the same install path). The secret is
+/// written to the remote shell's standard input, never put on a command line that <c>ps</c> shows.
+/// When ssh exits — the worker ended or the connection broke — the slot counts as lost.
+/// </summary>
+public sealed class SshLauncher(
+    RunCoordinator run, Uri coordinator, IReadOnlyList<HostEntry> hosts, IReadOnlyList<string> sshOptions, string remoteWorker, ILogger logger)
+    : WorkerLauncher(run, logger)
+{
+    private readonly HostEntry[] _slotHosts = hosts.SelectMany(h => Enumerable.Repeat(h, h.Slots)).ToArray();
+
+    protected override int Slots => _slotHosts.Length;
+
+    /// <summary>
+    /// The worker reports the remote machine's name, which the coordinator cannot know in advance;
+    /// its exit is matched by slot (its preferred rank) instead.
+    /// </summary>
+    protected override string HostOf(int slot) => _slotHosts[slot].Host;
+
+    protected override ProcessStartInfo StartInfo(int slot)
+    {
+        var host = _slotHosts[slot];
+        int threads = Run.Settings.Training.Threads > 0 ? Run.Settings.Training.Threads : 1;
+        var psi = new ProcessStartInfo("ssh");
+        psi.ArgumentList.Add("-o");
+        psi.ArgumentList.Add("BatchMode=yes");
+        foreach (string option in sshOptions)
+        {
+            psi.ArgumentList.Add(option);
+        }
+
+        if (host.Port is { } port)
+        {
+            psi.ArgumentList.Add("-p");
+            psi.ArgumentList.Add(port.ToString(CultureInfo.InvariantCulture));
+        }
+
+        psi.ArgumentList.Add(host.User is null ? host.Host : $"{host.User}@{host.Host}");
+        // One remote shell line: read the secret from stdin, then become the worker.
+        string t = threads.ToString(CultureInfo.InvariantCulture);
+        psi.ArgumentList.Add(
+            $"read -r {RunSecret.EnvironmentVariable} && export {RunSecret.EnvironmentVariable} " +
+            $"OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS={t} DISTCLIP_THREADS={t} && " +
+            $"exec {remoteWorker} --coordinator {Quote(coordinator.ToString())} --preferred-rank {slot} " +
+            $"--bind {(Hostfile.AllLoopback([host]) ? "127.0.0.1" : "0.0.0.0")} --advertise-host {Quote(host.Host)}");
+        return psi;
+    }
+
+    protected override void Started(Process process, int slot)
+    {
+        process.StandardInput.WriteLine(Run.Settings.Secret);
+        process.StandardInput.Flush();
+    }
+
+    /// <summary>POSIX single quotes for the remote shell.</summary>
+    private static string Quote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+}

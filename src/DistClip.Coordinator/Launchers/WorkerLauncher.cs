@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using DistClip.Coordinator.Runs;
+using Microsoft.Extensions.Logging;
+
+namespace DistClip.Coordinator.Launchers;
+
+/// <summary>
+/// Starts one worker process per slot and replaces one that exits before the run is over (as long
+/// as the coordinator allows another restart). Subclasses say how a slot's process is started: here
+/// (<see cref="LocalLauncher"/>) or on another host over ssh (<see cref="SshLauncher"/>). Worker output
+/// goes to <c>&lt;run dir&gt;/logs/worker-&lt;slot&gt;.log</c>.
+/// </summary>
+public abstract partial class WorkerLauncher : IAsyncDisposable
+{
+    private readonly RunCoordinator _run;
+    private readonly ILogger _logger;
+    private readonly string _logDirectory;
+    private readonly Lock _lock = new();
+    private readonly Dictionary<int, Process> _processes = [];
+    private bool _stopping;
+
+    protected WorkerLauncher(RunCoordinator run, ILogger logger)
+    {
+        _run = run;
+        _logger = logger;
+        _logDirectory = Path.Combine(run.Settings.RunDirectory, "logs");
+    }
+
+    /// <summary>The worker program: worker.dll beside this program (the coordinator's build output carries it).</summary>
+    public static string WorkerDll => Path.Combine(AppContext.BaseDirectory, "worker.dll");
+
+    protected RunCoordinator Run => _run;
+
+    /// <summary>How many slots this launcher fills.</summary>
+    protected virtual int Slots => _run.Settings.WorldSize;
+
+    /// <summary>How the process of <paramref name="slot"/> is started.</summary>
+    protected abstract ProcessStartInfo StartInfo(int slot);
+
+    /// <summary>The host name the worker of a slot reports when it joins (for matching its exit to its membership).</summary>
+    protected abstract string HostOf(int slot);
+
+    /// <summary>Called once the slot's process runs, e.g. to hand it the secret on its standard input.</summary>
+    protected virtual void Started(Process process, int slot)
+    {
+    }
+
+    public IReadOnlyDictionary<int, int> ProcessIds
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _processes.ToDictionary(p => p.Key, p => p.Value.Id);
+            }
+        }
+    }
+
+    public void Start()
+    {
+        Directory.CreateDirectory(_logDirectory);
+        for (int slot = 0; slot < Slots; slot++)
+        {
+            StartSlot(slot);
+        }
+    }
+
+    private void StartSlot(int slot)
+    {
+        var psi = StartInfo(slot);
+        psi.UseShellExecute = false;
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        psi.RedirectStandardInput = true;
+        lock (_lock)
+        {
+            if (_stopping)
+            {
+                return;
+            }
+
+            var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+            var log = new StreamWriter(Path.Combine(_logDirectory, $"worker-{slot}.log"), append: true) { AutoFlush = true };
+            process.OutputDataReceived += (_, e) => Write(log, e.Data);
+            process.ErrorDataReceived += (_, e) => Write(log, e.Data);
+            process.Exited += (_, _) => OnExited(slot, process, log);
+            process.Start();
+            Started(process, slot);
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            _processes[slot] = process;
+            LogStarted(_logger, slot, process.Id, HostOf(slot));
+        }
+    }
+
+    private static void Write(StreamWriter log, string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (log)
+        {
+            log.WriteLine(line);
+        }
+    }
+
+    private void OnExited(int slot, Process process, StreamWriter log)
+    {
+        process.WaitForExit(); // drains the redirected output into the log
+        int code = process.ExitCode;
+        int pid = process.Id;
+        lock (log)
+        {
+            log.Dispose();
+        }
+
+        lock (_lock)
+        {
+            if (_processes.TryGetValue(slot, out var current) && current == process)
+            {
+                _processes.Remove(slot);
+            }
+
+            if (_stopping)
+            {
+                return;
+            }
+        }
+
+        if (_run.Completion.IsCompleted)
+        {
+            return;
+        }
+
+        LogExited(_logger, slot, pid, code);
+        if (_run.WorkerExited(slot, HostOf(slot), pid, code))
+        {
+            StartSlot(slot);
+        }
+    }
+
+    /// <summary>Kills a slot's worker outright (SIGKILL), as a crash would.</summary>
+    public void Kill(int slot)
+    {
+        lock (_lock)
+        {
+            if (_processes.TryGetValue(slot, out var p))
+            {
+                p.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    /// <summary>Waits for the workers to exit after the run ended, then kills any that linger.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        List<Process> remaining;
+        lock (_lock)
+        {
+            _stopping = true;
+            remaining = [.. _processes.Values];
+        }
+
+        foreach (var p in remaining)
+        {
+            using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            try
+            {
+                await p.WaitForExitAsync(grace.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                p.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Started worker slot {Slot} (pid {Pid}) for {Host}")]
+    private static partial void LogStarted(ILogger logger, int slot, int pid, string host);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker slot {Slot} (pid {Pid}) exited with status {Code} before the run ended")]
+    private static partial void LogExited(ILogger logger, int slot, int pid, int code);
+}

@@ -1,0 +1,126 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Xunit.Abstractions;
+
+namespace DistClip.Coordinator.Tests;
+
+/// <summary>
+/// <c>coordinator launch --hostfile</c> against a real OpenSSH server that the test starts on
+/// 127.0.0.1 with its own host key, user key and port.
+/// </summary>
+public sealed class SshLauncherTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    private const string Sshd = "/usr/sbin/sshd";
+    private readonly string _dir = Directory.CreateTempSubdirectory("distclip-ssh-").FullName;
+    private Process? _sshd;
+    private int _port;
+
+    public async Task InitializeAsync()
+    {
+        Assert.True(File.Exists(Sshd), $"{Sshd} is missing: scripts/ensure-deps.sh installs openssh-server");
+        Directory.CreateDirectory("/run/sshd"); // sshd's privilege-separation directory
+        await Run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", Path.Combine(_dir, "host_key"));
+        await Run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", Path.Combine(_dir, "user_key"));
+        File.Copy(Path.Combine(_dir, "user_key.pub"), Path.Combine(_dir, "authorized_keys"));
+        _port = FreePort();
+        File.WriteAllText(Path.Combine(_dir, "known_hosts"), $"[127.0.0.1]:{_port} {File.ReadAllText(Path.Combine(_dir, "host_key.pub")).Trim()}\n");
+        File.WriteAllText(Path.Combine(_dir, "sshd_config"), $"""
+            Port {_port}
+            ListenAddress 127.0.0.1
+            HostKey {Path.Combine(_dir, "host_key")}
+            AuthorizedKeysFile {Path.Combine(_dir, "authorized_keys")}
+            PidFile {Path.Combine(_dir, "sshd.pid")}
+            PermitRootLogin prohibit-password
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            UsePAM no
+            StrictModes no
+            """);
+
+        var psi = new ProcessStartInfo(Sshd) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (string a in new[] { "-D", "-e", "-f", Path.Combine(_dir, "sshd_config") })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        _sshd = Process.Start(psi)!;
+        // Ready when it says so on stderr (-e), not after a guessed delay.
+        var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _sshd.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                output.WriteLine("sshd: " + e.Data);
+                if (e.Data.Contains("Server listening on 127.0.0.1", StringComparison.Ordinal))
+                {
+                    listening.TrySetResult();
+                }
+            }
+        };
+        _sshd.BeginErrorReadLine();
+        await listening.Task.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_sshd is { HasExited: false })
+        {
+            _sshd.Kill(entireProcessTree: true);
+            await _sshd.WaitForExitAsync();
+        }
+
+        _sshd?.Dispose();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task A_hostfile_run_starts_its_workers_over_ssh_and_trains_to_the_end()
+    {
+        string hostfile = Path.Combine(_dir, "hosts");
+        File.WriteAllText(hostfile, $"# two slots on this machine, through sshd\n127.0.0.1 slots=2 port={_port}\n");
+        string ssh = $"-i {Path.Combine(_dir, "user_key")} -o UserKnownHostsFile={Path.Combine(_dir, "known_hosts")} -o StrictHostKeyChecking=yes";
+
+        var result = await CoordinatorProcess.RunAsync(TimeSpan.FromMinutes(3),
+            [.. Runs.Quick(_dir, "ssh"), "--hostfile", hostfile, "--ssh-options", ssh, "--steps", "4"]);
+        output.WriteLine(result.Stdout + result.Stderr);
+
+        Assert.True(result.ExitCode == 0, $"exit {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
+        var summary = Runs.Summary(_dir, "ssh");
+        Assert.Equal(2, summary.GetProperty("world_size").GetInt32());
+        Assert.Equal(4, summary.GetProperty("steps").GetInt64());
+        Assert.Contains("for 127.0.0.1", result.Stdout); // both slots went through the hostfile's host
+    }
+
+    [Fact]
+    public async Task A_hostfile_whose_slots_disagree_with_workers_is_refused()
+    {
+        string hostfile = Path.Combine(_dir, "hosts");
+        File.WriteAllText(hostfile, $"127.0.0.1 slots=3 port={_port}\n");
+        var result = await CoordinatorProcess.RunAsync(TimeSpan.FromSeconds(60), [.. Runs.Quick(_dir, "bad"), "--hostfile", hostfile, "--workers", "2"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("workers:", result.Stderr);
+        Assert.Contains("3 slots", result.Stderr);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static async Task Run(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardError = true };
+        foreach (string a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi)!;
+        string err = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.True(p.ExitCode == 0, $"{file} {string.Join(' ', args)} failed: {err}");
+    }
+}
