@@ -1,0 +1,111 @@
+using System.Text.Json;
+
+namespace DistClip.Data.Tests;
+
+/// <summary>
+/// OpenAI's CLIP tokenizer against the ids its Python reference produced
+/// (<c>../shared/testdata/clip-bpe/token-ids.json</c>, read in place next to the repository).
+/// </summary>
+public sealed class OpenAIClipTokenizerTests
+{
+    private static readonly Lazy<OpenAIClipTokenizer> Shared = new(() => OpenAIClipTokenizer.Load(DataFile(OpenAIClipTokenizer.FileName)));
+
+    public static TheoryData<string> Texts()
+    {
+        var data = new TheoryData<string>();
+        foreach (var c in Cases())
+        {
+            data.Add(c.GetProperty("text").GetString()!);
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Texts))]
+    public void Every_reference_case_gives_the_reference_ids(string text)
+    {
+        var expected = Cases().Single(c => c.GetProperty("text").GetString() == text);
+        int[] bpe = [.. expected.GetProperty("bpe_ids").EnumerateArray().Select(e => e.GetInt32())];
+        long[] framed = [.. expected.GetProperty("with_sot_eot").EnumerateArray().Select(e => e.GetInt64())];
+
+        Assert.Equal(bpe, Shared.Value.EncodeIds(text));
+        var tokens = new long[framed.Length + 3];
+        int used = Shared.Value.Encode(text, tokens.Length, tokens);
+        Assert.Equal(framed.Length, used);
+        Assert.Equal([.. framed, 0, 0, 0], tokens);
+    }
+
+    [Fact]
+    public void Vocabulary_and_markers_match_the_reference_header()
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(DataFile("token-ids.json")));
+        var root = document.RootElement;
+        Assert.Equal(root.GetProperty("vocab_size").GetInt32(), Shared.Value.VocabSize);
+        Assert.Equal(root.GetProperty("sot").GetInt32(), Shared.Value.StartOfText);
+        Assert.Equal(root.GetProperty("eot").GetInt32(), Shared.Value.EndOfText);
+    }
+
+    [Fact]
+    public void A_long_text_is_cut_to_the_context_and_still_ends_in_end_of_text()
+    {
+        var tokens = new long[OpenAIClipTokenizer.ClipContextLength];
+        string text = string.Join(' ', Enumerable.Repeat("sneaker", 200));
+
+        int used = Shared.Value.Encode(text, tokens.Length, tokens);
+
+        Assert.Equal(OpenAIClipTokenizer.ClipContextLength, used);
+        Assert.Equal(Shared.Value.StartOfText, tokens[0]);
+        Assert.Equal(Shared.Value.EndOfText, tokens[^1]);
+        Assert.Equal(24781, tokens[1]); // "sneaker</w>", as in the reference case "a photo of a sneaker."
+    }
+
+    [Fact]
+    public void A_missing_vocabulary_file_is_a_clear_error_naming_the_path()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"no-such-dir-{Guid.NewGuid():N}", OpenAIClipTokenizer.FileName);
+
+        var error = Assert.Throws<DataException>(() => OpenAIClipTokenizer.Load(path));
+
+        Assert.Contains(path, error.Message);
+        Assert.Contains("not found", error.Message);
+    }
+
+    [Fact]
+    public void A_file_that_is_not_a_merges_file_is_refused()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"not-bpe-{Guid.NewGuid():N}.txt");
+        File.WriteAllText(path, "#version: 0.2\ni n\nnot-a-pair\n");
+        try
+        {
+            var error = Assert.Throws<DataException>(() => OpenAIClipTokenizer.Load(path));
+            Assert.Contains("not a pair of symbols", error.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static IEnumerable<JsonElement> Cases()
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(DataFile("token-ids.json")));
+        return [.. document.RootElement.GetProperty("cases").EnumerateArray().Select(c => c.Clone())];
+    }
+
+    /// <summary>The shared test data sits beside the repository: walk up to DistClip.sln, then ../shared.</summary>
+    private static string DataFile(string name)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "DistClip.sln")))
+            {
+                string path = Path.Combine(dir.FullName, "..", "shared", "testdata", "clip-bpe", name);
+                Assert.True(File.Exists(path), $"expected the shared tokenizer test data at {Path.GetFullPath(path)}");
+                return Path.GetFullPath(path);
+            }
+        }
+
+        throw new InvalidOperationException($"no DistClip.sln above {AppContext.BaseDirectory}");
+    }
+}
