@@ -1,0 +1,104 @@
+using DistClip.Checkpoints;
+using DistClip.Model;
+using DistClip.Training;
+using DistClip.Training.Steps;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace DistClip.Cli.Tests;
+
+/// <summary>Where a model comes from, and the messages when it cannot come from there.</summary>
+[Collection(TrainedRunCollection.Name)]
+public sealed class ModelSourceTests(TrainedRun run)
+{
+    [Fact]
+    public void A_checkpoint_trained_from_a_model_file_that_is_gone_asks_for_it_by_name_and_accepts_it_with_model()
+    {
+        string config = Path.Combine(run.Root, "my-micro.json");
+        File.WriteAllText(config, ClipConfig.Load("clip-micro").ToJson().Replace("\"clip-micro\"", "\"my-micro\"", StringComparison.Ordinal));
+        var options = new TrainOptions { Model = config, Steps = 1, GlobalBatch = 32, RetrievalSamples = 0, Threads = 2 };
+        var store = new CheckpointStore(new CheckpointOptions(Path.Combine(run.Root, "checkpoints"), "from-file"));
+        string checkpoint;
+        using (var session = new TrainingSession(options, SingleProcessCollectives.Instance, NullLogger.Instance))
+        {
+            session.Train(null, CancellationToken.None);
+            checkpoint = session.Save(store, CancellationToken.None).Directory;
+        }
+
+        string moved = Path.Combine(run.Root, "moved-micro.json");
+        File.Move(config, moved);
+
+        var refused = Cli.Run("classify", "--checkpoint", checkpoint, "--labels", "bag,coat", run.FirstImageOf("Bag"));
+        var accepted = Cli.Run("classify", "--checkpoint", checkpoint, "--model", moved, "--labels", "bag,coat", run.FirstImageOf("Bag"));
+
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains($"model config file '{config}', which is not found", refused.Error);
+        Assert.Contains("--model FILE", refused.Error);
+        Assert.True(accepted.ExitCode == 0, accepted.ToString());
+    }
+
+    [Fact]
+    public void A_missing_or_unrecognised_checkpoint_directory_is_named()
+    {
+        string missing = Path.Combine(run.Root, "no-such-run");
+        string empty = Directory.CreateDirectory(Path.Combine(run.Root, "empty-dir")).FullName;
+
+        var absent = Cli.Run("eval", "--checkpoint", missing);
+        var neither = Cli.Run("eval", "--checkpoint", empty);
+
+        Assert.Equal(1, absent.ExitCode);
+        Assert.Contains($"checkpoint directory {missing} does not exist", absent.Error);
+        Assert.Equal(1, neither.ExitCode);
+        Assert.Contains("neither a checkpoint step directory", neither.Error);
+    }
+
+    [Fact]
+    public void Pretrained_weights_need_openais_vocabulary_and_a_text_tower_that_can_hold_it()
+    {
+        string weights = RepositoryFile("tests", "DistClip.Model.Tests", "Fixtures", "parity", "tiny-vit.pt");
+        string vocabulary = RepositoryFile("..", "shared", "testdata", "clip-bpe", "bpe_simple_vocab_16e6.txt.gz");
+        string absentVocabulary = Path.Combine(run.Root, "bpe_simple_vocab_16e6.txt.gz");
+
+        var noVocabulary = Cli.Run("classify", "--pretrained", weights, "--vocab", absentVocabulary, "--labels", "a,b", run.FirstImageOf("Bag"));
+        // The parity fixture's text tower has 256 ids: it imports, but cannot take OpenAI's tokens.
+        var tooSmall = Cli.Run("classify", "--pretrained", weights, "--model", RepositoryFile("tests", "DistClip.Model.Tests", "Fixtures", "parity", "tiny-vit.json"),
+            "--vocab", vocabulary, "--labels", "a,b", run.FirstImageOf("Bag"));
+
+        Assert.Equal(1, noVocabulary.ExitCode);
+        Assert.Contains($"OpenAI CLIP BPE vocabulary not found: {absentVocabulary}", noVocabulary.Error);
+        Assert.Equal(1, tooSmall.ExitCode);
+        Assert.Contains("model 'tiny-vit' has a 256-token vocabulary but tokenizer openai-clip-bpe emits ids up to 49407", tooSmall.Error);
+    }
+
+    [Fact]
+    public void Unknown_commands_and_options_are_usage_errors_and_help_lists_every_option()
+    {
+        var command = Cli.Run("frobnicate");
+        var option = Cli.Run("eval", "--checkpoint", run.FirstCheckpoint, "--colour", "blue");
+        var both = Cli.Run("eval", "--checkpoint", run.FirstCheckpoint, "--pretrained", "x.pt");
+        var help = Cli.Ok("index", "--help");
+
+        Assert.Equal(2, command.ExitCode);
+        Assert.Contains("unknown command 'frobnicate'", command.Error);
+        Assert.Equal(2, option.ExitCode);
+        Assert.Contains("unknown option --colour", option.Error);
+        Assert.Equal(2, both.ExitCode);
+        Assert.Contains("--checkpoint or --pretrained, not both", both.Error);
+        foreach (string name in new[] { "--checkpoint", "--images", "--out", "--batch-size", "--limit", "--pretrained", "--vocab" })
+        {
+            Assert.Contains(name, help.Out);
+        }
+    }
+
+    private static string RepositoryFile(params string[] parts)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "DistClip.sln")))
+            {
+                return Path.GetFullPath(Path.Combine([dir.FullName, .. parts]));
+            }
+        }
+
+        throw new InvalidOperationException($"no DistClip.sln above {AppContext.BaseDirectory}");
+    }
+}
