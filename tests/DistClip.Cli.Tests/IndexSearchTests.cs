@@ -52,6 +52,24 @@ public sealed class IndexSearchTests(TrainedRun run)
     }
 
     [Fact]
+    public void A_csv_of_image_paths_and_captions_is_indexed_with_its_captions_and_a_missing_file_counted()
+    {
+        string csv = Path.Combine(run.Root, "pairs.csv");
+        var rows = Directory.EnumerateFiles(run.ImagesDirectory, "*.png").Where(f => !f.Contains("Unknown", StringComparison.Ordinal))
+            .Order(StringComparer.Ordinal).Take(30).Select(f => $"{f},a photo of a {TrainedRun.ClassOf(f).ToLowerInvariant()}");
+        File.WriteAllLines(csv, ["filepath,title", .. rows, "gone.png,a photo of nothing"]);
+        string index = Path.Combine(run.Root, "csv.index");
+
+        var result = Cli.Ok("index", "--checkpoint", run.FirstCheckpoint, "--images", "csv:" + csv, "--out", index, "--json");
+
+        using var json = JsonDocument.Parse(result.Out);
+        Assert.Equal(30, json.RootElement.GetProperty("indexed").GetInt32());
+        Assert.Equal(1, json.RootElement.GetProperty("skipped_by_reason").GetProperty("MissingImage").GetInt64());
+        var (_, entries, _) = IndexFile.Read(index);
+        Assert.All(entries, e => Assert.Equal($"a photo of a {TrainedRun.ClassOf(e.Id).ToLowerInvariant()}", e.Caption));
+    }
+
+    [Fact]
     public void An_index_built_by_another_model_is_refused_naming_both_models()
     {
         string index = BuildDirectoryIndex("other-model.index");

@@ -1,4 +1,6 @@
 using DistClip.Checkpoints;
+using DistClip.Cli.Indexing;
+using DistClip.Cli.Inference;
 using DistClip.Model;
 using DistClip.Training;
 using DistClip.Training.Steps;
@@ -67,6 +69,36 @@ public sealed class ModelSourceTests(TrainedRun run)
         Assert.Contains($"OpenAI CLIP BPE vocabulary not found: {absentVocabulary}", noVocabulary.Error);
         Assert.Equal(1, tooSmall.ExitCode);
         Assert.Contains("model 'tiny-vit' has a 256-token vocabulary but tokenizer openai-clip-bpe emits ids up to 49407", tooSmall.Error);
+    }
+
+    [Fact]
+    public void Published_weights_classify_index_and_search_end_to_end_with_the_config_inferred()
+    {
+        // A small ViT with CLIP's text tower shape (49,408 ids, context 77), saved under OpenAI's names
+        // as safetensors: the weights are random, so only the plumbing is under test here.
+        var config = new ClipConfig("small-vit", 32,
+            new VisionConfig(VisionConfig.Vit, ImageSize: 32, Channels: 3, PatchSize: 16, Width: 64, Layers: 1, Heads: 1, Activation: Activations.QuickGelu),
+            new TextConfig(TextConfig.Causal, VocabSize: 49408, ContextLength: 77, Width: 64, Layers: 1, Heads: 1, Activation: Activations.QuickGelu));
+        string weights = Path.Combine(run.Root, "small-vit.safetensors");
+        using (var model = new ClipModel(config))
+        using (var file = File.Create(weights))
+        {
+            TorchSharp.PyBridge.Safetensors.SaveStateDict(file, model.state_dict());
+        }
+
+        string vocabulary = RepositoryFile("..", "shared", "testdata", "clip-bpe", "bpe_simple_vocab_16e6.txt.gz");
+        string index = Path.Combine(run.Root, "pretrained.index");
+
+        var classified = Cli.Ok("classify", "--pretrained", weights, "--vocab", vocabulary, "--labels", "bag,coat", "--json", run.FirstImageOf("Bag"));
+        Cli.Ok("index", "--pretrained", weights, "--vocab", vocabulary, "--images", run.ImagesDirectory, "--limit", "20", "--out", index);
+        var found = Cli.Ok("search", "--index", index, "--top-k", "3", "a photo of a bag"); // the index names the weights and the vocabulary
+
+        Assert.Contains("small-vit from pretrained weights", classified.Out);
+        Assert.Equal(4, found.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+        var recorded = IndexFile.Read(index).Header.Model;
+        Assert.Equal(ModelIdentity.FromPretrained, recorded.Source);
+        Assert.Equal(vocabulary, recorded.Vocabulary);
+        Assert.Equal(config, ClipConfig.Parse(recorded.Config, "index")); // inferred from names and shapes, named after the file
     }
 
     [Fact]
