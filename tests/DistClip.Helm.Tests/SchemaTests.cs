@@ -1,0 +1,63 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace DistClip.Helm.Tests;
+
+/// <summary>values.schema.json refuses what the chart would otherwise ignore; the run config speaks the coordinator's names.</summary>
+public sealed partial class SchemaTests
+{
+    [Theory]
+    [InlineData("workers.gpu=1", "/workers", "gpu")]
+    [InlineData("config.global_bach=256", "/config", "global_bach")]
+    [InlineData("persistance.size=1Gi", "", "persistance")]
+    [InlineData("metrics.serviceMonitor.enable=true", "/metrics/serviceMonitor", "enable")]
+    public void A_misspelled_value_is_refused_by_name(string set, string where, string misspelled)
+    {
+        var result = HelmProcess.Run(RenderedChart.TemplateArguments(HelmProcess.ChartDirectory, null, set));
+
+        Assert.True(result.ExitCode != 0, $"helm template --set {set} succeeded: {result.Describe()}");
+        Assert.Contains($"at '{where}': additional properties '{misspelled}' not allowed", result.Error);
+        Assert.Equal("", result.Output);
+    }
+
+    [Theory]
+    [InlineData("workers.gpus=-1")]
+    [InlineData("config.workers=0")]
+    [InlineData("coordinator.probe=http")]
+    [InlineData("config.device=tpu")]
+    public void A_value_out_of_range_is_refused(string set)
+    {
+        var result = HelmProcess.Run(RenderedChart.TemplateArguments(HelmProcess.ChartDirectory, null, set));
+
+        Assert.True(result.ExitCode != 0, $"helm template --set {set} succeeded: {result.Describe()}");
+        Assert.Contains("values don't meet the specifications of the schema", result.Error);
+    }
+
+    [Fact]
+    public void Every_config_key_is_a_coordinator_setting_and_the_chart_owns_where_files_go()
+    {
+        using var schema = JsonDocument.Parse(File.ReadAllText(Path.Combine(HelmProcess.ChartDirectory, "values.schema.json")));
+        var config = schema.RootElement.GetProperty("properties").GetProperty("config");
+        var allowed = config.GetProperty("properties").EnumerateObject().Select(p => p.Name).ToList();
+        var settings = CoordinatorSettings();
+
+        Assert.False(config.GetProperty("additionalProperties").GetBoolean());
+        Assert.Empty(allowed.Except(settings));
+        string[] owned = ["checkpoint_dir", "run_dir", "run_id"];
+        Assert.Empty(owned.Except(settings));
+        Assert.Empty(owned.Intersect(allowed));
+        Assert.Equal(owned.Order(StringComparer.Ordinal), RenderedChart.Of(null).RunConfig.EnumerateObject().Select(p => p.Name).Intersect(owned).Order(StringComparer.Ordinal));
+    }
+
+    /// <summary>The JSON names of the coordinator's settings, read from its setting table (one place, by design).</summary>
+    private static HashSet<string> CoordinatorSettings()
+    {
+        string source = File.ReadAllText(Path.Combine(HelmProcess.RepositoryRoot, "src", "DistClip.Coordinator", "Cli", "SettingTable.cs"));
+        var names = SettingName().Matches(source).Select(m => m.Groups[1].Value.Replace('-', '_')).ToHashSet();
+        Assert.True(names.Count > 20, $"read only {names.Count} settings from SettingTable.cs; has its shape changed?");
+        return names;
+    }
+
+    [GeneratedRegex("""new\("([a-z0-9-]+)",""")]
+    private static partial Regex SettingName();
+}
