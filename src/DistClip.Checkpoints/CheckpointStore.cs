@@ -73,6 +73,7 @@ public sealed class CheckpointStore
         _pruner.Prune(step);
         TimeSpan duration = _time.GetElapsedTime(started);
         Log.Committed(_logger, step, directory, bytes, duration.TotalMilliseconds);
+        CheckpointMetrics.RecordCommit(bytes, duration, _time.GetUtcNow());
         return new CommittedCheckpoint(step, directory, bytes, duration);
     }
 

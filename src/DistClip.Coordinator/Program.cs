@@ -1,9 +1,12 @@
 using DistClip.Coordinator.Cli;
+using DistClip.Coordinator.Reports;
+using DistClip.Coordinator.Telemetry;
+using DistClip.Telemetry;
 using Microsoft.Extensions.Logging;
 
 namespace DistClip.Coordinator;
 
-public static class Program
+public static partial class Program
 {
     public static async Task<int> Main(string[] args)
     {
@@ -27,19 +30,52 @@ public static class Program
         {
             case "launch" or "serve" when help:
                 LaunchCommand.PrintHelp(Console.Out, serve: command == "serve");
+                foreach (string line in MetricsOptions.Help)
+                {
+                    Console.WriteLine(line);
+                }
+
                 return ExitCodes.Success;
-            case "launch":
-                return await LaunchCommand.RunAsync(rest, serve: false, loggers, cts.Token);
-            case "serve":
-                return await LaunchCommand.RunAsync(rest, serve: true, loggers, cts.Token);
+            case "launch" or "serve":
+                return await RunExportingMetricsAsync(rest, serve: command == "serve", loggers, cts.Token);
+            case "report":
+                return ReportCommand.Run(rest, Console.Out, Console.Error);
             case "help" or "--help" or "-h":
                 Console.WriteLine("usage: coordinator <command>");
                 Console.WriteLine("  launch   train a CLIP model with N workers on this machine (see 'coordinator launch --help')");
                 Console.WriteLine("  serve    coordinate a run whose workers are started elsewhere (see 'coordinator serve --help')");
+                Console.WriteLine("  report   draw the training plots of a finished run: coordinator report RUN_DIR");
                 return ExitCodes.Success;
             default:
                 Console.Error.WriteLine($"error: unknown command '{command}'; try 'coordinator help'");
                 return ExitCodes.BadConfiguration;
         }
     }
+
+    /// <summary>Serves /metrics for the whole life of the run (its own port, HTTP/1.1), then runs it.</summary>
+    private static async Task<int> RunExportingMetricsAsync(string[] args, bool serve, ILoggerFactory loggers, CancellationToken ct)
+    {
+        MetricsOptions metrics;
+        MetricsServer server;
+        try
+        {
+            (metrics, args) = MetricsOptions.Take(args, serve);
+            server = await MetricsServer.StartAsync("distclip-coordinator", metrics.Bind, metrics.Port, metrics.AdvertiseHost, ct);
+        }
+        catch (Exception e) when (e is FormatException or MetricsPortException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return ExitCodes.BadConfiguration;
+        }
+
+        await using (server)
+        {
+            LogMetrics(loggers.CreateLogger("DistClip.Coordinator"), server.Address);
+            PrometheusTargets.CoordinatorTarget = server.Target;
+            return await LaunchCommand.RunAsync(args, serve, loggers, ct);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Metrics for Prometheus at {Address}")]
+    private static partial void LogMetrics(ILogger logger, Uri address);
 }

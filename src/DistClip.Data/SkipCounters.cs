@@ -26,6 +26,7 @@ public sealed partial class SkipCounters
         _logger = logger;
         _time = time ?? TimeProvider.System;
         Array.Fill(_lastLogged, long.MinValue);
+        DataMetrics.Announce();
     }
 
     /// <summary>All skips so far, over every reason.</summary>
@@ -49,6 +50,7 @@ public sealed partial class SkipCounters
     {
         int slot = Slot(reason);
         long count = Interlocked.Increment(ref _counts[slot]);
+        DataMetrics.RecordSkip(reason);
         if (_logger is null || !_logger.IsEnabled(LogLevel.Warning))
         {
             return;

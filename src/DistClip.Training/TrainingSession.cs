@@ -8,6 +8,7 @@ using DistClip.Data;
 using DistClip.Model;
 using DistClip.Training.Evaluation;
 using DistClip.Training.Steps;
+using DistClip.Training.Telemetry;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -184,6 +185,7 @@ public sealed partial class TrainingSession : IDisposable
             ChainDataOrder(batch.Indices);
             Phase = "step";
             var metrics = _trainer.Step(batch, loader.LastWait.TotalSeconds, ct);
+            TrainingMetrics.RecordStep(metrics, batch.Count, Config.MaxLogitScale);
             _trainSeconds += metrics.Times.Total;
             _samples += metrics.Samples;
             if (++_stepsThisLaunch > TimingWarmupSteps)

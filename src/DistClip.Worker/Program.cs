@@ -10,7 +10,7 @@ try
 catch (Exception e) when (e is ArgumentException or FormatException or UriFormatException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
-    Console.Error.WriteLine("usage: worker --coordinator HOST:PORT [--preferred-rank N] [--secret-file FILE] [--bind ADDRESS] [--port N] [--advertise-host HOST]");
+    Console.Error.WriteLine("usage: worker --coordinator HOST:PORT [--preferred-rank N] [--secret-file FILE] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N]");
     return WorkerExitCodes.BadArguments;
 }
 

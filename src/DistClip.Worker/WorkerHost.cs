@@ -3,6 +3,7 @@ using DistClip.Collectives;
 using DistClip.Collectives.Grpc;
 using DistClip.Control;
 using DistClip.Control.V1;
+using DistClip.Telemetry;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
@@ -42,6 +43,8 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
         await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(
             new GrpcTransportOptions { Secret = secret, ListenAddress = options.Bind, Port = options.Port }, loggers, cancellationToken: ct).ConfigureAwait(false);
         var advertised = new UriBuilder(endpoint.Address) { Host = options.AdvertiseHost }.Uri;
+        await using var metrics = await MetricsServer.StartAsync("distclip-worker", options.Bind, options.MetricsPort, options.AdvertiseHost, ct).ConfigureAwait(false);
+        LogMetrics(_logger, metrics.Address);
         string workerId = $"{Environment.MachineName}-{Environment.ProcessId}-{Convert.ToHexString(RandomNumberGenerator.GetBytes(3)).ToLowerInvariant()}";
         var request = new JoinRequest
         {
@@ -50,6 +53,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             Pid = Environment.ProcessId,
             CollectiveEndpoint = advertised.ToString(),
             PreferredRank = options.PreferredRank,
+            MetricsEndpoint = metrics.Address.ToString(),
         };
 
         while (true)
@@ -83,6 +87,9 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             }
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Metrics for Prometheus at {Address}")]
+    private static partial void LogMetrics(ILogger logger, Uri address);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "The coordinator at {Coordinator} refused this worker: {Detail}")]
     private static partial void LogRefused(ILogger logger, Uri coordinator, string detail);

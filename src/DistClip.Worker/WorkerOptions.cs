@@ -4,12 +4,16 @@ using System.Net;
 namespace DistClip.Worker;
 
 /// <summary>
-/// <c>worker --coordinator URL [--preferred-rank N] [--secret-file F] [--bind ADDRESS] [--port N] [--advertise-host HOST]</c>.
+/// <c>worker --coordinator URL [--preferred-rank N] [--secret-file F] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N]</c>.
 /// The secret comes from the file or from DISTCLIP_SECRET; the preferred rank defaults to
-/// Kubernetes' JOB_COMPLETION_INDEX when set.
+/// Kubernetes' JOB_COMPLETION_INDEX when set. The metrics port defaults to 0 (a free one): several
+/// workers share a host (one per device), and the coordinator's targets file says where each is.
 /// </summary>
 public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? SecretFile, IPAddress Bind, int Port, string AdvertiseHost)
 {
+    /// <summary>Where Prometheus scrapes this worker (HTTP/1.1, on <see cref="Bind"/>); 0 takes a free port.</summary>
+    public int MetricsPort { get; init; }
+
     public static WorkerOptions Parse(string[] args)
     {
         Uri? coordinator = null;
@@ -18,6 +22,7 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
         var bind = IPAddress.Loopback;
         int port = 0;
         string? advertise = null;
+        int metricsPort = 0;
         for (int i = 0; i < args.Length; i++)
         {
             string name = args[i];
@@ -42,6 +47,9 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
                 case "--advertise-host":
                     advertise = value;
                     break;
+                case "--metrics-port":
+                    metricsPort = Telemetry.MetricsServer.ParsePort(value);
+                    break;
                 default:
                     throw new ArgumentException($"unknown option {name}");
             }
@@ -54,6 +62,6 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
 
         // Peers must reach this worker: loopback when bound to loopback, else the host's name.
         advertise ??= IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName();
-        return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise);
+        return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise) { MetricsPort = metricsPort };
     }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using DistClip.Coordinator.Runs;
+using DistClip.Coordinator.Telemetry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -10,15 +11,21 @@ using Microsoft.Extensions.Logging;
 
 namespace DistClip.Coordinator.Services;
 
-/// <summary>The coordinator's gRPC (h2c) server for the control plane. Tensors never come here.</summary>
+/// <summary>
+/// The coordinator's gRPC (h2c) server for the control plane. Tensors never come here. It also keeps
+/// the run's Prometheus targets file and its <c>DistClip.Coordinator</c> instruments (exported by
+/// the program's metrics endpoint, a port of its own).
+/// </summary>
 public sealed class CoordinatorServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly PrometheusTargets _targets;
 
-    private CoordinatorServer(WebApplication app, Uri address)
+    private CoordinatorServer(WebApplication app, Uri address, PrometheusTargets targets)
     {
         _app = app;
         Address = address;
+        _targets = targets;
     }
 
     /// <summary>Where workers reach the coordinator, e.g. <c>http://127.0.0.1:40123/</c>.</summary>
@@ -37,6 +44,9 @@ public sealed class CoordinatorServer : IAsyncDisposable
             kestrel.Limits.KeepAliveTimeout = TimeSpan.FromMinutes(30);
         });
         builder.Services.AddSingleton(run);
+        builder.Services.AddSingleton(_ => new PrometheusTargets(run.Settings.RunDirectory, run.Settings.RunId,
+            PrometheusTargets.CoordinatorTarget, run.Logger));
+        builder.Services.AddSingleton<CoordinatorMetrics>();
         builder.Services.AddGrpc(grpc =>
         {
             grpc.Interceptors.Add<SecretInterceptor>(run.Settings.Secret);
@@ -45,14 +55,18 @@ public sealed class CoordinatorServer : IAsyncDisposable
         });
         var app = builder.Build();
         app.MapGrpcService<RunControlService>();
+        // Created now, not on first use: the instruments exist before any worker joins.
+        var targets = app.Services.GetRequiredService<PrometheusTargets>();
+        app.Services.GetRequiredService<CoordinatorMetrics>();
         await app.StartAsync(ct).ConfigureAwait(false);
         string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
         var uri = new Uri(bound);
-        return new CoordinatorServer(app, new UriBuilder(uri) { Host = advertiseHost }.Uri);
+        return new CoordinatorServer(app, new UriBuilder(uri) { Host = advertiseHost }.Uri, targets);
     }
 
     public async ValueTask DisposeAsync()
     {
+        _targets.Clear();
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
     }

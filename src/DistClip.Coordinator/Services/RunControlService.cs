@@ -1,22 +1,25 @@
 using DistClip.Control.V1;
 using DistClip.Coordinator.Runs;
+using DistClip.Coordinator.Telemetry;
 using Grpc.Core;
 
 namespace DistClip.Coordinator.Services;
 
 /// <summary>The gRPC face of <see cref="RunCoordinator"/>: translation only, no decisions.</summary>
-public sealed class RunControlService(RunCoordinator run) : RunControl.RunControlBase
+internal sealed class RunControlService(RunCoordinator run, PrometheusTargets targets) : RunControl.RunControlBase
 {
     private static readonly Ack Done = new();
 
-    public override Task<Assignment> Join(JoinRequest request, ServerCallContext context)
+    public override async Task<Assignment> Join(JoinRequest request, ServerCallContext context)
     {
         if (string.IsNullOrEmpty(request.WorkerId) || !Uri.TryCreate(request.CollectiveEndpoint, UriKind.Absolute, out _))
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, "join needs a worker_id and an absolute collective_endpoint"));
         }
 
-        return run.JoinAsync(request, context.CancellationToken);
+        var assignment = await run.JoinAsync(request, context.CancellationToken).ConfigureAwait(false);
+        targets.Assigned(request, assignment);
+        return assignment;
     }
 
     public override async Task Heartbeat(IAsyncStreamReader<HeartbeatRequest> requestStream, IServerStreamWriter<Command> responseStream, ServerCallContext context)
