@@ -3,6 +3,20 @@ using DistClip.Bench;
 
 // dotnet run -c Release --project bench/DistClip.Bench -- train [--threads 1,2] [--steps 20] [--batch 256] [--json FILE]
 // dotnet run -c Release --project bench/DistClip.Bench -- launch [--steps 30] [--batch 256] [--json FILE]
+// The collectives suite runs each rank as a process of this same program.
+if (DistClip.Collectives.Bench.CollectivesBenchmark.IsWorkerInvocation(args))
+{
+    return await DistClip.Collectives.Bench.CollectivesBenchmark.RunWorkerAsync(args, Console.In, Console.Out, CancellationToken.None);
+}
+
+if (args.Length > 0 && args[0] == "collectives")
+{
+    // dotnet run -c Release --project bench/DistClip.Bench -- collectives [--json FILE] [--quick] [--n 2,3,4]
+    var collectiveOptions = DistClip.Collectives.Bench.CollectivesBenchOptions.Parse(args[1..]);
+    var collectiveResults = await new DistClip.Collectives.Bench.CollectivesBenchmark().RunAsync(collectiveOptions, Console.Out, CancellationToken.None);
+    return collectiveResults.AllReduce.Count > 0 ? 0 : 1;
+}
+
 var options = BenchArgs.Parse(args);
 switch (options.Suite)
 {
@@ -25,6 +39,6 @@ switch (options.Suite)
 
         return 0;
     default:
-        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch");
+        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, collectives");
         return 2;
 }

@@ -17,6 +17,13 @@ public static partial class Program
             cts.Cancel();
         };
 
+        // Kubernetes and schedulers stop with SIGTERM: end the run (its workers are told) and exit.
+        using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
+        {
+            context.Cancel = true;
+            cts.Cancel();
+        });
+
         using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
         {
             o.SingleLine = true;

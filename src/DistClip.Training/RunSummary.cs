@@ -35,7 +35,18 @@ public sealed record RunSummary
     [JsonPropertyName("skipped_by_reason")] public Dictionary<string, long> SkippedByReason { get; init; } = [];
     [JsonPropertyName("history")] public List<HistoryPoint> History { get; init; } = [];
 
-    private static readonly JsonSerializerOptions Options = new() { WriteIndented = true };
+    // A run resumed at its last step trains nothing, and a rate over no time is not a number:
+    // write such values as "NaN" / "Infinity" rather than fail at the end of a run.
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        WriteIndented = true,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Options);
+
+    public static RunSummary FromJson(string json) =>
+        JsonSerializer.Deserialize<RunSummary>(json, Options) ?? throw new InvalidDataException("no run summary in the document");
 
     public void Write(string path)
     {
@@ -47,7 +58,7 @@ public sealed record RunSummary
 
         // Written beside and renamed, so a reader never sees half a summary.
         string tmp = path + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(this, Options));
+        File.WriteAllText(tmp, ToJson());
         File.Move(tmp, path, overwrite: true);
     }
 

@@ -144,6 +144,9 @@ public sealed partial class TrainingSession : IDisposable
             ["train_seconds"] = _trainSeconds,
             ["history"] = JsonSerializer.SerializeToNode(_history),
             ["data_order"] = Convert.ToHexString(_dataOrder),
+            // What a user of the checkpoint needs without the run's files: the model and its tokenizer.
+            ["model_config"] = JsonNode.Parse(Config.ToJson()),
+            ["tokenizer"] = _tokenizer.Name,
         };
         var files = new Dictionary<string, Action<Stream>>
         {
@@ -247,7 +250,8 @@ public sealed partial class TrainingSession : IDisposable
         var history = new List<HistoryPoint>(_history);
         if (_last is not null || final is not null)
         {
-            history.Add(new HistoryPoint(StepsDone, _last?.Loss ?? double.NaN, _last?.LearningRate ?? 0, rate, final?.ZeroShot.Top1));
+            history.Add(new HistoryPoint(StepsDone, _last?.Loss ?? _history.LastOrDefault()?.Loss ?? double.NaN,
+                _last?.LearningRate ?? _history.LastOrDefault()?.LearningRate ?? 0, rate, final?.ZeroShot.Top1));
         }
 
         return new RunSummary
@@ -259,7 +263,7 @@ public sealed partial class TrainingSession : IDisposable
             WorldSize = _collectives.WorldSize,
             SamplesPerSecond = rate,
             WallSeconds = wallSeconds,
-            FinalLoss = _last?.Loss ?? double.NaN,
+            FinalLoss = _last?.Loss ?? _history.LastOrDefault()?.Loss ?? double.NaN,
             ZeroShotTop1 = final?.ZeroShot.Top1,
             ZeroShotTop5 = final?.ZeroShot.Top5,
             ZeroShotSamples = final?.ZeroShot.Samples,

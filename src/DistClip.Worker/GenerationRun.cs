@@ -28,13 +28,14 @@ internal sealed partial class GenerationRun(
     private readonly ILogger _logger = loggers.CreateLogger("DistClip.Worker");
     private long _step;
     private volatile string _phase = "joining";
+    private volatile TrainingSession? _session;
 
     public async Task<GenerationEnd> RunAsync(CancellationToken ct)
     {
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var identity = new HeartbeatRequest { WorkerId = workerId, Generation = assignment.Generation, Rank = assignment.Rank };
         await using var heartbeats = new Heartbeats(client, identity, TimeSpan.FromMilliseconds(assignment.HeartbeatIntervalMs),
-            () => (Interlocked.Read(ref _step), _phase), abort);
+            () => (Interlocked.Read(ref _step), _session?.Phase ?? _phase), abort);
         ICollectiveGroup? group = null;
         try
         {
@@ -83,6 +84,7 @@ internal sealed partial class GenerationRun(
         using var collectives = new CollectiveStepCollectives(group);
         _phase = "loading";
         using var session = new TrainingSession(options, collectives, _logger);
+        _session = session;
         if (assignment.ResumeFrom.Length > 0)
         {
             session.Load(CheckpointStore.ResolveDirectory(assignment.ResumeFrom, ct));
@@ -127,6 +129,7 @@ internal sealed partial class GenerationRun(
             Commit(session, store!, ct);
         }
 
+        _session = null;
         _phase = leader ? "evaluate" : "finished";
         var summary = leader ? session.Summarize(wall.Elapsed.TotalSeconds) : null;
         return new WorkerFinished
@@ -134,7 +137,7 @@ internal sealed partial class GenerationRun(
             Generation = assignment.Generation,
             Rank = assignment.Rank,
             ParametersSha256 = session.ParametersSha256(),
-            SummaryJson = summary is null ? "" : JsonSerializer.Serialize(summary),
+            SummaryJson = summary is null ? "" : summary.ToJson(),
         };
     }
 

@@ -10,11 +10,21 @@ try
 catch (Exception e) when (e is ArgumentException or FormatException or UriFormatException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
-    Console.Error.WriteLine("usage: worker --coordinator HOST:PORT [--preferred-rank N] [--secret-file FILE] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N]");
+    Console.Error.WriteLine("usage: worker --coordinator HOST:PORT [--preferred-rank N] [--secret-file FILE] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N] [--join-timeout S]");
     return WorkerExitCodes.BadArguments;
 }
 
-string? secret = RunSecret.Load(options.SecretFile);
+string? secret;
+try
+{
+    secret = RunSecret.Load(options.SecretFile);
+}
+catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine($"error: cannot read the secret file: {e.Message}");
+    return WorkerExitCodes.BadArguments;
+}
+
 if (secret is null)
 {
     Console.Error.WriteLine($"error: no run secret: pass --secret-file FILE or set {RunSecret.EnvironmentVariable}");
@@ -44,6 +54,12 @@ try
 }
 catch (OperationCanceledException) when (terminated)
 {
+    return WorkerExitCodes.Terminated;
+}
+catch (Exception e) when (terminated)
+{
+    // SIGTERM cancelled the step mid-collective: the abandoned step surfaces as whatever failed first.
+    loggers.CreateLogger("DistClip.Worker").LogWarning(e, "Worker stopped by SIGTERM");
     return WorkerExitCodes.Terminated;
 }
 catch (Exception e)

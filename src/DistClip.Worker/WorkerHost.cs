@@ -31,6 +31,9 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
                 // coordinator that vanished without closing it.
                 KeepAlivePingDelay = TimeSpan.FromSeconds(10),
                 KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+                // An unreachable coordinator must end in an error, not an endless connect.
+                ConnectTimeout = TimeSpan.FromSeconds(15),
                 EnableMultipleHttp2Connections = true,
             },
         });
@@ -56,6 +59,8 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             MetricsEndpoint = metrics.Address.ToString(),
         };
 
+        bool joinedOnce = false;
+        var joinDeadline = DateTime.UtcNow + options.JoinTimeout;
         while (true)
         {
             Assignment assignment;
@@ -68,11 +73,20 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
                 LogRefused(_logger, options.Coordinator, e.Status.Detail);
                 return WorkerExitCodes.Refused;
             }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && !joinedOnce && DateTime.UtcNow < joinDeadline)
+            {
+                // Not up yet (a worker pod scheduled before the coordinator's): try again, within a bound.
+                LogWaitingForCoordinator(_logger, options.Coordinator, e.Status.Detail);
+                await Task.Delay(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+                continue;
+            }
             catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.Cancelled or StatusCode.Internal)
             {
                 LogCoordinatorGone(_logger, options.Coordinator, e.Status.Detail);
                 return WorkerExitCodes.CoordinatorLost;
             }
+
+            joinedOnce = true;
 
             if (assignment.Stop)
             {
@@ -93,6 +107,9 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
 
     [LoggerMessage(Level = LogLevel.Error, Message = "The coordinator at {Coordinator} refused this worker: {Detail}")]
     private static partial void LogRefused(ILogger logger, Uri coordinator, string detail);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Waiting for the coordinator at {Coordinator}: {Detail}")]
+    private static partial void LogWaitingForCoordinator(ILogger logger, Uri coordinator, string detail);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Lost the coordinator at {Coordinator}: {Detail}")]
     private static partial void LogCoordinatorGone(ILogger logger, Uri coordinator, string detail);

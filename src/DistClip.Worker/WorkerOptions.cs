@@ -11,6 +11,9 @@ namespace DistClip.Worker;
 /// </summary>
 public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? SecretFile, IPAddress Bind, int Port, string AdvertiseHost)
 {
+    /// <summary>How long the first join keeps retrying a coordinator that is not up yet (a pod started before it).</summary>
+    public TimeSpan JoinTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Where Prometheus scrapes this worker (HTTP/1.1, on <see cref="Bind"/>); 0 takes a free port.</summary>
     public int MetricsPort { get; init; }
 
@@ -22,6 +25,7 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
         var bind = IPAddress.Loopback;
         int port = 0;
         string? advertise = null;
+        var joinTimeout = TimeSpan.FromSeconds(60);
         int metricsPort = 0;
         for (int i = 0; i < args.Length; i++)
         {
@@ -47,6 +51,9 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
                 case "--advertise-host":
                     advertise = value;
                     break;
+                case "--join-timeout":
+                    joinTimeout = TimeSpan.FromSeconds(double.Parse(value, CultureInfo.InvariantCulture));
+                    break;
                 case "--metrics-port":
                     metricsPort = Telemetry.MetricsServer.ParsePort(value);
                     break;
@@ -62,6 +69,6 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
 
         // Peers must reach this worker: loopback when bound to loopback, else the host's name.
         advertise ??= IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName();
-        return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise) { MetricsPort = metricsPort };
+        return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise) { MetricsPort = metricsPort, JoinTimeout = joinTimeout };
     }
 }

@@ -67,6 +67,17 @@ internal sealed class CoordinatorProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Any program (a worker, a coordinator inside a network namespace) with the same output handling.</summary>
+    public static CoordinatorProcess Start(ProcessStartInfo psi)
+    {
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        psi.UseShellExecute = false;
+        return new CoordinatorProcess(Process.Start(psi)!);
+    }
+
+    public static string WorkerDllPath => Path.Combine(Path.GetDirectoryName(DllPath)!, "worker.dll");
+
     public static CoordinatorProcess Start(IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };

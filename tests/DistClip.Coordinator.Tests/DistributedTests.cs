@@ -123,6 +123,23 @@ public sealed class DistributedTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task A_worker_stopped_by_sigterm_abandons_its_step_and_exits_143_so_it_is_not_counted_as_done()
+    {
+        await using var run = CoordinatorProcess.Start(null,
+            [.. Runs.Quick(_dir, "term"), "--workers", "2", "--steps", "2000", "--checkpoint-every", "20", "--log-every", "100", "--max-restarts", "0"]);
+        var started = await run.WaitForLineAsync(@"Started worker slot 1 \(pid (\d+)", TimeSpan.FromSeconds(60));
+        await run.WaitForLineAsync("checkpoint of step 20 committed", TimeSpan.FromSeconds(120));
+        using (var kill = Process.Start("kill", ["-TERM", started.Groups[1].Value]))
+        {
+            await kill.WaitForExitAsync();
+        }
+
+        var result = await run.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("exited with status 143", result.Stdout + result.Stderr);
+    }
+
+    [Fact]
     public async Task With_max_restarts_0_a_killed_worker_fails_the_run_promptly_naming_the_rank()
     {
         await using var run = CoordinatorProcess.Start(null,
@@ -161,6 +178,15 @@ public sealed class DistributedTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(3, worker.ExitCode);
         Assert.Contains("refused", await stdout + await stderr);
         Assert.DoesNotContain("joined", coordinator.Stdout);
+
+        // Health checking answers without the secret (Kubernetes probes carry none); the run's own
+        // calls do not.
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(listening.Groups[1].Value);
+        var health = await new Grpc.Health.V1.Health.HealthClient(channel).CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
+        Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, health.Status);
+        var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(
+            () => new Control.V1.RunControl.RunControlClient(channel).ReportProgressAsync(new Control.V1.Progress()).ResponseAsync);
+        Assert.Equal(Grpc.Core.StatusCode.PermissionDenied, refused.StatusCode);
     }
 
     /// <summary>Hash of clip-micro's initial parameters for seed 11, as a worker computes it.</summary>

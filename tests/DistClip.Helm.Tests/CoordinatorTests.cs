@@ -13,9 +13,21 @@ public sealed class CoordinatorTests
     }
 
     [Fact]
-    public void Probes_dial_the_control_port_over_tcp_by_default()
+    public void Probes_use_grpc_health_checking_by_default()
     {
         var coordinator = RenderedChart.Of(null).CoordinatorContainer;
+
+        foreach (var probe in new[] { coordinator.StartupProbe, coordinator.ReadinessProbe, coordinator.LivenessProbe })
+        {
+            Assert.Equal(29400, probe.Grpc.Port);
+            Assert.Null(probe.TcpSocket);
+        }
+    }
+
+    [Fact]
+    public void Probes_dial_the_control_port_over_tcp_when_asked()
+    {
+        var coordinator = RenderedChart.Of(null, "coordinator.probe=tcp").CoordinatorContainer;
 
         foreach (var probe in new[] { coordinator.StartupProbe, coordinator.ReadinessProbe, coordinator.LivenessProbe })
         {

@@ -36,12 +36,9 @@ internal sealed class EvalCommand : ICommand
         string dataset = args.Value("dataset") ?? "fashion-mnist";
         var source = ModelSourceOptions.From(args);
         using var model = ModelLoader.Load(source, context.Logger, ct);
-        if (model.Tokenizer is not R50kTextTokenizer tokenizer)
-        {
-            // Evaluator and the loaders take ClipTokenizer (GPT-2); they do not yet accept ITextTokenizer.
-            throw new RefusedException(
-                $"eval runs the training evaluator, which tokenizes with GPT-2's r50k_base; {model.Identity.Name} uses {model.Tokenizer.Name}, which it cannot take yet");
-        }
+        // The same evaluator as training, with whichever tokenizer the model came with (GPT-2 for
+        // DistClip runs, OpenAI's CLIP BPE for published weights).
+        var tokenizer = model.Tokenizer;
 
         int samples = args.Int("samples", RunSetting(model, "eval_samples", 0), min: 0);
         int pairs = args.Int("retrieval-samples", RunSetting(model, "retrieval_samples", 1000), min: 0);
@@ -62,13 +59,13 @@ internal sealed class EvalCommand : ICommand
         RetrievalResult? retrieval;
         if (heldOut.ClassNames is not null)
         {
-            var result = new Evaluator(heldOut, tokenizer.Inner, model.Spec, samples, pairs).Evaluate(model.Model, model.Device);
+            var result = new Evaluator(heldOut, tokenizer, model.Spec, samples, pairs).Evaluate(model.Model, model.Device);
             (zeroShot, retrieval) = (result.ZeroShot, result.Retrieval);
         }
         else if (pairs > 0)
         {
             // Captioned but unlabelled data: retrieval only, over the first N pairs as the evaluator would.
-            var batches = ClipDataLoader.Sequential(heldOut, model.Spec, tokenizer.Inner, model.Model.Config.Text.ContextLength, 500, Math.Min(pairs, heldOut.Count));
+            var batches = ClipDataLoader.Sequential(heldOut, model.Spec, tokenizer, model.Model.Config.Text.ContextLength, 500, Math.Min(pairs, heldOut.Count));
             retrieval = Retrieval.Evaluate(model.Model, batches, model.Device);
         }
         else

@@ -75,10 +75,10 @@ internal static partial class ModelLoader
         }
 
         var config = options.Config ?? CheckpointModelConfig(checkpoint, options.Model);
-        string tokenizerName = checkpoint.State[StateTokenizerKey]?.GetValue<string>() ?? R50kTextTokenizer.TokenizerName;
+        string tokenizerName = checkpoint.State[StateTokenizerKey]?.GetValue<string>() ?? "r50k_base";
         ITextTokenizer tokenizer = tokenizerName switch
         {
-            R50kTextTokenizer.TokenizerName => new R50kTextTokenizer(ClipTokenizer.CreateR50k()),
+            "r50k_base" => ClipTokenizer.CreateR50k(),
             _ => OpenAITokenizer(options.Vocabulary, $"checkpoint {checkpoint.Directory} was trained with tokenizer '{tokenizerName}'"),
         };
         EnsureVocabulary(config, tokenizer);

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using DistClip.Control;
 using DistClip.Coordinator.Launchers;
+using DistClip.Coordinator.Reports;
 using DistClip.Coordinator.Runs;
 using DistClip.Coordinator.Services;
 using DistClip.Model;
@@ -94,6 +95,7 @@ internal static class LaunchCommand
         }
 
         progress.Finish();
+        await run.WaitUntilWorkersToldAsync(runSettings.HeartbeatInterval * 10);
         if (!outcome.Succeeded)
         {
             Console.Error.WriteLine($"error: the run failed: {outcome.Error}");
@@ -104,6 +106,7 @@ internal static class LaunchCommand
         var summary = outcome.Summary!;
         string summaryPath = Path.Combine(plan.RunDirectory, "summary.json");
         summary.Write(summaryPath);
+        TrainingReport.WriteAfterRun(summary, plan.RunDirectory, Console.Out);
         Report(summary, summaryPath);
         return ExitCodes.Success;
     }

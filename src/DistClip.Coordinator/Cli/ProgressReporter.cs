@@ -27,9 +27,12 @@ internal sealed class ProgressReporter(int totalSteps, int logEvery, TextWriter 
 
             _samples += samples;
             double elapsed = Math.Max(_clock.Elapsed.TotalSeconds, 1e-9);
-            double eta = (total - step) * (elapsed / Math.Max(1, step - _firstStep));
+            long done = step - _firstStep;
+            // The clock starts at the first report, so a rate needs a second one.
+            string rate = done > 1 ? string.Create(CultureInfo.InvariantCulture, $"{(_samples - samples) / elapsed:F0} samples/s") : "- samples/s";
+            string eta = done > 1 ? TimeSpan.FromSeconds(Math.Round((total - step) * elapsed / (done - 1))).ToString("c", CultureInfo.InvariantCulture) : "-";
             string line = string.Create(CultureInfo.InvariantCulture,
-                $"step {step}/{total}  loss {loss:F4}  lr {learningRate:0.###e+0}  t {Math.Exp(logitScale):F1}  {_samples / elapsed:F0} samples/s  ETA {TimeSpan.FromSeconds(Math.Round(eta)):c}");
+                $"step {step}/{total}  loss {loss:F4}  lr {learningRate:0.###e+0}  t {Math.Exp(logitScale):F1}  {rate}  ETA {eta}");
             if (interactive)
             {
                 output.Write("\r" + line.PadRight(100));

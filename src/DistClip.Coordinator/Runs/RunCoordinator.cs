@@ -24,6 +24,11 @@ public sealed partial class RunCoordinator : IDisposable
     private readonly string _configJson;
     private Member[] _members = [];
     private readonly HashSet<string> _alreadyLost = [];
+
+    // Workers still to be told that the run is over (by a stop command or a stop assignment).
+    private readonly HashSet<string> _toTell = [];
+    private readonly TaskCompletionSource _allTold = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private string[] _lastMembers = [];
     private long _generation;
     private int _restarts;
     private string? _latestCheckpoint;
@@ -75,6 +80,7 @@ public sealed partial class RunCoordinator : IDisposable
         {
             if (_ended)
             {
+                Told(request.WorkerId);
                 return new Assignment { RunId = _settings.RunId, Stop = true };
             }
 
@@ -152,6 +158,43 @@ public sealed partial class RunCoordinator : IDisposable
             {
                 Lose(member, $"its heartbeat stream broke ({why})");
             }
+        }
+    }
+
+    /// <summary>A worker closed its heartbeat stream on purpose (it left the generation, or the run is over).</summary>
+    public void HeartbeatClosed(string workerId)
+    {
+        lock (_lock)
+        {
+            if (_ended)
+            {
+                Told(workerId);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Waits (bounded) until every worker of the last generation has heard that the run is over, so
+    /// that stopping the server does not look like a lost coordinator to them. A worker cut off from
+    /// the network never hears it; the bound keeps that from holding the coordinator.
+    /// </summary>
+    public async Task WaitUntilWorkersToldAsync(TimeSpan bound)
+    {
+        try
+        {
+            await _allTold.Task.WaitAsync(bound, _time).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // Those left will notice the coordinator is gone and exit on their own.
+        }
+    }
+
+    private void Told(string workerId)
+    {
+        if (_toTell.Remove(workerId) && _toTell.Count == 0)
+        {
+            _allTold.TrySetResult();
         }
     }
 
@@ -246,8 +289,7 @@ public sealed partial class RunCoordinator : IDisposable
                 return;
             }
 
-            var summary = JsonSerializer.Deserialize<RunSummary>(_members[0].SummaryJson ?? "null")
-                ?? throw new InvalidOperationException("rank 0 finished without a summary");
+            var summary = RunSummary.FromJson(_members[0].SummaryJson ?? "null");
             End(RunOutcome.Success(summary with { Restarts = _restarts, WorldSize = _settings.WorldSize, ParametersSha256 = hashes[0] }, _restarts));
         }
     }
@@ -323,6 +365,7 @@ public sealed partial class RunCoordinator : IDisposable
             m.Commands.Writer.TryComplete();
         }
 
+        _lastMembers = _members.Where(m => m != lost).Select(m => m.Request.WorkerId).ToArray();
         _members = [];
         _formingSince = _time.GetUtcNow();
         GenerationAborted?.Invoke(what);
@@ -350,6 +393,8 @@ public sealed partial class RunCoordinator : IDisposable
         }
 
         _ended = true;
+        _toTell.UnionWith(_members.Select(m => m.Request.WorkerId));
+        _toTell.UnionWith(_lastMembers);
         foreach (var m in _members)
         {
             m.Commands.Writer.TryWrite(new Command { Kind = Command.Types.Kind.Stop, Generation = _generation, Reason = outcome.Error ?? "run finished" });
@@ -359,9 +404,15 @@ public sealed partial class RunCoordinator : IDisposable
         foreach (var j in _joining.Values)
         {
             j.Reply.TrySetResult(new Assignment { RunId = _settings.RunId, Stop = true });
+            _toTell.Remove(j.Request.WorkerId);
         }
 
         _joining.Clear();
+        if (_toTell.Count == 0)
+        {
+            _allTold.TrySetResult();
+        }
+
         _outcome.TrySetResult(outcome);
     }
 

@@ -47,6 +47,8 @@ public sealed class CoordinatorServer : IAsyncDisposable
         builder.Services.AddSingleton(_ => new PrometheusTargets(run.Settings.RunDirectory, run.Settings.RunId,
             PrometheusTargets.CoordinatorTarget, run.Logger));
         builder.Services.AddSingleton<CoordinatorMetrics>();
+        // grpc.health.v1 for Kubernetes probes (the kubelet sends no secret; the interceptor lets it through).
+        builder.Services.AddGrpcHealthChecks();
         builder.Services.AddGrpc(grpc =>
         {
             grpc.Interceptors.Add<SecretInterceptor>(run.Settings.Secret);
@@ -55,6 +57,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         });
         var app = builder.Build();
         app.MapGrpcService<RunControlService>();
+        app.MapGrpcHealthChecksService();
         // Created now, not on first use: the instruments exist before any worker joins.
         var targets = app.Services.GetRequiredService<PrometheusTargets>();
         app.Services.GetRequiredService<CoordinatorMetrics>();
@@ -67,7 +70,9 @@ public sealed class CoordinatorServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _targets.Clear();
-        await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        // Drain briefly: a worker cut off from the network keeps its heartbeat stream "open" forever.
+        using var drain = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+        await _app.StopAsync(drain.Token).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -54,6 +54,7 @@ internal sealed class RunControlService(RunCoordinator run, PrometheusTargets ta
         }
 
         // The worker closed its side on purpose (it left the generation); wait for our side to drain.
+        run.HeartbeatClosed(first.WorkerId);
         await forward.ConfigureAwait(false);
     }
 

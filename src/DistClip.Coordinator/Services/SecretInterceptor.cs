@@ -14,6 +14,14 @@ public sealed class SecretInterceptor(string secret) : Interceptor
         return continuation(request, context);
     }
 
+    public override Task ServerStreamingServerHandler<TRequest, TResponse>(
+        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
+        ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        Check(context);
+        return continuation(request, responseStream, context);
+    }
+
     public override Task DuplexStreamingServerHandler<TRequest, TResponse>(
         IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
         DuplexStreamingServerMethod<TRequest, TResponse> continuation)
@@ -24,6 +32,12 @@ public sealed class SecretInterceptor(string secret) : Interceptor
 
     private void Check(ServerCallContext context)
     {
+        // Health checking says only "serving" or not, and probes carry no secret.
+        if (context.Method.StartsWith("/grpc.health.v1.Health/", StringComparison.Ordinal))
+        {
+            return;
+        }
+
         if (!RunSecret.Matches(secret, context.RequestHeaders.GetValue(RunSecret.Header)))
         {
             throw new RpcException(new Status(StatusCode.PermissionDenied, "this run's secret is required to join it"));

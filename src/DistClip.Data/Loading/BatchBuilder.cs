@@ -8,7 +8,7 @@ internal static class BatchBuilder
     public static Batch Build(
         IImageTextDataset dataset,
         ImageSpec spec,
-        ClipTokenizer tokenizer,
+        ITextTokenizer tokenizer,
         int contextLength,
         int[] indices,
         SamplerCursor cursor,

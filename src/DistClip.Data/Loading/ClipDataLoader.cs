@@ -15,7 +15,7 @@ public sealed class ClipDataLoader : IDisposable
 {
     private readonly IImageTextDataset _dataset;
     private readonly ImageSpec _spec;
-    private readonly ClipTokenizer _tokenizer;
+    private readonly ITextTokenizer _tokenizer;
     private readonly int _contextLength;
     private readonly GlobalBatchSampler _sampler;
     private readonly int _rank;
@@ -30,7 +30,7 @@ public sealed class ClipDataLoader : IDisposable
     public ClipDataLoader(
         IImageTextDataset dataset,
         ImageSpec spec,
-        ClipTokenizer tokenizer,
+        ITextTokenizer tokenizer,
         int contextLength,
         GlobalBatchSampler sampler,
         int rank,
@@ -139,7 +139,7 @@ public sealed class ClipDataLoader : IDisposable
     public static IEnumerable<Batch> Sequential(
         IImageTextDataset ds,
         ImageSpec spec,
-        ClipTokenizer tok,
+        ITextTokenizer tok,
         int contextLength,
         int batchSize,
         int? limit = null,
@@ -159,7 +159,7 @@ public sealed class ClipDataLoader : IDisposable
         spec.Validate();
         return Iterate(ds, spec, tok, contextLength, batchSize, Math.Min(ds.Count, limit ?? int.MaxValue), decodeThreads);
 
-        static IEnumerable<Batch> Iterate(IImageTextDataset ds, ImageSpec spec, ClipTokenizer tok, int contextLength, int batchSize, int total, int decodeThreads)
+        static IEnumerable<Batch> Iterate(IImageTextDataset ds, ImageSpec spec, ITextTokenizer tok, int contextLength, int batchSize, int total, int decodeThreads)
         {
             long number = 0;
             for (int first = 0; first < total; first += batchSize, number++)

@@ -11,7 +11,7 @@ namespace DistClip.Data;
 /// <c>&lt;|endoftext|&gt;</c> (its document-start convention). Pool text features at
 /// <c>length - 1</c>, not at the argmax id. Thread-safe.
 /// </summary>
-public sealed class ClipTokenizer
+public sealed class ClipTokenizer : ITextTokenizer
 {
     public const int R50kVocabSize = 50257;
 
@@ -26,6 +26,8 @@ public sealed class ClipTokenizer
     }
 
     /// <summary>Ids are in [0, VocabSize).</summary>
+    public string Name => "r50k_base";
+
     public int VocabSize { get; }
 
     public int EndOfText { get; }

@@ -8,7 +8,7 @@ namespace DistClip.Training.Evaluation;
 public sealed record EvaluationResult(ZeroShotResult ZeroShot, RetrievalResult? Retrieval);
 
 /// <summary>Runs the evaluations a training run reports, on the same data every time.</summary>
-public sealed class Evaluator(IImageTextDataset dataset, ClipTokenizer tokenizer, ImageSpec spec, int zeroShotSamples, int retrievalSamples, int batchSize = 500)
+public sealed class Evaluator(IImageTextDataset dataset, ITextTokenizer tokenizer, ImageSpec spec, int zeroShotSamples, int retrievalSamples, int batchSize = 500)
 {
     public EvaluationResult Evaluate(ClipModel model, Device device)
     {

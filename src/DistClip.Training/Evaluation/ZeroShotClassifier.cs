@@ -25,7 +25,7 @@ public sealed class ZeroShotClassifier : IDisposable
 
     public IReadOnlyList<string> ClassNames { get; }
 
-    public static ZeroShotClassifier Build(ClipModel model, ClipTokenizer tokenizer, IReadOnlyList<string> classNames,
+    public static ZeroShotClassifier Build(ClipModel model, ITextTokenizer tokenizer, IReadOnlyList<string> classNames,
         IReadOnlyList<string> templates, Device device)
     {
         if (classNames.Count == 0 || templates.Count == 0)
