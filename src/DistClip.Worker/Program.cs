@@ -44,6 +44,7 @@ using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Creat
     // Abandon the step cleanly and exit non-zero, so that a scheduler does not count this worker as done.
     context.Cancel = true;
     terminated = true;
+    Console.Error.WriteLine("SIGTERM: abandoning the current step; the worker exits with status 143");
     cts.Cancel();
 });
 

@@ -131,6 +131,12 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
 
         if (_run.Completion.IsCompleted)
         {
+            if (code != 0)
+            {
+                // After the run ended a non-zero exit changes nothing, but it is still worth knowing.
+                LogExitedAfterEnd(_logger, slot, pid, code);
+            }
+
             return;
         }
 
@@ -179,6 +185,9 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Started worker slot {Slot} (pid {Pid}) for {Host}")]
     private static partial void LogStarted(ILogger logger, int slot, int pid, string host);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker slot {Slot} (pid {Pid}) exited with status {Code} after the run ended")]
+    private static partial void LogExitedAfterEnd(ILogger logger, int slot, int pid, int code);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker slot {Slot} (pid {Pid}) exited with status {Code} before the run ended")]
     private static partial void LogExited(ILogger logger, int slot, int pid, int code);

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 
 namespace DistClip.Coordinator.Services;
@@ -48,7 +49,8 @@ public sealed class CoordinatorServer : IAsyncDisposable
             PrometheusTargets.CoordinatorTarget, run.Logger));
         builder.Services.AddSingleton<CoordinatorMetrics>();
         // grpc.health.v1 for Kubernetes probes (the kubelet sends no secret; the interceptor lets it through).
-        builder.Services.AddGrpcHealthChecks();
+        // With no registered check the service answers Unknown; this one says the coordinator is up.
+        builder.Services.AddGrpcHealthChecks().AddCheck("coordinator", () => HealthCheckResult.Healthy("coordinating the run"));
         builder.Services.AddGrpc(grpc =>
         {
             grpc.Interceptors.Add<SecretInterceptor>(run.Settings.Secret);
