@@ -12,6 +12,15 @@ public sealed record TrainOptions
     /// <summary>A built-in model name (see <see cref="ClipConfig.BuiltInNames"/>) or a path to a model JSON.</summary>
     public string Model { get; init; } = "clip-micro";
 
+    /// <summary>
+    /// The caption tokenizer: <c>r50k</c> (GPT-2 BPE, shipped) or <c>clip-bpe:PATH</c> (OpenAI's CLIP BPE
+    /// from its vocabulary file, for models with OpenAI's 49,408-id vocabulary).
+    /// </summary>
+    public string Tokenizer { get; init; } = "r50k";
+
+    /// <summary>Start from these weights (an OpenAI / open_clip state dict, PyTorch or safetensors) instead of the seed.</summary>
+    public string? Init { get; init; }
+
     /// <summary><c>fashion-mnist</c>, <c>wds:PATTERN</c> (tar shards) or <c>csv:FILE</c>.</summary>
     public string Dataset { get; init; } = "fashion-mnist";
 
@@ -67,6 +76,8 @@ public sealed record TrainOptions
         Require(DecodeThreads >= 1, "decode_threads", $"must be at least 1 (got {DecodeThreads})");
         Require(Prefetch >= 1, "prefetch", $"must be at least 1 (got {Prefetch})");
         Require(LogEvery >= 1, "log_every", $"must be at least 1 (got {LogEvery})");
+        Require(Tokenizer == "r50k" || Tokenizer.StartsWith("clip-bpe:", StringComparison.Ordinal), "tokenizer",
+            $"'{Tokenizer}' is not r50k or clip-bpe:PATH");
         Require(Dataset == "fashion-mnist" || Dataset.StartsWith("wds:", StringComparison.Ordinal) || Dataset.StartsWith("csv:", StringComparison.Ordinal),
             "dataset", $"'{Dataset}' is not fashion-mnist, wds:PATTERN or csv:FILE");
 

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using DistClip.Checkpoints;
 using OptimizerState = DistClip.Checkpoints.OptimizerState;
+using PretrainedImport = DistClip.Model.Import.PretrainedImport;
 using DistClip.Data;
 using DistClip.Model;
 using DistClip.Training.Evaluation;
@@ -27,7 +28,7 @@ public sealed partial class TrainingSession : IDisposable
     public static readonly IReadOnlySet<string> ResumableChanges = new HashSet<string>
     {
         "steps", "stop_at_step", "threads", "device", "eval_every", "eval_samples", "retrieval_samples",
-        "decode_threads", "prefetch", "log_every",
+        "decode_threads", "prefetch", "log_every", "init",
     };
 
     private readonly TrainOptions _options;
@@ -35,7 +36,7 @@ public sealed partial class TrainingSession : IDisposable
     private readonly ILogger _logger;
     private readonly IImageTextDataset _train;
     private readonly IImageTextDataset? _heldOut;
-    private readonly ClipTokenizer _tokenizer;
+    private readonly ITextTokenizer _tokenizer;
     private readonly ImageSpec _spec;
     private readonly GlobalBatchSampler _sampler;
     private readonly ClipTrainer _trainer;
@@ -60,8 +61,8 @@ public sealed partial class TrainingSession : IDisposable
         _collectives = collectives;
         _logger = logger;
         Config = ClipConfig.Load(options.Model);
-        _tokenizer = ClipTokenizer.CreateR50k();
-        _tokenizer.EnsureModelVocabulary(Config.Text.VocabSize);
+        _tokenizer = TokenizerSource.Open(options.Tokenizer);
+        TokenizerSource.EnsureFits(_tokenizer, Config);
         _train = DatasetSource.OpenTrain(options.Dataset, logger);
         _heldOut = collectives.Rank == 0 ? DatasetSource.OpenEvaluation(options.Dataset) : null;
         if (options.GlobalBatch > _train.Count)
@@ -73,6 +74,13 @@ public sealed partial class TrainingSession : IDisposable
         Device = TorchRuntime.SelectDevice(options.Device);
         torch.manual_seed(options.Seed);
         Model = new ClipModel(Config);
+        if (options.Init is not null)
+        {
+            // Strict: a name or shape that does not match stops the run, naming it.
+            var report = PretrainedImport.Load(Model, options.Init);
+            LogInitialised(_logger, options.Init, report.Describe());
+        }
+
         Model.to(Device);
         _spec = DatasetSource.ImageSpecFor(Config.Vision.Channels, Config.Vision.ImageSize);
         _sampler = new GlobalBatchSampler(_train.Count, options.GlobalBatch, collectives.WorldSize, options.Seed);
@@ -297,6 +305,9 @@ public sealed partial class TrainingSession : IDisposable
         _trainer.Dispose();
         Model.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Initialised from {Path}: {Report}")]
+    private static partial void LogInitialised(ILogger logger, string path, string report);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Resumed at step {Step} from {Directory}")]
     private static partial void LogResumed(ILogger logger, long step, string directory);

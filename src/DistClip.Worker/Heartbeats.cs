@@ -110,6 +110,17 @@ internal sealed class Heartbeats : IAsyncDisposable
         {
         }
 
+        try
+        {
+            // The coordinator ends its side once it has seen ours end; only then is it safe to cancel
+            // the call without the reset looking like this worker's death.
+            await _listening.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A coordinator that does not answer: cancel regardless.
+        }
+
         await _endCall.CancelAsync().ConfigureAwait(false);
         try
         {

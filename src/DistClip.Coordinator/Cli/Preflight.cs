@@ -38,9 +38,10 @@ public static class Preflight
 
         settings.Validate();
         var model = ClipConfig.Load(settings.Training.Model); // refuses unknown names and bad files by field
-        if (model.Text.VocabSize < Data.ClipTokenizer.R50kVocabSize)
+        TokenizerSource.EnsureFits(TokenizerSource.Open(settings.Training.Tokenizer), model);
+        if (settings.Training.Init is { } init && !File.Exists(init))
         {
-            throw new ConfigException("model", $"{model.Name} has a text vocabulary of {model.Text.VocabSize}, smaller than the tokenizer's {Data.ClipTokenizer.R50kVocabSize}");
+            throw new ConfigException("init", $"{init} does not exist");
         }
 
         DatasetSource.EnsureAvailable(settings.Training.Dataset);

@@ -39,7 +39,8 @@ internal sealed class RunControlService(RunCoordinator run, PrometheusTargets ta
             return;
         }
 
-        var forward = ForwardCommandsAsync(commands, responseStream, ct);
+        using var forwarding = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var forward = ForwardCommandsAsync(commands, responseStream, forwarding.Token);
         try
         {
             while (await requestStream.MoveNext(ct).ConfigureAwait(false))
@@ -53,8 +54,11 @@ internal sealed class RunControlService(RunCoordinator run, PrometheusTargets ta
             return;
         }
 
-        // The worker closed its side on purpose (it left the generation); wait for our side to drain.
+        // The worker closed its side on purpose (it left the generation, or the run is over): end
+        // ours too, so that it sees a clean close rather than having to reset the stream — a reset
+        // would read here as a broken stream, and blame a worker that is alive.
         run.HeartbeatClosed(first.WorkerId);
+        await forwarding.CancelAsync().ConfigureAwait(false);
         await forward.ConfigureAwait(false);
     }
 
