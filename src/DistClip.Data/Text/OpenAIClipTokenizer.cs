@@ -127,23 +127,7 @@ public sealed class OpenAIClipTokenizer : ITextTokenizer
     public int Encode(string text, int contextLength, Span<long> tokens)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 2);
-        if (tokens.Length < contextLength)
-        {
-            throw new ArgumentException($"Need {contextLength} token slots, got {tokens.Length}.", nameof(tokens));
-        }
-
-        // As clip.tokenize(truncate=True): the first context - 2 ids, then EOT in the last used slot.
-        IReadOnlyList<int> ids = EncodeIds(text);
-        int kept = Math.Min(ids.Count, contextLength - 2);
-        tokens[0] = StartOfText;
-        for (int i = 0; i < kept; i++)
-        {
-            tokens[i + 1] = ids[i];
-        }
-
-        tokens[kept + 1] = EndOfText;
-        tokens[(kept + 2)..contextLength].Fill(0);
-        return kept + 2;
+        return TokenSequence.Pack(EncodeIds(text), StartOfText, EndOfText, contextLength, tokens);
     }
 
     private static List<string> ReadMerges(string path)
