@@ -71,7 +71,7 @@ public sealed class ClipTrainer : IDisposable
         var (allImages, allTexts) = _collectives.GatherFeatures(imageFeatures, textFeatures, ct);
         double gather = Lap(clock);
 
-        var loss = ContrastiveLoss.Compute(allImages, allTexts, Model.LogitScale);
+        var (loss, logits) = ContrastiveLoss.ComputeWithLogits(allImages, allTexts, Model.LogitScale); // logits [B, B]
         double lossValue = loss.item<float>();
         double lossTime = Lap(clock);
 
@@ -89,21 +89,11 @@ public sealed class ClipTrainer : IDisposable
         StepsDone++;
         double optimizer = Lap(clock);
 
-        var (i2t, t2i) = InBatchAccuracy(allImages, allTexts);
+        // The loss's own logits: a positive scale leaves each row's and column's argmax unchanged.
+        var (i2t, t2i) = ContrastiveLoss.Accuracy(logits.detach());
         double logitScale = Model.LogitScale.item<float>();
         return new StepMetrics(StepsDone, (int)allImages.shape[0], lossValue, rate, logitScale, gradNorm, i2t, t2i,
             new PhaseTimes(dataSeconds, forward, gather, lossTime, backward, reduce, optimizer));
-    }
-
-    /// <summary>Top-1 accuracy of the global logits along rows (image→text) and columns (text→image).</summary>
-    private static (double ImageToText, double TextToImage) InBatchAccuracy(Tensor images, Tensor texts)
-    {
-        using var noGrad = torch.no_grad();
-        var similarity = images.detach().matmul(texts.detach().t()); // [B, B]
-        var target = torch.arange(similarity.shape[0], device: similarity.device);
-        double i2t = similarity.argmax(1).eq(target).to(ScalarType.Float32).mean().item<float>();
-        double t2i = similarity.argmax(0).eq(target).to(ScalarType.Float32).mean().item<float>();
-        return (i2t, t2i);
     }
 
     private double Lap(Stopwatch clock)
