@@ -20,7 +20,6 @@ public static class Retrieval
 {
     public static RetrievalResult Evaluate(ClipModel model, IEnumerable<Batch> batches, Device device)
     {
-        var vision = model.Config.Vision;
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         bool wasTraining = model.training;
@@ -31,10 +30,8 @@ public static class Retrieval
         {
             foreach (var batch in batches)
             {
-                int context = batch.Tokens.Length / Math.Max(1, batch.Count);
-                var images = torch.tensor(batch.Images, [batch.Count, vision.Channels, vision.ImageSize, vision.ImageSize]).to(device);
-                var tokens = torch.tensor(batch.Tokens, [batch.Count, context]).to(device);
-                var lengths = torch.tensor(batch.Lengths).to(device);
+                var images = BatchTensors.Images(batch, device);
+                var (tokens, lengths) = BatchTensors.Text(batch, device);
                 imageRows.Add(Features.Normalize(model.EncodeImage(images)));
                 textRows.Add(Features.Normalize(model.EncodeText(tokens, lengths)));
             }

@@ -79,7 +79,6 @@ public sealed class ZeroShotClassifier : IDisposable
     {
         int k = Math.Min(5, ClassNames.Count);
         long top1 = 0, top5 = 0, seen = 0;
-        var vision = model.Config.Vision;
         using var noGrad = torch.no_grad();
         bool wasTraining = model.training;
         model.eval();
@@ -88,7 +87,7 @@ public sealed class ZeroShotClassifier : IDisposable
             foreach (var batch in batches)
             {
                 using var scope = torch.NewDisposeScope();
-                var images = torch.tensor(batch.Images, [batch.Count, vision.Channels, vision.ImageSize, vision.ImageSize]).to(device);
+                var images = BatchTensors.Images(batch, device);
                 var labels = torch.tensor(batch.Labels.Select(l => (long)l).ToArray()).to(device); // [N]
                 var topk = Scores(model, images).topk(k, 1).indexes;                             // [N, k]
                 var hits = topk.eq(labels.unsqueeze(1));                                          // [N, k]

@@ -55,14 +55,11 @@ public sealed class ClipTrainer : IDisposable
         using var scope = torch.NewDisposeScope();
         double rate = _schedule.At(StepsDone);
         OptimizerFactory.SetLearningRate(_optimizer, rate);
-        var vision = Model.Config.Vision;
         var clock = Stopwatch.StartNew();
 
         // Forward: [b, C, H, W] images and [b, L] tokens → [b, D] unit vectors.
-        var images = torch.tensor(batch.Images, [batch.Count, vision.Channels, vision.ImageSize, vision.ImageSize]).to(Device);
-        int context = batch.Tokens.Length / Math.Max(1, batch.Count);
-        var tokens = torch.tensor(batch.Tokens, [batch.Count, context]).to(Device);
-        var lengths = torch.tensor(batch.Lengths).to(Device);
+        var images = BatchTensors.Images(batch, Device);
+        var (tokens, lengths) = BatchTensors.Text(batch, Device);
         var imageFeatures = Features.Normalize(Model.EncodeImage(images));
         var textFeatures = Features.Normalize(Model.EncodeText(tokens, lengths));
         double forward = Lap(clock);
