@@ -23,18 +23,18 @@ internal static class FrameMarshaller
     /// <summary>The largest serialized frame for a chunk size: payload plus header and tags.</summary>
     public static int MaxFrameBytes(int chunkBytes) => chunkBytes + 128;
 
-    public static void Serialize(OutgoingFrame frame, SerializationContext context)
-    {
-        var header = ToProto(frame.Header);
-        int headerSize = header.CalculateSize();
-        int payloadLength = frame.Payload.Length;
-        int total = 1 + CodedOutputStream.ComputeLengthSize(headerSize) + headerSize
-            + (payloadLength == 0 ? 0 : 1 + CodedOutputStream.ComputeLengthSize(payloadLength) + payloadLength);
-        context.SetPayloadLength(total);
-        var writer = context.GetBufferWriter();
+    /// <summary>Room <see cref="WritePrefix"/> needs at most.</summary>
+    public const int MaxPrefixBytes = 96;
 
-        int prefix = 1 + CodedOutputStream.ComputeLengthSize(headerSize) + headerSize + 1 + 5;
-        var span = writer.GetSpan(prefix);
+    /// <summary>
+    /// Writes a <c>CollectiveFrame</c>'s bytes up to its payload (header field, payload tag and
+    /// length) and returns how many; <paramref name="messageLength"/> is the whole message's length,
+    /// the payload's bytes following the prefix on the wire.
+    /// </summary>
+    public static int WritePrefix(FrameHeader frameHeader, int payloadLength, Span<byte> span, out int messageLength)
+    {
+        var header = ToProto(frameHeader);
+        int headerSize = header.CalculateSize();
         int at = 0;
         span[at++] = (byte)HeaderTag;
         at += WriteVarint(span[at..], (uint)headerSize);
@@ -46,6 +46,17 @@ internal static class FrameMarshaller
             at += WriteVarint(span[at..], (uint)payloadLength);
         }
 
+        messageLength = at + payloadLength;
+        return at;
+    }
+
+    public static void Serialize(OutgoingFrame frame, SerializationContext context)
+    {
+        var prefix = (Span<byte>)stackalloc byte[MaxPrefixBytes];
+        int at = WritePrefix(frame.Header, frame.Payload.Length, prefix, out int total);
+        context.SetPayloadLength(total);
+        var writer = context.GetBufferWriter();
+        prefix[..at].CopyTo(writer.GetSpan(at));
         writer.Advance(at);
         var payload = frame.Payload.Span;
         while (!payload.IsEmpty)

@@ -32,6 +32,15 @@ public sealed record GrpcTransportOptions
     /// </summary>
     public int KestrelBlockBytes { get; init; } = 64 << 10;
 
+    /// <summary>
+    /// The largest HTTP/2 frame this endpoint accepts (SETTINGS_MAX_FRAME_SIZE, 16 KiB..16 MiB − 1).
+    /// The default holds a 1 MiB chunk and its header in one DATA frame.
+    /// </summary>
+    public int MaxFrameBytes { get; init; } = (1 << 20) + 1024;
+
+    /// <summary>Which client sends on this rank's outgoing link; both speak the same gRPC wire format.</summary>
+    public LinkClient Client { get; init; } = LinkClient.Http2Direct;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {
@@ -57,10 +66,33 @@ public sealed record GrpcTransportOptions
                 nameof(StreamWindowBytes));
         }
 
+        if (MaxFrameBytes is < 16_384 or > (1 << 24) - 1)
+        {
+            throw new ArgumentException($"{nameof(MaxFrameBytes)} must be 16384..16777215, not {MaxFrameBytes}.", nameof(MaxFrameBytes));
+        }
+
+        if (!Enum.IsDefined(Client))
+        {
+            throw new ArgumentException($"{nameof(Client)} must be one of {string.Join(", ", Enum.GetNames<LinkClient>())}.", nameof(Client));
+        }
+
         if (KestrelBlockBytes != 0 && (KestrelBlockBytes < 4096 || KestrelBlockBytes > 1 << 20))
         {
             throw new ArgumentException(
                 $"{nameof(KestrelBlockBytes)} must be 0 or 4 KiB..1 MiB, not {KestrelBlockBytes}.", nameof(KestrelBlockBytes));
         }
     }
+}
+
+/// <summary>The client that carries a rank's frames to its right neighbour's endpoint.</summary>
+public enum LinkClient
+{
+    /// <summary>
+    /// DistClip's own single-call HTTP/2 client: each chunk is one DATA frame written from the
+    /// caller's memory straight to the socket. The default.
+    /// </summary>
+    Http2Direct,
+
+    /// <summary>Grpc.Net.Client over SocketsHttpHandler (16 KiB frames); for comparison and as a fallback.</summary>
+    GrpcNetClient,
 }

@@ -1,34 +1,26 @@
 using System.Globalization;
 using DistClip.Collectives.Transport;
 using Grpc.Core;
-using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
-using LinkEvent = DistClip.Collectives.Grpc.V1.LinkEvent;
 
 namespace DistClip.Collectives.Grpc;
 
 /// <summary>
-/// The link to the right neighbour: one long-lived <c>CollectiveLink.Open</c> call on a channel (one
-/// HTTP/2 connection) of its own. A watcher keeps reading the response stream, so the neighbour's
+/// The link to the right neighbour: one long-lived <c>CollectiveLink.Open</c> call on an HTTP/2
+/// connection of its own (see <see cref="LinkClient"/> for the two clients). A watcher keeps reading the response stream, so the neighbour's
 /// death is seen at once even while no frame is being sent.
 /// </summary>
 internal sealed class OutgoingLink : IAsyncDisposable
 {
-    private readonly GrpcChannel _channel;
-    private readonly AsyncDuplexStreamingCall<OutgoingFrame, LinkEvent> _call;
-    private readonly CancellationTokenSource _abort;
+    private readonly ILinkCall _call;
     private readonly Task _watcher;
     private readonly TimeSpan _closeTimeout;
     private PeerFailedException? _failure;
     private int _closing;
 
-    private OutgoingLink(
-        GrpcChannel channel, AsyncDuplexStreamingCall<OutgoingFrame, LinkEvent> call, CancellationTokenSource abort,
-        PeerInfo right, TimeSpan closeTimeout)
+    private OutgoingLink(ILinkCall call, PeerInfo right, TimeSpan closeTimeout)
     {
-        _channel = channel;
         _call = call;
-        _abort = abort;
         Right = right;
         _closeTimeout = closeTimeout;
         _watcher = WatchAsync();
@@ -57,27 +49,24 @@ internal sealed class OutgoingLink : IAsyncDisposable
         using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
         for (int attempt = 1; ; attempt++)
         {
-            var channel = CreateChannel(address, options, chunkBytes);
-            var abort = new CancellationTokenSource();
-            var call = new CallInvokerInvoke(channel).Open(metadata, abort.Token);
+            ILinkCall? call = null;
             try
             {
+                call = await StartCallAsync(address, metadata, options, chunkBytes, connect.Token).ConfigureAwait(false);
                 var headers = await call.ResponseHeadersAsync.WaitAsync(connect.Token).ConfigureAwait(false);
                 if (headers.GetValue(LinkHeaders.Accepted) is null)
                 {
                     // Refused: the status comes with the end of the call.
-                    await call.ResponseStream.MoveNext(connect.Token).ConfigureAwait(false);
-                    throw new RpcException(call.GetStatus());
+                    await call.Completion.WaitAsync(connect.Token).ConfigureAwait(false);
+                    throw new RpcException(new Status(StatusCode.Internal, "The link ended without being admitted."));
                 }
 
-                return new OutgoingLink(channel, call, abort, right, options.ConnectTimeout);
+                return new OutgoingLink(call, right, options.ConnectTimeout);
             }
             catch (Exception ex)
             {
-                abort.Cancel();
-                call.Dispose();
-                channel.Dispose();
-                abort.Dispose();
+                call?.Cancel();
+                call?.Dispose();
                 cancellationToken.ThrowIfCancellationRequested();
                 bool retry = ex is RpcException { StatusCode: StatusCode.Unavailable } && !deadline.IsCancellationRequested;
                 if (!retry)
@@ -109,7 +98,7 @@ internal sealed class OutgoingLink : IAsyncDisposable
 
         try
         {
-            await _call.RequestStream.WriteAsync(new OutgoingFrame(header, payload), cancellationToken).ConfigureAwait(false);
+            await _call.WriteAsync(header, payload, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -121,7 +110,7 @@ internal sealed class OutgoingLink : IAsyncDisposable
     public void Abort()
     {
         Interlocked.Exchange(ref _closing, 1);
-        _abort.Cancel();
+        _call.Cancel();
     }
 
     /// <summary>Graceful close: ends the request stream so the neighbour can drain what was sent.</summary>
@@ -131,7 +120,7 @@ internal sealed class OutgoingLink : IAsyncDisposable
         {
             try
             {
-                await _call.RequestStream.CompleteAsync().WaitAsync(_closeTimeout).ConfigureAwait(false);
+                await _call.CompleteRequestAsync().WaitAsync(_closeTimeout).ConfigureAwait(false);
                 await _watcher.WaitAsync(_closeTimeout).ConfigureAwait(false);
             }
             catch (Exception)
@@ -140,20 +129,16 @@ internal sealed class OutgoingLink : IAsyncDisposable
             }
         }
 
-        _abort.Cancel();
+        _call.Cancel();
         await _watcher.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         _call.Dispose();
-        _channel.Dispose();
-        _abort.Dispose();
     }
 
     private async Task WatchAsync()
     {
         try
         {
-            while (await _call.ResponseStream.MoveNext(_abort.Token).ConfigureAwait(false))
-            {
-            }
+            await _call.Completion.ConfigureAwait(false);
 
             if (Volatile.Read(ref _closing) == 0)
             {
@@ -178,32 +163,16 @@ internal sealed class OutgoingLink : IAsyncDisposable
         return first;
     }
 
-    private static GrpcChannel CreateChannel(Uri address, GrpcTransportOptions options, int chunkBytes)
+    private static async Task<ILinkCall> StartCallAsync(
+        Uri address, Metadata metadata, GrpcTransportOptions options, int chunkBytes, CancellationToken cancellationToken)
     {
-        var handler = new SocketsHttpHandler
+        if (options.Client == LinkClient.GrpcNetClient)
         {
-            // One connection per link, never shared with control traffic, kept for the group's life.
-            EnableMultipleHttp2Connections = false,
-            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
-            ConnectTimeout = options.ConnectTimeout,
-            InitialHttp2StreamWindowSize = options.StreamWindowBytes,
-        };
-        int maxMessage = FrameMarshaller.MaxFrameBytes(chunkBytes);
-        return GrpcChannel.ForAddress(address, new GrpcChannelOptions
-        {
-            HttpHandler = handler,
-            DisposeHttpClient = true,
-            MaxSendMessageSize = maxMessage,
-            MaxReceiveMessageSize = 64 << 10,
-            MaxRetryAttempts = 0,
-        });
-    }
+            return new GrpcNetLinkCall(address, metadata, options, chunkBytes);
+        }
 
-    /// <summary>Starts the call with the hand-bound method.</summary>
-    private readonly struct CallInvokerInvoke(GrpcChannel channel)
-    {
-        public AsyncDuplexStreamingCall<OutgoingFrame, LinkEvent> Open(Metadata metadata, CancellationToken cancellationToken) =>
-            channel.CreateCallInvoker().AsyncDuplexStreamingCall(
-                LinkMethods.ClientOpen, null, new CallOptions(metadata, cancellationToken: cancellationToken));
+        return await Http2.Http2LinkCall.StartAsync(
+            address, LinkMethods.ClientOpen.FullName, metadata.Select(m => KeyValuePair.Create(m.Key, m.Value)), cancellationToken)
+            .ConfigureAwait(false);
     }
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using DistClip.Collectives.Grpc;
+using DistClip.Collectives.Grpc.Http2;
 using Grpc.Core;
 using Grpc.Net.Client;
 
@@ -34,11 +35,14 @@ public sealed class GrpcEndpointTests
         await InMemoryRingTests.DisposeAll(groups);
     }
 
-    [Fact]
-    public async Task Joining_with_a_wrong_secret_fails_naming_the_peer_that_refused()
+    [Theory]
+    [InlineData(LinkClient.Http2Direct)]
+    [InlineData(LinkClient.GrpcNetClient)]
+    public async Task Joining_with_a_wrong_secret_fails_naming_the_peer_that_refused(LinkClient client)
     {
         await using var a = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
-        await using var stranger = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = "other", ConnectTimeout = TimeSpan.FromSeconds(5) });
+        await using var stranger = await GrpcCollectiveEndpoint.StartAsync(
+            new GrpcTransportOptions { Secret = "other", ConnectTimeout = TimeSpan.FromSeconds(5), Client = client });
         var peers = new[] { a.Address, stranger.Address };
 
         var join = stranger.JoinAsync(new CollectiveMembership(1, peers, 1), null, CancellationToken.None);
@@ -46,6 +50,79 @@ public sealed class GrpcEndpointTests
 
         Assert.Equal(0, refused.Peer!.Rank);
         Assert.Contains("PermissionDenied", refused.Message);
+        Assert.Contains("presented a wrong or missing secret", refused.Message);
+    }
+
+    /// <summary>
+    /// Both clients against the same Kestrel service. The direct one also runs with the smallest
+    /// HTTP/2 windows and frames, so that messages (and their prefixes) are cut across many DATA
+    /// frames and every send waits for WINDOW_UPDATEs.
+    /// </summary>
+    [Theory]
+    [InlineData(LinkClient.Http2Direct, false)]
+    [InlineData(LinkClient.Http2Direct, true)]
+    [InlineData(LinkClient.GrpcNetClient, false)]
+    public async Task Both_link_clients_all_reduce_a_large_tensor_bit_identically(LinkClient client, bool smallestWindowsAndFrames)
+    {
+        var options = new GrpcTransportOptions { Secret = Secret, Client = client };
+        if (smallestWindowsAndFrames)
+        {
+            options = options with { StreamWindowBytes = 65_535, ConnectionWindowBytes = 65_535, MaxFrameBytes = 16_384 };
+        }
+
+        await using var a = await GrpcCollectiveEndpoint.StartAsync(options);
+        await using var b = await GrpcCollectiveEndpoint.StartAsync(options);
+        var groups = await JoinAsync([a, b], generation: 1, new CollectiveOptions { ChunkBytes = 1 << 20 });
+        var inputs = Enumerable.Range(0, 2).Select(r => TestData.Random(1_000_003, r)).ToArray();
+        var results = inputs.Select(x => (float[])x.Clone()).ToArray();
+        var gathered = new float[2][];
+
+        await Task.WhenAll(groups.Select((g, r) => g.AllReduceSumAsync(results[r], CancellationToken.None)));
+        await Task.WhenAll(groups.Select((g, r) => g.AllGatherAsync(inputs[r].AsMemory(0, 7), gathered[r] = new float[14], CancellationToken.None)));
+
+        TestData.AssertClose(inputs, results[0]);
+        Assert.Equal(TestData.Sha256(results[0]), TestData.Sha256(results[1]));
+        Assert.Equal(inputs[0][..7].Concat(inputs[1][..7]), gathered[0]);
+        Assert.Equal(gathered[0], gathered[1]);
+        await InMemoryRingTests.DisposeAll(groups);
+    }
+
+    [Fact]
+    public async Task The_direct_client_reads_a_refusal_from_the_trailers()
+    {
+        await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
+        using var call = await Http2LinkCall.StartAsync(endpoint.Address, LinkMethods.ClientOpen.FullName, LinkMetadata("wrong % secret"), CancellationToken.None);
+
+        var headers = await call.ResponseHeadersAsync.WaitAsync(TimeSpan.FromSeconds(30));
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.Completion.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.Null(headers.GetValue("x-distclip-accepted"));
+        Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        Assert.EndsWith("presented a wrong or missing secret.", error.Status.Detail);
+    }
+
+    [Fact]
+    public async Task The_direct_client_fails_Unavailable_when_nothing_listens_or_the_peer_hangs_up()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var address = new Uri($"http://127.0.0.1:{((System.Net.IPEndPoint)listener.LocalEndpoint).Port}/");
+        var hangUp = Task.Run(async () =>
+        {
+            using var accepted = await listener.AcceptSocketAsync();
+            accepted.Close(); // not an HTTP/2 server: it closes the connection unanswered
+        });
+
+        using var call = await Http2LinkCall.StartAsync(address, LinkMethods.ClientOpen.FullName, LinkMetadata(Secret), CancellationToken.None);
+        var lost = await Assert.ThrowsAsync<RpcException>(() => call.ResponseHeadersAsync.WaitAsync(TimeSpan.FromSeconds(30)));
+        await hangUp;
+        listener.Stop();
+        var refused = await Assert.ThrowsAsync<RpcException>(() =>
+            Http2LinkCall.StartAsync(address, LinkMethods.ClientOpen.FullName, LinkMetadata(Secret), CancellationToken.None));
+
+        Assert.Equal(StatusCode.Unavailable, lost.StatusCode);
+        Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
+        Assert.Contains("ConnectionRefused", refused.Status.Detail);
     }
 
     [Fact]
@@ -103,6 +180,14 @@ public sealed class GrpcEndpointTests
         return await Task.WhenAll(endpoints.Select((e, r) =>
             e.JoinAsync(new CollectiveMembership(r, peers, generation), options, CancellationToken.None)));
     }
+
+    private static Dictionary<string, string> LinkMetadata(string secret) => new()
+    {
+        ["x-distclip-secret"] = secret,
+        ["x-distclip-generation"] = "1",
+        ["x-distclip-rank"] = "0",
+        ["x-distclip-world-size"] = "2",
+    };
 
     /// <summary>Opens CollectiveLink.Open by hand, as a stranger or a stale peer would, and waits for the verdict.</summary>
     private static async Task OpenRawLinkAsync(Uri address, string secret, long generation, int rank, int worldSize)
