@@ -23,30 +23,35 @@ public sealed class CollectivesBenchmark
         string machine = $"{Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}";
         output.WriteLine($"collectives suite ({machine})");
 
-        var (tcp, tcpSendCpu, tcpReceiveCpu) = await MeasureTcpAsync(options.TcpBytes, cancellationToken);
+        var oneWay = new List<(double GBps, double SendCpu, double ReceiveCpu)>();
+        var duplexRuns = new List<double>();
+        for (int i = 0; i < options.TcpRepeats; i++)
+        {
+            oneWay.Add(await MeasureTcpAsync(options.TcpBytes, cancellationToken));
+            duplexRuns.Add(await MeasureDuplexTcpAsync(options.TcpBytes, cancellationToken));
+        }
+
+        double tcp = Median(oneWay.Select(r => r.GBps).ToArray());
+        double duplex = Median(duplexRuns);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"raw TCP loopback, 2 processes, 1 MiB writes: {tcp:F2} GB/s (CPU per 64 MiB: sender {tcpSendCpu:F1} ms, receiver {tcpReceiveCpu:F1} ms)"));
+            $"raw TCP loopback, 2 processes, 1 MiB writes, one way: {tcp:F2} GB/s (median of {oneWay.Count}: {string.Join(" ", oneWay.Select(r => r.GBps.ToString("F2", CultureInfo.InvariantCulture)))}; " +
+            $"CPU per 64 MiB: sender {Median(oneWay.Select(r => r.SendCpu).ToArray()):F1} ms, receiver {Median(oneWay.Select(r => r.ReceiveCpu).ToArray()):F1} ms)"));
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"raw TCP, both directions at once (an N=2 ring's traffic, no reduction): {duplex:F2} GB/s per direction = {duplex / tcp:F2} x one way: the ceiling of busbw at N=2"));
         output.WriteLine();
         output.WriteLine("all-reduce (ring over gRPC, one process per rank)");
-        output.WriteLine("   N       size   iters     time/op    algbw GB/s    busbw GB/s   bus/TCP   CPU/op/rank");
+        output.WriteLine("   N       size   iters     time/op    algbw GB/s    busbw GB/s   bus/TCP  bus/duplex   CPU/op/rank");
 
+        var context = new Context(options, tcp, duplex, output, cancellationToken);
         var allReduce = new List<AllReduceResult>();
         var allGather = new List<AllGatherResult>();
         double? singleStream = null;
         foreach (int n in options.WorldSizes)
         {
-            await using var cluster = await BenchCluster.StartAsync(n, cancellationToken);
+            await using var cluster = await BenchCluster.StartAsync(n, "direct", cancellationToken);
             foreach (int bytes in options.AllReduceBytes)
             {
-                int iterations = (int)Math.Clamp(options.AllReduceVolumeBytes / bytes, 3, 200);
-                var (times, cpuMs) = await cluster.TimeAsync("allreduce", bytes / sizeof(float), iterations, cancellationToken);
-                double seconds = Median(times);
-                double algbw = bytes / seconds / 1e9;
-                double busbw = algbw * 2 * (n - 1) / n;
-                var result = new AllReduceResult(n, bytes, iterations, seconds, algbw, busbw, busbw / tcp, cpuMs.Max() / 1e3);
-                allReduce.Add(result);
-                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{n,4} {bytes / (1 << 20),7} MiB {iterations,6} {seconds * 1e3,9:F1} ms {algbw,12:F3} {busbw,13:F3} {busbw / tcp,9:F2} {cpuMs.Max(),10:F1} ms"));
+                allReduce.Add(await TimeAllReduceAsync(cluster, n, bytes, "Http2Direct", context));
             }
 
             if (n == 2)
@@ -65,6 +70,13 @@ public sealed class CollectivesBenchmark
             allGather.Add(new AllGatherResult(n, options.AllGatherFloats, gather.Length, gather.Average() * 1e3, Median(gather) * 1e3, sorted[^1] * 1e3));
         }
 
+        if (options.WorldSizes.Contains(2))
+        {
+            // The same service with the stock client on the sending side, for comparison.
+            await using var stock = await BenchCluster.StartAsync(2, "grpcnet", cancellationToken);
+            allReduce.Add(await TimeAllReduceAsync(stock, 2, options.AllReduceBytes[^1], "GrpcNetClient", context));
+        }
+
         output.WriteLine();
         output.WriteLine($"all-gather of {options.AllGatherFloats} floats per rank (128 x 256, one step's embeddings)");
         output.WriteLine("   N   iters    mean ms     p50 ms     max ms");
@@ -73,8 +85,9 @@ public sealed class CollectivesBenchmark
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{g.WorldSize,4} {g.Iterations,7} {g.MeanMs,10:F3} {g.P50Ms,10:F3} {g.MaxMs,10:F3}"));
         }
 
-        output.WriteLine("time/op: median over iterations of the slowest rank; busbw = algbw * 2(N-1)/N; CPU/op/rank: the busiest rank's process CPU time.");
-        var results = new CollectivesBenchResults(tcp, singleStream, allReduce, allGather, machine);
+        output.WriteLine("time/op: median over iterations of the slowest rank; busbw = algbw * 2(N-1)/N; bus/TCP: over raw TCP one way;");
+        output.WriteLine("bus/duplex: over raw TCP per direction with both directions busy; CPU/op/rank: the busiest rank's process CPU time.");
+        var results = new CollectivesBenchResults(tcp, oneWay.Select(r => r.GBps).ToArray(), duplex, singleStream, allReduce, allGather, machine);
         if (options.JsonPath is { } path)
         {
             await File.WriteAllTextAsync(path, JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
@@ -82,6 +95,50 @@ public sealed class CollectivesBenchmark
         }
 
         return results;
+    }
+
+    private static async Task<AllReduceResult> TimeAllReduceAsync(
+        BenchCluster cluster, int n, int bytes, string client, Context context)
+    {
+        var (options, tcp, duplex, output, cancellationToken) = context;
+        int iterations = (int)Math.Clamp(options.AllReduceVolumeBytes / bytes, 3, 200);
+        var (times, cpuMs) = await cluster.TimeAsync("allreduce", bytes / sizeof(float), iterations, cancellationToken);
+        double seconds = Median(times);
+        double algbw = bytes / seconds / 1e9;
+        double busbw = algbw * 2 * (n - 1) / n;
+        var result = new AllReduceResult(n, bytes, iterations, seconds, algbw, busbw, busbw / tcp, busbw / duplex, cpuMs.Max() / 1e3, client);
+        string note = client == "Http2Direct" ? string.Empty : $"   ({client} link)";
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{n,4} {bytes / (1 << 20),7} MiB {iterations,6} {seconds * 1e3,9:F1} ms {algbw,12:F3} {busbw,13:F3} {busbw / tcp,9:F2} {busbw / duplex,11:F2} {cpuMs.Max(),10:F1} ms{note}"));
+        return result;
+    }
+
+    /// <summary>Two processes each send <paramref name="bytes"/> to the other at once; the slower direction's GB/s.</summary>
+    private static async Task<double> MeasureDuplexTcpAsync(long bytes, CancellationToken ct)
+    {
+        await using var a = WorkerProcess.Start();
+        await using var b = WorkerProcess.Start();
+        a.Send("tcp-listen");
+        b.Send("tcp-listen");
+        string portA = (await a.ExpectAsync("PORT", ct))[0];
+        string portB = (await b.ExpectAsync("PORT", ct))[0];
+        a.Send($"tcp-send {portB} {bytes}");
+        b.Send($"tcp-send {portA} {bytes}");
+        var rates = new List<double>();
+        foreach (var w in new[] { a, b })
+        {
+            // Each says SENT when its sending is done and TCP when its receiving is, in either order.
+            for (int line = 0; line < 2; line++)
+            {
+                var (tag, words) = await w.ExpectAnyAsync(["TCP", "SENT"], ct);
+                if (tag == "TCP")
+                {
+                    rates.Add(double.Parse(words[0], CultureInfo.InvariantCulture) / double.Parse(words[1], CultureInfo.InvariantCulture) / 1e9);
+                }
+            }
+        }
+
+        return rates.Min();
     }
 
     private static async Task<(double GBps, double SenderCpuMsPer64MiB, double ReceiverCpuMsPer64MiB)> MeasureTcpAsync(long bytes, CancellationToken ct)
@@ -98,6 +155,8 @@ public sealed class CollectivesBenchmark
             senderCpu * per64MiB, double.Parse(result[2], CultureInfo.InvariantCulture) * per64MiB);
     }
 
+    private sealed record Context(CollectivesBenchOptions Options, double Tcp, double Duplex, TextWriter Output, CancellationToken CancellationToken);
+
     private static double Median(IReadOnlyList<double> values)
     {
         var sorted = values.Order().ToArray();
@@ -107,13 +166,14 @@ public sealed class CollectivesBenchmark
     /// <summary>N worker processes joined in one group.</summary>
     private sealed class BenchCluster(WorkerProcess[] workers) : IAsyncDisposable
     {
-        public static async Task<BenchCluster> StartAsync(int n, CancellationToken ct)
+        /// <param name="client"><c>direct</c> or <c>grpcnet</c>: the link client every rank sends with.</param>
+        public static async Task<BenchCluster> StartAsync(int n, string client, CancellationToken ct)
         {
             var workers = Enumerable.Range(0, n).Select(_ => WorkerProcess.Start()).ToArray();
             var ports = new List<string>();
             foreach (var w in workers)
             {
-                w.Send("endpoint");
+                w.Send($"endpoint {client}");
                 ports.Add((await w.ExpectAsync("PORT", ct))[0]);
             }
 

@@ -43,18 +43,22 @@ internal sealed class WorkerProcess : IAsyncDisposable
     }
 
     /// <summary>The next line's words after <paramref name="tag"/>; an ERR line or a deadline throws.</summary>
-    public async Task<string[]> ExpectAsync(string tag, CancellationToken cancellationToken)
+    public async Task<string[]> ExpectAsync(string tag, CancellationToken cancellationToken) =>
+        (await ExpectAnyAsync([tag], cancellationToken)).Words;
+
+    /// <summary>The next line, which must start with one of <paramref name="tags"/>: its tag and the words after it.</summary>
+    public async Task<(string Tag, string[] Words)> ExpectAnyAsync(IReadOnlyCollection<string> tags, CancellationToken cancellationToken)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(Deadline);
         string line = await _lines.Reader.ReadAsync(deadline.Token);
         var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        if (words.Length == 0 || words[0] != tag)
+        if (words.Length == 0 || !tags.Contains(words[0]))
         {
-            throw new InvalidOperationException($"A benchmark worker said '{line}' where '{tag} ...' was expected.");
+            throw new InvalidOperationException($"A benchmark worker said '{line}' where '{string.Join("|", tags)} ...' was expected.");
         }
 
-        return words[1..];
+        return (words[0], words[1..]);
     }
 
     public async ValueTask DisposeAsync()
