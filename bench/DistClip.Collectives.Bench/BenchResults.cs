@@ -1,6 +1,6 @@
 namespace DistClip.Collectives.Bench;
 
-/// <param name="Client">Which link client sent the frames (see <c>LinkClient</c>).</param>
+/// <param name="Client">Which link client and server carried the frames: <c>direct</c> (both DistClip's) or a comparison stack.</param>
 /// <param name="BusToDuplexRatio">Bus bandwidth over raw TCP's rate per direction when both directions run at once.</param>
 public sealed record AllReduceResult(
     int WorldSize, long Bytes, int Iterations, double SecondsPerOp, double AlgorithmGBps, double BusGBps, double BusToTcpRatio,

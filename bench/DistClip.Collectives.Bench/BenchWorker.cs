@@ -7,7 +7,7 @@ using DistClip.Collectives.Grpc;
 namespace DistClip.Collectives.Bench;
 
 /// <summary>
-/// Worker mode. Lines in: <c>tcp-listen</c> | <c>tcp-send PORT BYTES</c> | <c>endpoint [direct|grpcnet]</c> |
+/// Worker mode. Lines in: <c>tcp-listen</c> | <c>tcp-send PORT BYTES</c> | <c>endpoint [CLIENT [SERVER]]</c> (LinkClient, LinkServer names) |
 /// <c>PEERS RANK GEN URI,URI,...</c> | <c>allreduce FLOATS ITERS</c> | <c>allgather FLOATS ITERS</c> | <c>exit</c>.
 /// Lines out: PORT, TCP, JOINED, TIME (seconds per op, one value per iteration), ERR.
 /// </summary>
@@ -44,7 +44,8 @@ internal static class BenchWorker
                         var transport = new GrpcTransportOptions { Secret = Secret };
                         transport = transport with
                         {
-                            Client = w.Length > 1 && w[1] == "grpcnet" ? LinkClient.GrpcNetClient : LinkClient.Http2Direct,
+                            Client = w.Length > 1 ? Enum.Parse<LinkClient>(w[1]) : LinkClient.Http2Direct,
+                            Server = w.Length > 2 ? Enum.Parse<LinkServer>(w[2]) : LinkServer.Http2Direct,
                             KestrelBlockBytes = Knob("DISTCLIP_BENCH_BLOCK_BYTES", transport.KestrelBlockBytes),
                             StreamWindowBytes = Knob("DISTCLIP_BENCH_STREAM_WINDOW_BYTES", transport.StreamWindowBytes),
                         };

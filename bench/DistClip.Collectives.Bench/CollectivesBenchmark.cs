@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using DistClip.Collectives.Grpc;
 
 namespace DistClip.Collectives.Bench;
 
@@ -48,10 +49,10 @@ public sealed class CollectivesBenchmark
         double? singleStream = null;
         foreach (int n in options.WorldSizes)
         {
-            await using var cluster = await BenchCluster.StartAsync(n, "direct", cancellationToken);
+            await using var cluster = await BenchCluster.StartAsync(n, LinkClient.Http2Direct, LinkServer.Http2Direct, cancellationToken);
             foreach (int bytes in options.AllReduceBytes)
             {
-                allReduce.Add(await TimeAllReduceAsync(cluster, n, bytes, "Http2Direct", context));
+                allReduce.Add(await TimeAllReduceAsync(cluster, n, bytes, "direct", context));
             }
 
             if (n == 2)
@@ -72,9 +73,16 @@ public sealed class CollectivesBenchmark
 
         if (options.WorldSizes.Contains(2))
         {
-            // The same service with the stock client on the sending side, for comparison.
-            await using var stock = await BenchCluster.StartAsync(2, "grpcnet", cancellationToken);
-            allReduce.Add(await TimeAllReduceAsync(stock, 2, options.AllReduceBytes[^1], "GrpcNetClient", context));
+            // The same service on the stock stack, and half of it, for comparison.
+            foreach (var (client, server, label) in new[]
+            {
+                (LinkClient.Http2Direct, LinkServer.Kestrel, "direct client -> Kestrel"),
+                (LinkClient.GrpcNetClient, LinkServer.Kestrel, "Grpc.Net.Client -> Kestrel: stock gRPC"),
+            })
+            {
+                await using var other = await BenchCluster.StartAsync(2, client, server, cancellationToken);
+                allReduce.Add(await TimeAllReduceAsync(other, 2, options.AllReduceBytes[^1], label, context));
+            }
         }
 
         output.WriteLine();
@@ -107,7 +115,7 @@ public sealed class CollectivesBenchmark
         double algbw = bytes / seconds / 1e9;
         double busbw = algbw * 2 * (n - 1) / n;
         var result = new AllReduceResult(n, bytes, iterations, seconds, algbw, busbw, busbw / tcp, busbw / duplex, cpuMs.Max() / 1e3, client);
-        string note = client == "Http2Direct" ? string.Empty : $"   ({client} link)";
+        string note = client == "direct" ? string.Empty : $"   ({client})";
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{n,4} {bytes / (1 << 20),7} MiB {iterations,6} {seconds * 1e3,9:F1} ms {algbw,12:F3} {busbw,13:F3} {busbw / tcp,9:F2} {busbw / duplex,11:F2} {cpuMs.Max(),10:F1} ms{note}"));
         return result;
@@ -166,14 +174,13 @@ public sealed class CollectivesBenchmark
     /// <summary>N worker processes joined in one group.</summary>
     private sealed class BenchCluster(WorkerProcess[] workers) : IAsyncDisposable
     {
-        /// <param name="client"><c>direct</c> or <c>grpcnet</c>: the link client every rank sends with.</param>
-        public static async Task<BenchCluster> StartAsync(int n, string client, CancellationToken ct)
+        public static async Task<BenchCluster> StartAsync(int n, LinkClient client, LinkServer server, CancellationToken ct)
         {
             var workers = Enumerable.Range(0, n).Select(_ => WorkerProcess.Start()).ToArray();
             var ports = new List<string>();
             foreach (var w in workers)
             {
-                w.Send($"endpoint {client}");
+                w.Send($"endpoint {client} {server}");
                 ports.Add((await w.ExpectAsync("PORT", ct))[0]);
             }
 

@@ -36,7 +36,7 @@ internal sealed class CollectiveLinkService(LinkAcceptor acceptor) : CollectiveL
         }
     }
 
-    private static StatusCode ToStatus(LinkRefusal reason) => reason switch
+    public static StatusCode ToStatus(LinkRefusal reason) => reason switch
     {
         LinkRefusal.WrongSecret => StatusCode.PermissionDenied,
         LinkRefusal.NoSuchGroup => StatusCode.DeadlineExceeded,

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using DistClip.Collectives.Ring;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
@@ -13,22 +15,25 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace DistClip.Collectives.Grpc;
 
 /// <summary>
-/// A worker's collectives endpoint: an h2c Kestrel server of its own (never the control-plane port)
-/// that its left neighbour streams into. Start it once, report <see cref="Address"/> to the
+/// A worker's collectives endpoint: an h2c gRPC server of its own (never the control-plane port)
+/// that its left neighbour streams into; see <see cref="LinkServer"/> for the two servers. Start it once, report <see cref="Address"/> to the
 /// coordinator, then <see cref="JoinAsync"/> a group for each generation the coordinator announces.
 /// </summary>
 public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
 {
-    private readonly WebApplication _app;
+    private readonly WebApplication? _app;
+    private readonly Http2.Http2LinkListener? _listener;
     private readonly LinkAcceptor _acceptor;
     private readonly GrpcTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly ILoggerFactory _loggerFactory;
 
     private GrpcCollectiveEndpoint(
-        WebApplication app, LinkAcceptor acceptor, GrpcTransportOptions options, TimeProvider time, ILoggerFactory loggerFactory, Uri address)
+        WebApplication? app, Http2.Http2LinkListener? listener, LinkAcceptor acceptor, GrpcTransportOptions options, TimeProvider time,
+        ILoggerFactory loggerFactory, Uri address)
     {
         _app = app;
+        _listener = listener;
         _acceptor = acceptor;
         _options = options;
         _time = time;
@@ -48,6 +53,18 @@ public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
         var time = timeProvider ?? TimeProvider.System;
         var logs = loggerFactory ?? NullLoggerFactory.Instance;
         var acceptor = new LinkAcceptor(options.Secret, options.ConnectTimeout, time, logs.CreateLogger<GrpcCollectiveEndpoint>());
+
+        if (options.Server == LinkServer.Http2Direct)
+        {
+            var listener = Http2.Http2LinkListener.Start(options, acceptor);
+            var local = listener.LocalEndPoint;
+            string host = local.Address.Equals(IPAddress.Any) || local.Address.Equals(IPAddress.IPv6Any)
+                ? "127.0.0.1"
+                : local.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{local.Address}]" : local.Address.ToString();
+            var listening = new Uri($"http://{host}:{local.Port}/");
+            GrpcLog.EndpointStarted(logs.CreateLogger<GrpcCollectiveEndpoint>(), listening);
+            return new GrpcCollectiveEndpoint(null, listener, acceptor, options, time, logs, listening);
+        }
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -89,7 +106,7 @@ public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
         var address = new Uri(bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal));
         GrpcLog.EndpointStarted(logs.CreateLogger<GrpcCollectiveEndpoint>(), address);
-        return new GrpcCollectiveEndpoint(app, acceptor, options, time, logs, address);
+        return new GrpcCollectiveEndpoint(app, null, acceptor, options, time, logs, address);
     }
 
     /// <summary>
@@ -152,8 +169,16 @@ public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
     {
         // End the links still open so that Kestrel's graceful stop has nothing to wait for.
         _acceptor.CloseAll();
-        await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
-        await _app.DisposeAsync().ConfigureAwait(false);
+        if (_listener is not null)
+        {
+            await _listener.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_app is not null)
+        {
+            await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            await _app.DisposeAsync().ConfigureAwait(false);
+        }
     }
 }
 

@@ -38,6 +38,9 @@ public sealed record GrpcTransportOptions
     /// </summary>
     public int MaxFrameBytes { get; init; } = (1 << 20) + 1024;
 
+    /// <summary>Which server receives this rank's incoming link; both speak the same gRPC wire format.</summary>
+    public LinkServer Server { get; init; } = LinkServer.Http2Direct;
+
     /// <summary>Which client sends on this rank's outgoing link; both speak the same gRPC wire format.</summary>
     public LinkClient Client { get; init; } = LinkClient.Http2Direct;
 
@@ -71,6 +74,11 @@ public sealed record GrpcTransportOptions
             throw new ArgumentException($"{nameof(MaxFrameBytes)} must be 16384..16777215, not {MaxFrameBytes}.", nameof(MaxFrameBytes));
         }
 
+        if (!Enum.IsDefined(Server))
+        {
+            throw new ArgumentException($"{nameof(Server)} must be one of {string.Join(", ", Enum.GetNames<LinkServer>())}.", nameof(Server));
+        }
+
         if (!Enum.IsDefined(Client))
         {
             throw new ArgumentException($"{nameof(Client)} must be one of {string.Join(", ", Enum.GetNames<LinkClient>())}.", nameof(Client));
@@ -95,4 +103,17 @@ public enum LinkClient
 
     /// <summary>Grpc.Net.Client over SocketsHttpHandler (16 KiB frames); for comparison and as a fallback.</summary>
     GrpcNetClient,
+}
+
+/// <summary>The server that a rank's left neighbour streams its frames into.</summary>
+public enum LinkServer
+{
+    /// <summary>
+    /// DistClip's own h2c server for the one link call: each chunk's payload is received from the
+    /// socket straight into the buffer the ring algorithm reads. The default.
+    /// </summary>
+    Http2Direct,
+
+    /// <summary>Kestrel with Grpc.AspNetCore (three copies of every received byte); for comparison and as a fallback.</summary>
+    Kestrel,
 }

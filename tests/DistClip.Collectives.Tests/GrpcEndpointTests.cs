@@ -11,21 +11,26 @@ public sealed class GrpcEndpointTests
 {
     private const string Secret = "run-secret";
 
-    [Fact]
-    public async Task A_link_with_a_wrong_secret_is_refused_with_PermissionDenied()
+    /// <summary>The stock Grpc.Net.Client against either server: both answer as gRPC services do.</summary>
+    [Theory]
+    [InlineData(LinkServer.Http2Direct)]
+    [InlineData(LinkServer.Kestrel)]
+    public async Task A_link_with_a_wrong_secret_is_refused_with_PermissionDenied(LinkServer server)
     {
-        await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
+        await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret, Server = server });
 
         var error = await Assert.ThrowsAsync<RpcException>(() => OpenRawLinkAsync(endpoint.Address, "wrong", generation: 1, rank: 0, worldSize: 2));
 
         Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
     }
 
-    [Fact]
-    public async Task A_link_from_a_stale_generation_is_refused_with_FailedPrecondition()
+    [Theory]
+    [InlineData(LinkServer.Http2Direct)]
+    [InlineData(LinkServer.Kestrel)]
+    public async Task A_link_from_a_stale_generation_is_refused_with_FailedPrecondition(LinkServer server)
     {
-        await using var a = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
-        await using var b = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
+        await using var a = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret, Server = server });
+        await using var b = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret, Server = server });
         var groups = await JoinAsync([a, b], generation: 5);
 
         var error = await Assert.ThrowsAsync<RpcException>(() => OpenRawLinkAsync(b.Address, Secret, generation: 4, rank: 0, worldSize: 2));
@@ -36,11 +41,12 @@ public sealed class GrpcEndpointTests
     }
 
     [Theory]
-    [InlineData(LinkClient.Http2Direct)]
-    [InlineData(LinkClient.GrpcNetClient)]
-    public async Task Joining_with_a_wrong_secret_fails_naming_the_peer_that_refused(LinkClient client)
+    [InlineData(LinkClient.Http2Direct, LinkServer.Http2Direct)]
+    [InlineData(LinkClient.GrpcNetClient, LinkServer.Http2Direct)]
+    [InlineData(LinkClient.Http2Direct, LinkServer.Kestrel)]
+    public async Task Joining_with_a_wrong_secret_fails_naming_the_peer_that_refused(LinkClient client, LinkServer server)
     {
-        await using var a = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
+        await using var a = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret, Server = server });
         await using var stranger = await GrpcCollectiveEndpoint.StartAsync(
             new GrpcTransportOptions { Secret = "other", ConnectTimeout = TimeSpan.FromSeconds(5), Client = client });
         var peers = new[] { a.Address, stranger.Address };
@@ -54,17 +60,21 @@ public sealed class GrpcEndpointTests
     }
 
     /// <summary>
-    /// Both clients against the same Kestrel service. The direct one also runs with the smallest
-    /// HTTP/2 windows and frames, so that messages (and their prefixes) are cut across many DATA
-    /// frames and every send waits for WINDOW_UPDATEs.
+    /// Every client against every server. The direct pair also runs with the smallest HTTP/2 windows
+    /// and frames, so that messages (and their prefixes) are cut across many DATA frames and every
+    /// send waits for WINDOW_UPDATEs.
     /// </summary>
     [Theory]
-    [InlineData(LinkClient.Http2Direct, false)]
-    [InlineData(LinkClient.Http2Direct, true)]
-    [InlineData(LinkClient.GrpcNetClient, false)]
-    public async Task Both_link_clients_all_reduce_a_large_tensor_bit_identically(LinkClient client, bool smallestWindowsAndFrames)
+    [InlineData(LinkClient.Http2Direct, LinkServer.Http2Direct, false)]
+    [InlineData(LinkClient.Http2Direct, LinkServer.Http2Direct, true)]
+    [InlineData(LinkClient.GrpcNetClient, LinkServer.Http2Direct, false)]
+    [InlineData(LinkClient.Http2Direct, LinkServer.Kestrel, false)]
+    [InlineData(LinkClient.Http2Direct, LinkServer.Kestrel, true)]
+    [InlineData(LinkClient.GrpcNetClient, LinkServer.Kestrel, false)]
+    public async Task Every_link_client_and_server_all_reduce_a_large_tensor_bit_identically(
+        LinkClient client, LinkServer server, bool smallestWindowsAndFrames)
     {
-        var options = new GrpcTransportOptions { Secret = Secret, Client = client };
+        var options = new GrpcTransportOptions { Secret = Secret, Client = client, Server = server };
         if (smallestWindowsAndFrames)
         {
             options = options with { StreamWindowBytes = 65_535, ConnectionWindowBytes = 65_535, MaxFrameBytes = 16_384 };
@@ -87,10 +97,12 @@ public sealed class GrpcEndpointTests
         await InMemoryRingTests.DisposeAll(groups);
     }
 
-    [Fact]
-    public async Task The_direct_client_reads_a_refusal_from_the_trailers()
+    [Theory]
+    [InlineData(LinkServer.Http2Direct)]
+    [InlineData(LinkServer.Kestrel)]
+    public async Task The_direct_client_reads_a_refusal_from_the_trailers(LinkServer server)
     {
-        await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
+        await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret, Server = server });
         using var call = await Http2LinkCall.StartAsync(endpoint.Address, LinkMethods.ClientOpen.FullName, LinkMetadata("wrong % secret"), CancellationToken.None);
 
         var headers = await call.ResponseHeadersAsync.WaitAsync(TimeSpan.FromSeconds(30));
@@ -113,8 +125,12 @@ public sealed class GrpcEndpointTests
             accepted.Close(); // not an HTTP/2 server: it closes the connection unanswered
         });
 
-        using var call = await Http2LinkCall.StartAsync(address, LinkMethods.ClientOpen.FullName, LinkMetadata(Secret), CancellationToken.None);
-        var lost = await Assert.ThrowsAsync<RpcException>(() => call.ResponseHeadersAsync.WaitAsync(TimeSpan.FromSeconds(30)));
+        // Depending on timing the hang-up is seen while the call is being started or while it waits for headers.
+        var lost = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            using var call = await Http2LinkCall.StartAsync(address, LinkMethods.ClientOpen.FullName, LinkMetadata(Secret), CancellationToken.None);
+            await call.ResponseHeadersAsync.WaitAsync(TimeSpan.FromSeconds(30));
+        });
         await hangUp;
         listener.Stop();
         var refused = await Assert.ThrowsAsync<RpcException>(() =>
@@ -125,12 +141,15 @@ public sealed class GrpcEndpointTests
         Assert.Contains("ConnectionRefused", refused.Status.Detail);
     }
 
-    [Fact]
-    public async Task Cancelling_one_rank_fails_its_neighbour_through_the_broken_stream()
+    [Theory]
+    [InlineData(LinkServer.Http2Direct)]
+    [InlineData(LinkServer.Kestrel)]
+    public async Task Cancelling_one_rank_fails_its_neighbour_through_the_broken_stream(LinkServer server)
     {
-        await using var a = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
-        await using var b = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
-        await using var c = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret });
+        var options = new GrpcTransportOptions { Secret = Secret, Server = server };
+        await using var a = await GrpcCollectiveEndpoint.StartAsync(options);
+        await using var b = await GrpcCollectiveEndpoint.StartAsync(options);
+        await using var c = await GrpcCollectiveEndpoint.StartAsync(options);
         var groups = await JoinAsync([a, b, c], generation: 1);
         using var cancel = new CancellationTokenSource();
         // Rank 2 never joins the operation, so ranks 0 and 1 stay blocked until rank 0 is cancelled.
@@ -179,6 +198,34 @@ public sealed class GrpcEndpointTests
         var peers = endpoints.Select(e => e.Address).ToArray();
         return await Task.WhenAll(endpoints.Select((e, r) =>
             e.JoinAsync(new CollectiveMembership(r, peers, generation), options, CancellationToken.None)));
+    }
+
+    [Theory]
+    [InlineData("GET / HTTP/1.1\r\nHost: x\r\n\r\n")] // not HTTP/2
+    [InlineData("")]                                      // nothing at all: dropped after the connect timeout
+    public async Task The_direct_server_drops_a_connection_that_is_not_an_h2c_call(string greeting)
+    {
+        await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(
+            new GrpcTransportOptions { Secret = Secret, ConnectTimeout = TimeSpan.FromSeconds(1) });
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        await socket.ConnectAsync(endpoint.Address.Host, endpoint.Address.Port);
+        await socket.SendAsync(System.Text.Encoding.ASCII.GetBytes(greeting), System.Net.Sockets.SocketFlags.None);
+
+        // The server closes its side: the read ends (0 bytes, or a reset) well within the deadline.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var buffer = new byte[4096];
+        try
+        {
+            while (await socket.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, deadline.Token) > 0)
+            {
+            }
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            // A reset is a close too.
+        }
+
+        Assert.False(deadline.IsCancellationRequested);
     }
 
     private static Dictionary<string, string> LinkMetadata(string secret) => new()

@@ -21,31 +21,9 @@ namespace DistClip.Collectives.Grpc.Http2;
 internal sealed class Http2LinkCall : ILinkCall
 {
     private const int StreamId = 1;
-    private const int FrameHeaderLength = 9;
-    private const int DefaultFrameSize = 16_384;
+    private const int FrameHeaderLength = Http2Frames.HeaderLength;
+    private const int DefaultFrameSize = Http2Frames.DefaultFrameSize;
     private const int ReceiveWindow = 1 << 20;
-
-    private const byte DataFrame = 0x0;
-    private const byte HeadersFrame = 0x1;
-    private const byte RstStreamFrame = 0x3;
-    private const byte SettingsFrame = 0x4;
-    private const byte PushPromiseFrame = 0x5;
-    private const byte PingFrame = 0x6;
-    private const byte GoAwayFrame = 0x7;
-    private const byte WindowUpdateFrame = 0x8;
-    private const byte ContinuationFrame = 0x9;
-
-    private const byte EndStreamFlag = 0x1;
-    private const byte AckFlag = 0x1;
-    private const byte EndHeadersFlag = 0x4;
-    private const byte PaddedFlag = 0x8;
-    private const byte PriorityFlag = 0x20;
-
-    private const ushort SettingInitialWindowSize = 0x4;
-    private const ushort SettingMaxFrameSize = 0x5;
-    private const ushort SettingEnablePush = 0x2;
-
-    private static readonly byte[] Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8.ToArray();
 
     private readonly Socket _socket;
     private readonly string _peer;
@@ -105,13 +83,8 @@ internal sealed class Http2LinkCall : ILinkCall
         _ = call.ReadLoopAsync();
 
         var start = new List<byte>(512);
-        start.AddRange(Preface);
-        var settings = new byte[12];
-        BinaryPrimitives.WriteUInt16BigEndian(settings, SettingEnablePush);
-        BinaryPrimitives.WriteUInt32BigEndian(settings.AsSpan(2), 0);
-        BinaryPrimitives.WriteUInt16BigEndian(settings.AsSpan(6), SettingInitialWindowSize);
-        BinaryPrimitives.WriteUInt32BigEndian(settings.AsSpan(8), ReceiveWindow);
-        AppendFrame(start, SettingsFrame, 0, 0, settings);
+        start.AddRange(Http2Frames.Preface);
+        start.AddRange(Http2Frames.SettingsFrame((Http2Frames.SettingEnablePush, 0), (Http2Frames.SettingInitialWindowSize, ReceiveWindow)));
 
         var block = new List<byte>(256);
         HpackEncoder.WriteLiteral(block, ":method", "POST");
@@ -131,10 +104,17 @@ internal sealed class Http2LinkCall : ILinkCall
             throw new ArgumentException($"The call's headers take {block.Count} bytes; at most {DefaultFrameSize} fit one HEADERS frame.");
         }
 
-        AppendFrame(start, HeadersFrame, EndHeadersFlag, StreamId, block.ToArray());
+        start.AddRange(Http2Frames.Frame(Http2Frames.Headers, Http2Frames.EndHeadersFlag, StreamId, block.ToArray()));
         try
         {
             await call.WriteFrameAsync(start.ToArray(), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
+        {
+            // The peer hung up at once (the reader may have closed the socket already): say so as gRPC does.
+            var failure = call.Failure(ex);
+            call.Dispose();
+            throw failure;
         }
         catch
         {
@@ -168,7 +148,7 @@ internal sealed class Http2LinkCall : ILinkCall
                     // Frame header, then whatever part of the message prefix this frame covers, in one buffer.
                     int prefixPart = Math.Max(0, Math.Min(prefixLength, sent + n) - sent);
                     _prefix.AsSpan(Math.Min(sent, prefixLength), prefixPart).CopyTo(_head.AsSpan(FrameHeaderLength));
-                    WriteFrameHeader(_head, n, DataFrame, 0, StreamId);
+                    Http2Frames.WriteHeader(_head, n, Http2Frames.Data, 0, StreamId);
                     await SendAllAsync(_head.AsMemory(0, FrameHeaderLength + prefixPart)).ConfigureAwait(false);
                     int payloadStart = Math.Max(0, sent - prefixLength);
                     int payloadPart = n - prefixPart;
@@ -199,7 +179,7 @@ internal sealed class Http2LinkCall : ILinkCall
     public async Task CompleteRequestAsync()
     {
         var frame = new byte[FrameHeaderLength];
-        WriteFrameHeader(frame, 0, DataFrame, EndStreamFlag, StreamId);
+        Http2Frames.WriteHeader(frame, 0, Http2Frames.Data, Http2Frames.EndStreamFlag, StreamId);
         await _sendLock.WaitAsync().ConfigureAwait(false);
         try
         {
@@ -224,7 +204,7 @@ internal sealed class Http2LinkCall : ILinkCall
             {
                 // A clean RST_STREAM (CANCEL) when no frame is half-written; the close below says the rest.
                 var reset = new byte[FrameHeaderLength + 4];
-                WriteFrameHeader(reset, 4, RstStreamFrame, 0, StreamId);
+                Http2Frames.WriteHeader(reset, 4, Http2Frames.RstStream, 0, StreamId);
                 BinaryPrimitives.WriteUInt32BigEndian(reset.AsSpan(FrameHeaderLength), 0x8);
                 _socket.Send(reset, SocketFlags.None);
             }
@@ -340,46 +320,46 @@ internal sealed class Http2LinkCall : ILinkCall
                 var payload = buffer.AsMemory(start + FrameHeaderLength, length);
                 start += FrameHeaderLength + length;
 
-                if (headerBlock is not null && type != ContinuationFrame)
+                if (headerBlock is not null && type != Http2Frames.Continuation)
                 {
                     throw new InvalidDataException($"{_peer} interrupted a header block with a frame of type {type}.");
                 }
 
                 switch (type)
                 {
-                    case HeadersFrame when stream == StreamId:
-                        headerBlock = [.. HeaderFragment(payload.Span, flags)];
-                        blockEndsStream = (flags & EndStreamFlag) != 0;
+                    case Http2Frames.Headers when stream == StreamId:
+                        headerBlock = [.. Http2Frames.HeaderFragment(payload.Span, flags)];
+                        blockEndsStream = (flags & Http2Frames.EndStreamFlag) != 0;
                         break;
-                    case ContinuationFrame when headerBlock is not null:
+                    case Http2Frames.Continuation when headerBlock is not null:
                         headerBlock.AddRange(payload.Span);
                         break;
-                    case DataFrame when stream == StreamId:
+                    case Http2Frames.Data when stream == StreamId:
                         await OnDataAsync(length, flags).ConfigureAwait(false);
                         break;
-                    case RstStreamFrame when stream == StreamId:
+                    case Http2Frames.RstStream when stream == StreamId:
                         uint code = BinaryPrimitives.ReadUInt32BigEndian(payload.Span);
                         Fail(new RpcException(new Status(
                             code == 0x8 ? StatusCode.Cancelled : StatusCode.Internal, $"{_peer} reset the stream (HTTP/2 error {code}).")));
                         break;
-                    case SettingsFrame when (flags & AckFlag) == 0:
+                    case Http2Frames.Settings when (flags & Http2Frames.AckFlag) == 0:
                         OnSettings(payload.Span);
-                        await ControlFrameAsync(SettingsFrame, AckFlag, 0, default).ConfigureAwait(false);
+                        await ControlFrameAsync(Http2Frames.Settings, Http2Frames.AckFlag, 0, default).ConfigureAwait(false);
                         break;
-                    case PingFrame when (flags & AckFlag) == 0:
-                        await ControlFrameAsync(PingFrame, AckFlag, 0, payload.ToArray()).ConfigureAwait(false);
+                    case Http2Frames.Ping when (flags & Http2Frames.AckFlag) == 0:
+                        await ControlFrameAsync(Http2Frames.Ping, Http2Frames.AckFlag, 0, payload.ToArray()).ConfigureAwait(false);
                         break;
-                    case GoAwayFrame:
+                    case Http2Frames.GoAway:
                         OnGoAway(payload.Span);
                         break;
-                    case WindowUpdateFrame:
+                    case Http2Frames.WindowUpdate:
                         OnWindowUpdate(stream, BinaryPrimitives.ReadUInt32BigEndian(payload.Span) & 0x7FFF_FFFF);
                         break;
-                    case PushPromiseFrame:
+                    case Http2Frames.PushPromise:
                         throw new InvalidDataException($"{_peer} sent PUSH_PROMISE although push is disabled.");
                 }
 
-                if (headerBlock is not null && (flags & EndHeadersFlag) != 0 && type is HeadersFrame or ContinuationFrame)
+                if (headerBlock is not null && (flags & Http2Frames.EndHeadersFlag) != 0 && type is Http2Frames.Headers or Http2Frames.Continuation)
                 {
                     OnHeaderBlock(_decoder.Decode(headerBlock.ToArray()), blockEndsStream);
                     headerBlock = null;
@@ -422,28 +402,6 @@ internal sealed class Http2LinkCall : ILinkCall
         return (start, end);
     }
 
-    private static ReadOnlySpan<byte> HeaderFragment(ReadOnlySpan<byte> payload, byte flags)
-    {
-        int padding = 0;
-        if ((flags & PaddedFlag) != 0)
-        {
-            padding = payload[0];
-            payload = payload[1..];
-        }
-
-        if ((flags & PriorityFlag) != 0)
-        {
-            payload = payload[5..];
-        }
-
-        if (padding > payload.Length)
-        {
-            throw new InvalidDataException("HEADERS padding longer than the frame.");
-        }
-
-        return payload[..^padding];
-    }
-
     private async ValueTask OnDataAsync(int length, byte flags)
     {
         // The service sends no messages today; give back what arrives so a future one never stalls.
@@ -451,11 +409,11 @@ internal sealed class Http2LinkCall : ILinkCall
         {
             var update = new byte[4];
             BinaryPrimitives.WriteUInt32BigEndian(update, (uint)length);
-            await ControlFrameAsync(WindowUpdateFrame, 0, 0, update).ConfigureAwait(false);
-            await ControlFrameAsync(WindowUpdateFrame, 0, StreamId, update).ConfigureAwait(false);
+            await ControlFrameAsync(Http2Frames.WindowUpdate, 0, 0, update).ConfigureAwait(false);
+            await ControlFrameAsync(Http2Frames.WindowUpdate, 0, StreamId, update).ConfigureAwait(false);
         }
 
-        if ((flags & EndStreamFlag) != 0)
+        if ((flags & Http2Frames.EndStreamFlag) != 0)
         {
             throw new InvalidDataException($"{_peer} ended the response without trailers.");
         }
@@ -521,12 +479,12 @@ internal sealed class Http2LinkCall : ILinkCall
             {
                 ushort id = BinaryPrimitives.ReadUInt16BigEndian(payload[at..]);
                 uint value = BinaryPrimitives.ReadUInt32BigEndian(payload[(at + 2)..]);
-                if (id == SettingInitialWindowSize)
+                if (id == Http2Frames.SettingInitialWindowSize)
                 {
                     _streamWindow += (long)value - _peerInitialWindow;
                     _peerInitialWindow = (int)value;
                 }
-                else if (id == SettingMaxFrameSize)
+                else if (id == Http2Frames.SettingMaxFrameSize)
                 {
                     _maxFrameSize = (int)value;
                 }
@@ -573,7 +531,7 @@ internal sealed class Http2LinkCall : ILinkCall
     private async ValueTask ControlFrameAsync(byte type, byte flags, int stream, byte[]? payload)
     {
         var frame = new byte[FrameHeaderLength + (payload?.Length ?? 0)];
-        WriteFrameHeader(frame, payload?.Length ?? 0, type, flags, stream);
+        Http2Frames.WriteHeader(frame, payload?.Length ?? 0, type, flags, stream);
         payload?.CopyTo(frame, FrameHeaderLength);
         await WriteFrameAsync(frame, CancellationToken.None).ConfigureAwait(false);
     }
@@ -599,22 +557,4 @@ internal sealed class Http2LinkCall : ILinkCall
         _failure is RpcException { StatusCode: not StatusCode.OK } known
             ? known
             : new RpcException(new Status(StatusCode.Unavailable, $"writing to {_peer} failed: {cause.Message}", cause));
-
-    private static void AppendFrame(List<byte> bytes, byte type, byte flags, int stream, byte[] payload)
-    {
-        var header = new byte[FrameHeaderLength];
-        WriteFrameHeader(header, payload.Length, type, flags, stream);
-        bytes.AddRange(header);
-        bytes.AddRange(payload);
-    }
-
-    private static void WriteFrameHeader(Span<byte> span, int length, byte type, byte flags, int stream)
-    {
-        span[0] = (byte)(length >> 16);
-        span[1] = (byte)(length >> 8);
-        span[2] = (byte)length;
-        span[3] = type;
-        span[4] = flags;
-        BinaryPrimitives.WriteUInt32BigEndian(span[5..], (uint)stream);
-    }
 }
