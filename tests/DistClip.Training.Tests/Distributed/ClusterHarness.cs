@@ -63,16 +63,21 @@ internal static class ClusterHarness
     public static IReadOnlyList<Batch> LocalBatches(int world, int rank, int steps, IImageTextDataset? dataset = null)
     {
         dataset ??= Dataset;
-        if (Batches.TryGetValue((dataset, world, rank), out var cached) && cached.Count >= steps)
+        // Rank threads call this at once (FailureTests): a plain Dictionary written concurrently
+        // corrupts itself and threw on some ranks, which then never reached their collectives.
+        lock (Batches)
         {
-            return cached;
-        }
+            if (Batches.TryGetValue((dataset, world, rank), out var cached) && cached.Count >= steps)
+            {
+                return cached;
+            }
 
-        var sampler = new GlobalBatchSampler(dataset.Count, GlobalBatch, world, Seed);
-        using var loader = new ClipDataLoader(dataset, ImageSpec.FashionMnist, Tokenizer.Value, Config.Text.ContextLength, sampler, rank, new SamplerCursor(0, 0));
-        var batches = Enumerable.Range(0, steps).Select(_ => loader.Next(CancellationToken.None)).ToList();
-        Batches[(dataset, world, rank)] = batches;
-        return batches;
+            var sampler = new GlobalBatchSampler(dataset.Count, GlobalBatch, world, Seed);
+            using var loader = new ClipDataLoader(dataset, ImageSpec.FashionMnist, Tokenizer.Value, Config.Text.ContextLength, sampler, rank, new SamplerCursor(0, 0));
+            var batches = Enumerable.Range(0, steps).Select(_ => loader.Next(CancellationToken.None)).ToList();
+            Batches[(dataset, world, rank)] = batches;
+            return batches;
+        }
     }
 
     /// <summary>One process, the whole global batch, <see cref="SingleProcessCollectives"/>.</summary>

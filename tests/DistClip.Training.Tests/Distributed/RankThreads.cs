@@ -50,7 +50,10 @@ internal static class RankThreads
             if (!threads[r].Join(left > TimeSpan.Zero ? left : TimeSpan.Zero))
             {
                 var hung = Enumerable.Range(0, worldSize).Where(i => threads[i].IsAlive);
-                throw new TimeoutException($"rank(s) {string.Join(", ", hung)} still running after {deadline.TotalSeconds:F0} s");
+                var ended = outcomes.Where(o => o is not null).Select(o =>
+                    $"rank {o.Rank} {(o.Error is null ? "returned" : $"threw {o.Error.GetType().Name}: {o.Error.Message}")}");
+                throw new TimeoutException(
+                    $"rank(s) {string.Join(", ", hung)} still running after {deadline.TotalSeconds:F0} s; {string.Join("; ", ended)}");
             }
         }
 
