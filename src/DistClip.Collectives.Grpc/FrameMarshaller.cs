@@ -126,6 +126,12 @@ internal static class FrameMarshaller
             throw;
         }
 
+        return ToFrame(header, buffer, length);
+    }
+
+    /// <summary>The parsed frame; one without a header is refused and its buffer returned.</summary>
+    public static RingFrame ToFrame(ProtoHeader? header, byte[]? buffer, int length)
+    {
         if (header is null)
         {
             Release(buffer);
@@ -147,7 +153,7 @@ internal static class FrameMarshaller
     private static FrameHeader FromProto(ProtoHeader header) => new(
         header.Generation, header.Sequence, (CollectiveOperation)header.Operation, header.Index, header.PayloadLength);
 
-    private static void Release(byte[]? buffer)
+    public static void Release(byte[]? buffer)
     {
         if (buffer is not null)
         {

@@ -462,25 +462,16 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
         }
         catch (InvalidProtocolBufferException ex)
         {
-            ReturnPayload(payload);
+            FrameMarshaller.Release(payload);
             throw new InvalidDataException("Malformed collective frame header.", ex);
         }
         catch
         {
-            ReturnPayload(payload);
+            FrameMarshaller.Release(payload);
             throw;
         }
 
-        if (header is null)
-        {
-            ReturnPayload(payload);
-            throw new InvalidDataException("A collective frame without a header.");
-        }
-
-        return new RingFrame(
-            new FrameHeader(header.Generation, header.Sequence, (CollectiveOperation)header.Operation, header.Index, header.PayloadLength),
-            payload,
-            payloadLength);
+        return FrameMarshaller.ToFrame(header, payload, payloadLength);
     }
 
     private async ValueTask<(uint Value, int Bytes)> ReadVarintAsync(byte[] scratch, int limit, CancellationToken cancellationToken)
@@ -497,14 +488,6 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
         }
 
         throw new InvalidDataException("A truncated or overlong varint in a collective frame.");
-    }
-
-    private static void ReturnPayload(byte[]? payload)
-    {
-        if (payload is not null)
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(payload);
-        }
     }
 
     /// <summary>Gives consumed DATA bytes back to the client's windows, in batches.</summary>
