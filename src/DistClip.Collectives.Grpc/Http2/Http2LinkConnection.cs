@@ -4,8 +4,6 @@ using System.Net.Sockets;
 using System.Text;
 using DistClip.Collectives.Transport;
 using Grpc.Core;
-using Google.Protobuf;
-using ProtoHeader = DistClip.Collectives.Grpc.V1.FrameHeader;
 
 namespace DistClip.Collectives.Grpc.Http2;
 
@@ -19,7 +17,7 @@ namespace DistClip.Collectives.Grpc.Http2;
 /// service does, and the call ends with gRPC trailers. Frames are pulled only as the link's reader
 /// asks for them, so a full queue stops the socket and TCP and HTTP/2 flow control push back.
 /// </summary>
-internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
+internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame>
 {
     private const int MaxHeaderBlock = 64 << 10;
     private const int DirectReadThreshold = 4096;
@@ -28,11 +26,9 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
     private readonly Socket _socket;
     private readonly GrpcTransportOptions _options;
     private readonly int _maxMessageBytes;
-    private readonly byte[] _buffer = new byte[MaxHeaderBlock + Http2Frames.HeaderLength];
+    private readonly FrameInput _input;
     private readonly HpackDecoder _decoder = new();
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private int _start;
-    private int _end;
     private int _streamId;
     private int _dataRemaining;   // payload bytes left in the current DATA frame
     private int _paddingRemaining; // padding bytes left after them
@@ -50,6 +46,7 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
         Peer = socket.RemoteEndPoint is IPEndPoint remote
             ? $"{(remote.AddressFamily == AddressFamily.InterNetworkV6 ? "ipv6" : "ipv4")}:{remote}"
             : "unknown";
+        _input = new FrameInput(socket, MaxHeaderBlock + Http2Frames.HeaderLength, Peer);
     }
 
     /// <summary>Who is calling, as gRPC's <c>ServerCallContext.Peer</c> writes it.</summary>
@@ -92,32 +89,6 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
     /// <summary>Aborts the connection (the endpoint is stopping).</summary>
     public void Abort() => _socket.Dispose();
 
-    public async Task<bool> MoveNext(CancellationToken cancellationToken)
-    {
-        _current = null; // the reader owns (and disposes) what it was given
-        var prefix = new byte[5];
-        int first = await ReadDataAsync(prefix, cancellationToken).ConfigureAwait(false);
-        if (first == 0)
-        {
-            return false;
-        }
-
-        await ReadExactAsync(prefix.AsMemory(first), cancellationToken).ConfigureAwait(false);
-        if (prefix[0] != 0)
-        {
-            throw new InvalidDataException("A compressed collective frame (this link never compresses).");
-        }
-
-        uint messageLength = BinaryPrimitives.ReadUInt32BigEndian(prefix.AsSpan(1));
-        if (messageLength > _maxMessageBytes)
-        {
-            throw new InvalidDataException($"A collective frame of {messageLength} bytes exceeds the limit of {_maxMessageBytes}.");
-        }
-
-        _current = await ReadMessageAsync((int)messageLength, cancellationToken).ConfigureAwait(false);
-        return true;
-    }
-
     private async Task<(StatusCode Status, string Detail)> ServeAsync(
         LinkAcceptor acceptor, Dictionary<string, string> headers, CancellationToken stopping)
     {
@@ -156,13 +127,13 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
     /// <summary>Preface and SETTINGS both ways, then frames up to the call's request headers.</summary>
     private async Task<Dictionary<string, string>> HandshakeAsync(CancellationToken cancellationToken)
     {
-        await FillAsync(Http2Frames.Preface.Length, Http2Frames.Preface.Length, cancellationToken).ConfigureAwait(false);
-        if (!_buffer.AsSpan(_start, Http2Frames.Preface.Length).SequenceEqual(Http2Frames.Preface))
+        await _input.FillAsync(Http2Frames.Preface.Length, Http2Frames.Preface.Length, cancellationToken).ConfigureAwait(false);
+        if (!_input.Peek(Http2Frames.Preface.Length).SequenceEqual(Http2Frames.Preface))
         {
             throw new InvalidDataException("Not an HTTP/2 connection preface.");
         }
 
-        _start += Http2Frames.Preface.Length;
+        _input.Skip(Http2Frames.Preface.Length);
         var greeting = new List<byte>();
         greeting.AddRange(Http2Frames.SettingsFrame(
             (Http2Frames.SettingMaxConcurrentStreams, 1),
@@ -178,8 +149,8 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
         List<byte>? block = null;
         while (true)
         {
-            var (length, type, flags, stream) = await ReadControlFrameAsync(cancellationToken).ConfigureAwait(false);
-            var payload = _buffer.AsSpan(_start - length, length);
+            var (_, type, flags, stream, payload) = await _input.ReadFrameAsync(MaxHeaderBlock, SmallReadAhead, cancellationToken)
+                .ConfigureAwait(false);
             if (type == Http2Frames.Headers && block is null)
             {
                 if (stream == 0 || (stream & 1) == 0)
@@ -189,11 +160,11 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
 
                 _streamId = stream;
                 _endAfterFrame = (flags & Http2Frames.EndStreamFlag) != 0;
-                block = [.. Http2Frames.HeaderFragment(payload, flags)];
+                block = [.. Http2Frames.HeaderFragment(payload.Span, flags)];
             }
             else if (type == Http2Frames.Continuation && block is not null && stream == _streamId)
             {
-                block.AddRange(payload);
+                block.AddRange(payload.Span);
             }
             else if (block is not null)
             {
@@ -201,7 +172,7 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
             }
             else
             {
-                await OnControlFrameAsync(type, flags, stream, length).ConfigureAwait(false);
+                await OnControlFrameAsync(type, flags, stream, payload).ConfigureAwait(false);
                 continue;
             }
 
@@ -225,25 +196,10 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
         }
     }
 
-    /// <summary>Reads a whole non-DATA frame into the buffer (its payload ends at <c>_start</c>).</summary>
-    private async Task<(int Length, byte Type, byte Flags, int Stream)> ReadControlFrameAsync(CancellationToken cancellationToken)
+    /// <summary>SETTINGS, PING, GOAWAY, RST_STREAM, WINDOW_UPDATE, PRIORITY.</summary>
+    private async ValueTask OnControlFrameAsync(byte type, byte flags, int stream, ReadOnlyMemory<byte> payload)
     {
-        await FillAsync(Http2Frames.HeaderLength, SmallReadAhead, cancellationToken).ConfigureAwait(false);
-        var (length, type, flags, stream) = Http2Frames.ReadHeader(_buffer.AsSpan(_start));
-        if (length > MaxHeaderBlock)
-        {
-            throw new InvalidDataException($"A frame of type {type} and {length} bytes before the request headers.");
-        }
-
-        await FillAsync(Http2Frames.HeaderLength + length, Http2Frames.HeaderLength + length, cancellationToken).ConfigureAwait(false);
-        _start += Http2Frames.HeaderLength + length;
-        return (length, type, flags, stream);
-    }
-
-    /// <summary>SETTINGS, PING, GOAWAY, RST_STREAM, WINDOW_UPDATE, PRIORITY; the payload ends at <c>_start</c>.</summary>
-    private async ValueTask OnControlFrameAsync(byte type, byte flags, int stream, int length)
-    {
-        var payload = _buffer.AsMemory(_start - length, length);
+        int length = payload.Length;
         switch (type)
         {
             case Http2Frames.Settings when (flags & Http2Frames.AckFlag) == 0:
@@ -280,229 +236,6 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
         if (!valid)
         {
             throw new InvalidDataException($"A {frame} frame of {length} bytes.");
-        }
-    }
-
-    /// <summary>Reads up to <paramref name="destination"/>.Length bytes of the stream's DATA; 0 at the end of the stream.</summary>
-    private async ValueTask<int> ReadDataAsync(Memory<byte> destination, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            if (_dataRemaining > 0)
-            {
-                int n = Math.Min(destination.Length, _dataRemaining);
-                if (_end > _start)
-                {
-                    n = Math.Min(n, _end - _start);
-                    _buffer.AsSpan(_start, n).CopyTo(destination.Span);
-                    _start += n;
-                }
-                else if (n >= DirectReadThreshold)
-                {
-                    // The bulk path: straight from the socket into the caller's buffer.
-                    n = await _socket.ReceiveAsync(destination[..n], SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                    if (n == 0)
-                    {
-                        throw new IOException($"{Peer} closed the connection in the middle of a DATA frame.");
-                    }
-                }
-                else
-                {
-                    await FillAsync(1, Math.Min(_dataRemaining + _paddingRemaining + Http2Frames.HeaderLength, SmallReadAhead), cancellationToken)
-                        .ConfigureAwait(false);
-                    continue;
-                }
-
-                _dataRemaining -= n;
-                await AcknowledgeAsync(n, endOfFrame: _dataRemaining == 0).ConfigureAwait(false);
-                return n;
-            }
-
-            if (_paddingRemaining > 0)
-            {
-                await FillAsync(1, _paddingRemaining, cancellationToken).ConfigureAwait(false);
-                int skip = Math.Min(_paddingRemaining, _end - _start);
-                _start += skip;
-                _paddingRemaining -= skip;
-                await AcknowledgeAsync(skip, endOfFrame: _paddingRemaining == 0).ConfigureAwait(false);
-                continue;
-            }
-
-            if (_endAfterFrame)
-            {
-                _streamEnded = true;
-                _endAfterFrame = false;
-            }
-
-            if (_streamEnded)
-            {
-                return 0;
-            }
-
-            await FillAsync(Http2Frames.HeaderLength, SmallReadAhead, cancellationToken).ConfigureAwait(false);
-            var (length, type, flags, stream) = Http2Frames.ReadHeader(_buffer.AsSpan(_start));
-            if (length > _options.MaxFrameBytes)
-            {
-                await WriteAsync(Http2Frames.ErrorFrame(Http2Frames.GoAway, 0, Http2Frames.FrameSizeError, _streamId)).ConfigureAwait(false);
-                throw new InvalidDataException($"{Peer} sent a frame of {length} bytes; this endpoint advertised {_options.MaxFrameBytes}.");
-            }
-
-            if (type == Http2Frames.Data && stream == _streamId)
-            {
-                _start += Http2Frames.HeaderLength;
-                int padding = 0;
-                if ((flags & Http2Frames.PaddedFlag) != 0)
-                {
-                    await FillAsync(1, 1, cancellationToken).ConfigureAwait(false);
-                    padding = _buffer[_start++];
-                    await AcknowledgeAsync(1, endOfFrame: false).ConfigureAwait(false);
-                    length--;
-                }
-
-                if (padding > length)
-                {
-                    throw new InvalidDataException("DATA padding longer than the frame.");
-                }
-
-                _dataRemaining = length - padding;
-                _paddingRemaining = padding;
-                _endAfterFrame = (flags & Http2Frames.EndStreamFlag) != 0;
-                continue;
-            }
-
-            if (type == Http2Frames.Headers && stream == _streamId)
-            {
-                // Request trailers (gRPC clients send none): the stream ends here.
-                await ReadControlFrameAsync(cancellationToken).ConfigureAwait(false);
-                _streamEnded = true;
-                continue;
-            }
-
-            await ReadControlFrameAsync(cancellationToken).ConfigureAwait(false);
-            await OnControlFrameAsync(type, flags, stream, length).ConfigureAwait(false);
-        }
-    }
-
-    private async ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken cancellationToken)
-    {
-        while (!destination.IsEmpty)
-        {
-            int n = await ReadDataAsync(destination, cancellationToken).ConfigureAwait(false);
-            if (n == 0)
-            {
-                throw new InvalidDataException($"{Peer} ended the stream in the middle of a message.");
-            }
-
-            destination = destination[n..];
-        }
-    }
-
-    /// <summary>
-    /// Parses one <c>CollectiveFrame</c> as it streams in: the header field through a small buffer,
-    /// the payload straight into a pooled buffer. Fields may come in any order; unknown ones are skipped.
-    /// </summary>
-    private async ValueTask<RingFrame> ReadMessageAsync(int messageLength, CancellationToken cancellationToken)
-    {
-        ProtoHeader? header = null;
-        byte[]? payload = null;
-        int payloadLength = 0;
-        int remaining = messageLength;
-        var small = new byte[10];
-        try
-        {
-            while (remaining > 0)
-            {
-                (uint tag, int tagBytes) = await ReadVarintAsync(small, remaining, cancellationToken).ConfigureAwait(false);
-                remaining -= tagBytes;
-                if ((tag & 7) == 0)
-                {
-                    (_, int skipped) = await ReadVarintAsync(small, remaining, cancellationToken).ConfigureAwait(false);
-                    remaining -= skipped;
-                    continue;
-                }
-
-                if ((tag & 7) != 2)
-                {
-                    throw new InvalidDataException($"Unexpected wire type {tag & 7} in a collective frame.");
-                }
-
-                (uint size, int sizeBytes) = await ReadVarintAsync(small, remaining, cancellationToken).ConfigureAwait(false);
-                remaining -= sizeBytes;
-                if (size > remaining)
-                {
-                    throw new InvalidDataException($"Field {tag >> 3} claims {size} bytes; {remaining} remain.");
-                }
-
-                int length = (int)size;
-                remaining -= length;
-                if (tag >> 3 == 2 && payload is null)
-                {
-                    payload = RingFrame.Rent(length);
-                    payloadLength = length;
-                    if (length > 0)
-                    {
-                        await ReadExactAsync(payload.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
-                    }
-
-                    continue;
-                }
-
-                if (length > 4096)
-                {
-                    throw new InvalidDataException($"Field {tag >> 3} of {length} bytes in a collective frame.");
-                }
-
-                var field = new byte[length];
-                await ReadExactAsync(field, cancellationToken).ConfigureAwait(false);
-                if (tag >> 3 == 1)
-                {
-                    header = ProtoHeader.Parser.ParseFrom(field);
-                }
-            }
-        }
-        catch (InvalidProtocolBufferException ex)
-        {
-            FrameMarshaller.Release(payload);
-            throw new InvalidDataException("Malformed collective frame header.", ex);
-        }
-        catch
-        {
-            FrameMarshaller.Release(payload);
-            throw;
-        }
-
-        return FrameMarshaller.ToFrame(header, payload, payloadLength);
-    }
-
-    private async ValueTask<(uint Value, int Bytes)> ReadVarintAsync(byte[] scratch, int limit, CancellationToken cancellationToken)
-    {
-        uint value = 0;
-        for (int i = 0; i < 5 && i < limit; i++)
-        {
-            await ReadExactAsync(scratch.AsMemory(0, 1), cancellationToken).ConfigureAwait(false);
-            value |= (uint)(scratch[0] & 0x7F) << (7 * i);
-            if (scratch[0] < 0x80)
-            {
-                return (value, i + 1);
-            }
-        }
-
-        throw new InvalidDataException("A truncated or overlong varint in a collective frame.");
-    }
-
-    /// <summary>Gives consumed DATA bytes back to the client's windows, in batches.</summary>
-    private async ValueTask AcknowledgeAsync(int bytes, bool endOfFrame)
-    {
-        _unacknowledged += bytes;
-        long threshold = Math.Max(Http2Frames.DefaultFrameSize, _options.StreamWindowBytes / 4);
-        if (_unacknowledged >= threshold || (endOfFrame && _unacknowledged >= Http2Frames.DefaultFrameSize))
-        {
-            uint increment = (uint)_unacknowledged;
-            _unacknowledged = 0;
-            var updates = new byte[2 * (Http2Frames.HeaderLength + 4)];
-            Http2Frames.WindowUpdateFrame(0, increment).CopyTo(updates, 0);
-            Http2Frames.WindowUpdateFrame(_streamId, increment).CopyTo(updates, Http2Frames.HeaderLength + 4);
-            await WriteAsync(updates).ConfigureAwait(false);
         }
     }
 
@@ -573,35 +306,6 @@ internal sealed class Http2LinkConnection : IAsyncStreamReader<RingFrame>
         }
 
         return encoded.ToString();
-    }
-
-    /// <summary>Ensures <paramref name="needed"/> buffered bytes, reading at most up to <paramref name="readAhead"/> of them.</summary>
-    private async ValueTask FillAsync(int needed, int readAhead, CancellationToken cancellationToken)
-    {
-        if (_end - _start >= needed)
-        {
-            return;
-        }
-
-        int want = Math.Max(needed, readAhead);
-        if (_buffer.Length - _start < want)
-        {
-            Buffer.BlockCopy(_buffer, _start, _buffer, 0, _end - _start);
-            _end -= _start;
-            _start = 0;
-        }
-
-        while (_end - _start < needed)
-        {
-            int room = Math.Min(_buffer.Length - _end, want - (_end - _start));
-            int n = await _socket.ReceiveAsync(_buffer.AsMemory(_end, room), SocketFlags.None, cancellationToken).ConfigureAwait(false);
-            if (n == 0)
-            {
-                throw new IOException($"{Peer} closed the connection.");
-            }
-
-            _end += n;
-        }
     }
 
     private async Task WriteAsync(ReadOnlyMemory<byte> bytes)
