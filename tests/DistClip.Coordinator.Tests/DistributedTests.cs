@@ -135,11 +135,13 @@ public sealed class DistributedTests(ITestOutputHelper output) : IDisposable
         }
 
         var result = await run.WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.Equal(1, result.ExitCode); // no restarts allowed: the lost rank ends the run
+        string log = File.ReadAllText(Path.Combine(_dir, "term", "logs", "worker-1.log"));
+        string everything = $"coordinator exit {result.ExitCode}\n{result.Stdout}\n{result.Stderr}\nworker-1.log:\n{log}";
+        Assert.True(result.ExitCode == 1, everything); // no restarts allowed: the lost rank ends the run
         // Whether the coordinator first saw the heartbeat stream close or the process exit, the exit
         // status is logged, and the worker said why it left.
-        Assert.Contains("exited with status 143", result.Stdout + result.Stderr);
-        Assert.Contains("SIGTERM: abandoning the current step", File.ReadAllText(Path.Combine(_dir, "term", "logs", "worker-1.log")));
+        Assert.True((result.Stdout + result.Stderr).Contains("exited with status 143", StringComparison.Ordinal), everything);
+        Assert.Contains("SIGTERM: abandoning the current step", log);
     }
 
     [Fact]

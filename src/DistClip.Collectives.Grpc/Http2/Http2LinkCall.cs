@@ -194,29 +194,13 @@ internal sealed partial class Http2LinkCall : ILinkCall
         }
     }
 
+    /// <remarks>
+    /// No RST_STREAM: a blocking write could wait on a peer that stopped reading. Closing the
+    /// connection tells the server just as surely (the stream ends without END_STREAM).
+    /// </remarks>
     public void Cancel()
     {
         Fail(new RpcException(new Status(StatusCode.Cancelled, "The call was cancelled by this side.")));
-        if (_writeLock.Wait(0))
-        {
-            try
-            {
-                // A clean RST_STREAM (CANCEL) when no frame is half-written; the close below says the rest.
-                var reset = new byte[FrameHeaderLength + 4];
-                Http2Frames.WriteHeader(reset, 4, Http2Frames.RstStream, 0, StreamId);
-                BinaryPrimitives.WriteUInt32BigEndian(reset.AsSpan(FrameHeaderLength), 0x8);
-                _socket.Send(reset, SocketFlags.None);
-            }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-            {
-                // The connection is gone already.
-            }
-            finally
-            {
-                _writeLock.Release();
-            }
-        }
-
         Close();
     }
 

@@ -116,6 +116,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
             log.Dispose();
         }
 
+        bool stopping;
         lock (_lock)
         {
             if (_processes.TryGetValue(slot, out var current) && current == process)
@@ -123,13 +124,10 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
                 _processes.Remove(slot);
             }
 
-            if (_stopping)
-            {
-                return;
-            }
+            stopping = _stopping;
         }
 
-        if (_run.Completion.IsCompleted)
+        if (stopping || _run.Completion.IsCompleted)
         {
             if (code != 0)
             {
