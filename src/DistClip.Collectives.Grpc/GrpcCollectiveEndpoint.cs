@@ -16,8 +16,9 @@ namespace DistClip.Collectives.Grpc;
 
 /// <summary>
 /// A worker's collectives endpoint: an h2c gRPC server of its own (never the control-plane port)
-/// that its left neighbour streams into; see <see cref="LinkServer"/> for the two servers. Start it once, report <see cref="Address"/> to the
-/// coordinator, then <see cref="JoinAsync"/> a group for each generation the coordinator announces.
+/// that its left neighbour streams into; see <see cref="LinkServer"/> for the two servers. Start it
+/// once, report <see cref="Address"/> to the coordinator, then <see cref="JoinAsync"/> a group for
+/// each generation the coordinator announces.
 /// </summary>
 public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
 {

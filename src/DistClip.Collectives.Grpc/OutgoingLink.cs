@@ -7,8 +7,8 @@ namespace DistClip.Collectives.Grpc;
 
 /// <summary>
 /// The link to the right neighbour: one long-lived <c>CollectiveLink.Open</c> call on an HTTP/2
-/// connection of its own (see <see cref="LinkClient"/> for the two clients). A watcher keeps reading the response stream, so the neighbour's
-/// death is seen at once even while no frame is being sent.
+/// connection of its own (see <see cref="LinkClient"/> for the two clients). A watcher waits on the
+/// call's end, so the neighbour's death is seen at once even while no frame is being sent.
 /// </summary>
 internal sealed class OutgoingLink : IAsyncDisposable
 {

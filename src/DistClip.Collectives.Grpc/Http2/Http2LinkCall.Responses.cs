@@ -39,14 +39,14 @@ internal sealed partial class Http2LinkCall
                     case Http2Frames.RstStream when stream == StreamId:
                         uint code = BinaryPrimitives.ReadUInt32BigEndian(payload.Span);
                         Fail(new RpcException(new Status(
-                            code == 0x8 ? StatusCode.Cancelled : StatusCode.Internal, $"{_peer} reset the stream (HTTP/2 error {code}).")));
+                            code == Http2Frames.Cancel ? StatusCode.Cancelled : StatusCode.Internal, $"{_peer} reset the stream (HTTP/2 error {code}).")));
                         break;
                     case Http2Frames.Settings when (flags & Http2Frames.AckFlag) == 0:
                         OnSettings(payload.Span);
-                        await ControlFrameAsync(Http2Frames.Settings, Http2Frames.AckFlag, 0, default).ConfigureAwait(false);
+                        await WriteFrameAsync(Http2Frames.Frame(Http2Frames.Settings, Http2Frames.AckFlag, 0, default), CancellationToken.None).ConfigureAwait(false);
                         break;
                     case Http2Frames.Ping when (flags & Http2Frames.AckFlag) == 0:
-                        await ControlFrameAsync(Http2Frames.Ping, Http2Frames.AckFlag, 0, payload.ToArray()).ConfigureAwait(false);
+                        await WriteFrameAsync(Http2Frames.Frame(Http2Frames.Ping, Http2Frames.AckFlag, 0, payload.Span), CancellationToken.None).ConfigureAwait(false);
                         break;
                     case Http2Frames.GoAway:
                         OnGoAway(payload.Span);
@@ -78,10 +78,8 @@ internal sealed partial class Http2LinkCall
         // The service sends no messages today; give back what arrives so a future one never stalls.
         if (length > 0)
         {
-            var update = new byte[4];
-            BinaryPrimitives.WriteUInt32BigEndian(update, (uint)length);
-            await ControlFrameAsync(Http2Frames.WindowUpdate, 0, 0, update).ConfigureAwait(false);
-            await ControlFrameAsync(Http2Frames.WindowUpdate, 0, StreamId, update).ConfigureAwait(false);
+            await WriteFrameAsync(Http2Frames.WindowUpdateFrame(0, (uint)length), CancellationToken.None).ConfigureAwait(false);
+            await WriteFrameAsync(Http2Frames.WindowUpdateFrame(StreamId, (uint)length), CancellationToken.None).ConfigureAwait(false);
         }
 
         if ((flags & Http2Frames.EndStreamFlag) != 0)
@@ -197,13 +195,5 @@ internal sealed partial class Http2LinkCall
         {
             Fail(new RpcException(new Status(StatusCode.Unavailable, $"{_peer} is closing the connection (GOAWAY, HTTP/2 error {code}).")));
         }
-    }
-
-    private async ValueTask ControlFrameAsync(byte type, byte flags, int stream, byte[]? payload)
-    {
-        var frame = new byte[FrameHeaderLength + (payload?.Length ?? 0)];
-        Http2Frames.WriteHeader(frame, payload?.Length ?? 0, type, flags, stream);
-        payload?.CopyTo(frame, FrameHeaderLength);
-        await WriteFrameAsync(frame, CancellationToken.None).ConfigureAwait(false);
     }
 }

@@ -34,9 +34,9 @@ internal sealed partial class Http2LinkCall : ILinkCall
     private readonly TaskCompletionSource<Metadata> _headers = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly HpackDecoder _decoder = new();
-    private long _connectionWindow = 65_535;
-    private long _streamWindow = 65_535;
-    private int _peerInitialWindow = 65_535;
+    private long _connectionWindow = Http2Frames.DefaultWindow;
+    private long _streamWindow = Http2Frames.DefaultWindow;
+    private int _peerInitialWindow = Http2Frames.DefaultWindow;
     private int _maxFrameSize = DefaultFrameSize;
     private TaskCompletionSource? _windowOpened;
     private Exception? _failure;
@@ -54,9 +54,6 @@ internal sealed partial class Http2LinkCall : ILinkCall
     public Task<Metadata> ResponseHeadersAsync => _headers.Task;
 
     public Task Completion => _completion.Task;
-
-    /// <summary>The largest DATA frame the server accepts (known once its SETTINGS arrived, i.e. by the response headers).</summary>
-    public int MaxFrameSize => Volatile.Read(ref _maxFrameSize);
 
     /// <summary>Connects and starts the call; a peer that cannot be reached is an <see cref="RpcException"/> with Unavailable.</summary>
     public static async Task<Http2LinkCall> StartAsync(

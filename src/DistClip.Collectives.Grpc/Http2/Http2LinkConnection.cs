@@ -241,9 +241,7 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
 
     private Task SendResponseHeadersAsync()
     {
-        var block = new List<byte>();
-        HpackEncoder.WriteLiteral(block, ":status", "200");
-        HpackEncoder.WriteLiteral(block, "content-type", "application/grpc");
+        var block = ResponseStart();
         HpackEncoder.WriteLiteral(block, LinkHeaders.Accepted, "1");
         _headersSent = true;
         return WriteAsync(Http2Frames.Frame(Http2Frames.Headers, Http2Frames.EndHeadersFlag, _streamId, block.ToArray()));
@@ -252,12 +250,7 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
     /// <summary>The call's end: trailers (or a trailers-only response), then RST_STREAM(NO_ERROR) if the client is still sending.</summary>
     private async Task SendTrailersAsync(StatusCode status, string detail)
     {
-        var block = new List<byte>();
-        if (!_headersSent)
-        {
-            HpackEncoder.WriteLiteral(block, ":status", "200");
-            HpackEncoder.WriteLiteral(block, "content-type", "application/grpc");
-        }
+        var block = _headersSent ? [] : ResponseStart();
 
         HpackEncoder.WriteLiteral(block, "grpc-status", ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture));
         if (detail.Length > 0)
@@ -273,6 +266,15 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
         }
 
         await WriteAsync(frames.ToArray()).ConfigureAwait(false);
+    }
+
+    /// <summary>A gRPC response's header block up to its own fields: <c>:status 200</c> and the content type.</summary>
+    private static List<byte> ResponseStart()
+    {
+        var block = new List<byte>();
+        HpackEncoder.WriteLiteral(block, ":status", "200");
+        HpackEncoder.WriteLiteral(block, "content-type", "application/grpc");
+        return block;
     }
 
     /// <summary>
