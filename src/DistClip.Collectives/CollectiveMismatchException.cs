@@ -15,7 +15,10 @@ public sealed class CollectiveMismatchException : CollectiveException
         Actual = actual;
     }
 
-    /// <summary>Which header field disagreed: generation, sequence, operation, index or length.</summary>
+    /// <summary>
+    /// Which header field disagreed: generation, sequence, operation, index or length; or size, when a
+    /// shift's announced block size differs from the receiver's (<see cref="Expected"/> and <see cref="Actual"/> in elements).
+    /// </summary>
     public string Field { get; }
 
     public string Expected { get; }

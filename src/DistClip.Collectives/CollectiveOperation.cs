@@ -8,4 +8,6 @@ public enum CollectiveOperation
     AllGather = 2,
     Broadcast = 3,
     Barrier = 4,
+    ReduceScatter = 5,
+    Shift = 6,
 }

@@ -38,6 +38,26 @@ public interface ICollectiveGroup : IAsyncDisposable
     Task AllGatherAsync(
         ReadOnlyMemory<float> local, Memory<float> output, IReadOnlyList<int> counts, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Reduce-scatter (sum): every rank passes the same-length data (the sum of counts); afterwards rank r's
+    /// block [offset_r, offset_r + counts[r]) (offset_r = sum of counts[0..r)) holds the element-wise sum of
+    /// that block over all ranks. The rest of data is scratch (undefined) on return.
+    /// </summary>
+    /// <remarks>Block b's sum is formed in one fixed order, so it has the same bits on every run.</remarks>
+    Task ReduceScatterSumAsync(Memory<float> data, IReadOnlyList<int> counts, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Ring shift: sends <paramref name="send"/> to the right neighbour (rank + 1 mod N) while receiving the
+    /// left neighbour's (rank - 1 mod N) <paramref name="send"/> into <paramref name="receive"/>;
+    /// receive.Length must equal what the left neighbour sends (the caller knows every rank's size).
+    /// With N = 1, receive becomes a copy of send.
+    /// </summary>
+    /// <remarks>
+    /// A length that differs from the left neighbour's fails the operation with a
+    /// <see cref="CollectiveMismatchException"/> naming both sizes; nothing is written to receive.
+    /// </remarks>
+    Task ShiftAsync(ReadOnlyMemory<float> send, Memory<float> receive, CancellationToken cancellationToken);
+
     /// <summary>Every rank's <paramref name="data"/> becomes <paramref name="root"/>'s.</summary>
     Task BroadcastAsync(Memory<float> data, int root, CancellationToken cancellationToken);
 

@@ -46,6 +46,53 @@ internal static class RingAlgorithms
     }
 
     /// <summary>
+    /// Ring reduce-scatter (sum) of float32 data: the all-reduce's first phase shifted by one, so that
+    /// rank r ends owning block r. In step s rank r sends block r - s - 1 and adds block r - s - 2 into
+    /// its own copy; block b's sum is formed along the ring starting at rank b + 1, in that one order,
+    /// so its bits are the same run to run. The other blocks are left holding partial sums.
+    /// </summary>
+    public static Task ReduceScatterSumAsync(RingOp op, Memory<byte> data, IReadOnlyList<Partition.Block> blocks)
+    {
+        int n = op.WorldSize;
+        int r = op.Rank;
+        if (n == 1)
+        {
+            return Task.CompletedTask;
+        }
+
+        Memory<byte> Block(int b) => data.Slice((int)blocks[b].Offset, (int)blocks[b].Length);
+        return PipelineAsync(op, n - 1, s => Block(Mod(r - s - 1, n)), s => Block(Mod(r - s - 2, n)), _ => true);
+    }
+
+    /// <summary>
+    /// One step: <paramref name="send"/> goes to the right while the left neighbour's block lands in
+    /// <paramref name="receive"/>. Sizes may differ from rank to rank, so each side first announces its
+    /// element count and the receiver refuses a mismatch before applying anything.
+    /// </summary>
+    public static Task ShiftAsync(RingOp op, ReadOnlyMemory<byte> send, Memory<byte> receive)
+    {
+        if (op.WorldSize == 1)
+        {
+            send.CopyTo(receive);
+            return Task.CompletedTask;
+        }
+
+        async Task SendAll()
+        {
+            await op.SendCountAsync(send.Length / sizeof(float)).ConfigureAwait(false);
+            await op.SendAsync(send).ConfigureAwait(false);
+        }
+
+        async Task ReceiveAll()
+        {
+            await op.ExpectCountAsync(receive.Length / sizeof(float)).ConfigureAwait(false);
+            await op.ReceiveAsync(receive, add: false).ConfigureAwait(false);
+        }
+
+        return BothAsync(op, SendAll(), ReceiveAll());
+    }
+
+    /// <summary>
     /// Runs the steps of a ring schedule with frame-level pipelining. In every schedule here the block
     /// sent in step s + 1 is the one received in step s, so each of its frames goes out as soon as
     /// that frame has landed, rather than after the whole step: the link never drains between steps.

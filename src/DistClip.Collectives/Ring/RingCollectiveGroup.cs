@@ -99,14 +99,7 @@ public sealed class RingCollectiveGroup : ICollectiveGroup
     public Task AllGatherAsync(
         ReadOnlyMemory<float> local, Memory<float> output, IReadOnlyList<int> counts, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(counts);
-        if (counts.Count != WorldSize)
-        {
-            throw new ArgumentException($"counts has {counts.Count} entries; the world size is {WorldSize}.", nameof(counts));
-        }
-
-        var blocks = Partition.Consecutive(counts, sizeof(float));
-        long total = blocks[^1].Offset + blocks[^1].Length;
+        var blocks = CountedBlocks(counts, out long total);
         if (local.Length != counts[Rank])
         {
             throw new ArgumentException($"local has {local.Length} elements; counts[{Rank}] is {counts[Rank]}.", nameof(local));
@@ -123,6 +116,32 @@ public sealed class RingCollectiveGroup : ICollectiveGroup
             MemoryMarshal.AsBytes(local.Span).CopyTo(bytes.Span.Slice((int)blocks[Rank].Offset));
             return RingAlgorithms.AllGatherAsync(op, bytes, blocks);
         }, cancellationToken);
+    }
+
+    public Task ReduceScatterSumAsync(Memory<float> data, IReadOnlyList<int> counts, CancellationToken cancellationToken)
+    {
+        var blocks = CountedBlocks(counts, out long total);
+        if (data.Length * 4L != total)
+        {
+            throw new ArgumentException($"data has {data.Length} elements; the counts add up to {total / 4}.", nameof(data));
+        }
+
+        return RunAsync(CollectiveOperation.ReduceScatter, total,
+            op => RingAlgorithms.ReduceScatterSumAsync(op, CastMemoryManager<float, byte>.Cast(data), blocks), cancellationToken);
+    }
+
+    public Task ShiftAsync(ReadOnlyMemory<float> send, Memory<float> receive, CancellationToken cancellationToken)
+    {
+        // With one rank the left neighbour is this one, so its size is known here.
+        if (WorldSize == 1 && receive.Length != send.Length)
+        {
+            throw new ArgumentException(
+                $"receive has {receive.Length} elements; with one rank it receives its own send of {send.Length}.", nameof(receive));
+        }
+
+        return RunAsync(CollectiveOperation.Shift, send.Length * 4L, op => RingAlgorithms.ShiftAsync(
+            op, CastMemoryManager<float, byte>.Cast(MemoryMarshal.AsMemory(send)), CastMemoryManager<float, byte>.Cast(receive)),
+            cancellationToken);
     }
 
     public Task BroadcastAsync(Memory<float> data, int root, CancellationToken cancellationToken) =>
@@ -218,6 +237,20 @@ public sealed class RingCollectiveGroup : ICollectiveGroup
         {
             _gate.Release();
         }
+    }
+
+    /// <summary>Byte blocks of <c>counts[r]</c> floats for rank r, in rank order, and their total bytes.</summary>
+    private Partition.Block[] CountedBlocks(IReadOnlyList<int> counts, out long totalBytes)
+    {
+        ArgumentNullException.ThrowIfNull(counts);
+        if (counts.Count != WorldSize)
+        {
+            throw new ArgumentException($"counts has {counts.Count} entries; the world size is {WorldSize}.", nameof(counts));
+        }
+
+        var blocks = Partition.Consecutive(counts, sizeof(float));
+        totalBytes = blocks[^1].Offset + blocks[^1].Length;
+        return blocks;
     }
 
     /// <summary>Turns whatever ended an operation into the error that names the operation and the peer.</summary>

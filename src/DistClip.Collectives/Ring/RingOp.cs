@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+using System.Globalization;
 using System.Runtime.InteropServices;
 using DistClip.Collectives.Transport;
 
@@ -125,6 +127,40 @@ internal sealed class RingOp
         while (offset < destination.Length);
 
         await forward.ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Announces how many elements the block that follows holds, as one 4-byte frame (it fits the
+    /// smallest chunk): for an operation whose receiver cannot derive the sender's size (a shift).
+    /// </summary>
+    public async Task SendCountAsync(int elements)
+    {
+        var announced = new byte[sizeof(int)];
+        BinaryPrimitives.WriteInt32LittleEndian(announced, elements);
+        await SendFrameAsync(announced).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Receives the left neighbour's announcement (<see cref="SendCountAsync"/>) and refuses a block of
+    /// any other size than <paramref name="expectedElements"/> before any of it is applied.
+    /// </summary>
+    public async Task ExpectCountAsync(int expectedElements)
+    {
+        int announced;
+        using (var frame = await ReceiveFrameAsync(sizeof(int)).ConfigureAwait(false))
+        {
+            announced = BinaryPrimitives.ReadInt32LittleEndian(frame.Payload);
+        }
+
+        if (announced != expectedElements)
+        {
+            string expected = expectedElements.ToString(CultureInfo.InvariantCulture);
+            string actual = announced.ToString(CultureInfo.InvariantCulture);
+            throw new CollectiveMismatchException(
+                $"{Operation} #{Sequence} (generation {Generation}) on rank {Rank} expects {expected} elements from "
+                + $"{_transport.Left}, which sends {actual}. Nothing was applied.",
+                Operation, Sequence, _transport.Left, "size", expected, actual);
+        }
     }
 
     private async ValueTask SendFrameAsync(ReadOnlyMemory<byte> payload)

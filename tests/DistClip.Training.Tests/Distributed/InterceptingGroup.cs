@@ -58,6 +58,12 @@ internal sealed class InterceptingGroup(ICollectiveGroup inner) : ICollectiveGro
         return inner.AllGatherAsync(local, output, counts, cancellationToken);
     }
 
+    public Task ReduceScatterSumAsync(Memory<float> data, IReadOnlyList<int> counts, CancellationToken cancellationToken) =>
+        inner.ReduceScatterSumAsync(data, counts, cancellationToken);
+
+    public Task ShiftAsync(ReadOnlyMemory<float> send, Memory<float> receive, CancellationToken cancellationToken) =>
+        inner.ShiftAsync(send, receive, cancellationToken);
+
     public Task BroadcastAsync(Memory<float> data, int root, CancellationToken cancellationToken) => inner.BroadcastAsync(data, root, cancellationToken);
 
     public Task BroadcastAsync(Memory<byte> data, int root, CancellationToken cancellationToken) => inner.BroadcastAsync(data, root, cancellationToken);
