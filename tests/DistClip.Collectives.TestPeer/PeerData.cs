@@ -27,8 +27,14 @@ public static class PeerData
         return data;
     }
 
-    /// <summary>The largest |actual - reference| relative to the float32 bound N·2⁻²³·Σ|x| (≤ 1 passes).</summary>
-    public static double WorstErrorRatio(ReadOnlySpan<float> actual, int seed, int worldSize)
+    /// <summary>How many elements rank r sends in the <c>shift</c> command: different on every rank.</summary>
+    public static int ShiftCount(int count, int rank) => count + rank;
+
+    /// <summary>
+    /// The largest |actual - reference| relative to the float32 bound N·2⁻²³·Σ|x| (≤ 1 passes), where
+    /// <paramref name="actual"/> is the sum of the inputs' elements from <paramref name="offset"/> on.
+    /// </summary>
+    public static double WorstErrorRatio(ReadOnlySpan<float> actual, int seed, int worldSize, long offset = 0)
     {
         double worst = 0;
         for (int i = 0; i < actual.Length; i++)
@@ -36,7 +42,7 @@ public static class PeerData
             double sum = 0, magnitude = 0;
             for (int r = 0; r < worldSize; r++)
             {
-                double x = Value(seed, r, i);
+                double x = Value(seed, r, offset + i);
                 sum += x;
                 magnitude += Math.Abs(x);
             }

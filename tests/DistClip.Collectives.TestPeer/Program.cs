@@ -3,6 +3,9 @@
 //   out:   PORT <port>                      once its endpoint listens on 127.0.0.1
 //   in:    PEERS <generation> <uri,uri,...>  then  out: JOINED
 //   in:    allreduce|allgather|broadcast <count> <seed> [root] | barrier | stall | exit
+//          reducescatter <count> <seed> <c0,c1,...>   count = the sum of the per-rank counts; the result is the own block
+//          shift <count> <seed> [rank]                 rank r sends PeerData.ShiftCount(count, r) elements; the rank
+//                                                      named last expects one element more than its left neighbour sends
 //   out:   STARTED, then OK <sha256> <worst-error-ratio> <elapsed-ms>  or  ERR <type> <elapsed-ms> <message>
 using System.Diagnostics;
 using System.Globalization;
@@ -83,6 +86,21 @@ static async Task RunAsync(ICollectiveGroup group, string[] words)
                 clock.Restart();
                 await group.BroadcastAsync(result, root, CancellationToken.None);
                 break;
+            case "reducescatter":
+                var counts = words[3].Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
+                var data = PeerData.Fill(count, seed, group.Rank);
+                clock.Restart();
+                await group.ReduceScatterSumAsync(data, counts, CancellationToken.None);
+                result = data.AsSpan(counts.Take(group.Rank).Sum(), counts[group.Rank]).ToArray();
+                break;
+            case "shift":
+                int left = (group.Rank - 1 + n) % n;
+                int longer = words.Length > 3 && int.Parse(words[3], CultureInfo.InvariantCulture) == group.Rank ? 1 : 0;
+                var send = PeerData.Fill(PeerData.ShiftCount(count, group.Rank), seed, group.Rank);
+                result = new float[PeerData.ShiftCount(count, left) + longer];
+                clock.Restart();
+                await group.ShiftAsync(send, result, CancellationToken.None);
+                break;
             case "barrier":
                 result = [];
                 await group.BarrierAsync(CancellationToken.None);
@@ -103,6 +121,9 @@ static async Task RunAsync(ICollectiveGroup group, string[] words)
         "allreduce" => PeerData.WorstErrorRatio(result, seed, n),
         "allgather" => Mismatches(result, r => PeerData.Fill(count, seed, r)),
         "broadcast" => Mismatches(result, _ => PeerData.Fill(count, seed, int.Parse(words[3], CultureInfo.InvariantCulture))),
+        "reducescatter" => PeerData.WorstErrorRatio(
+            result, seed, n, words[3].Split(',').Take(group.Rank).Sum(c => long.Parse(c, CultureInfo.InvariantCulture))),
+        "shift" => Mismatches(result, _ => PeerData.Fill(PeerData.ShiftCount(count, (group.Rank - 1 + n) % n), seed, (group.Rank - 1 + n) % n)),
         _ => 0,
     };
     string sha = Convert.ToHexString(SHA256.HashData(MemoryMarshal.AsBytes(result.AsSpan())));
