@@ -74,11 +74,7 @@ internal sealed partial class GenerationRun(
     private WorkerFinished Train(ICollectiveGroup group, CancellationToken ct)
     {
         var wall = Stopwatch.StartNew();
-        var options = TrainOptionsJson.Deserialize(assignment.ConfigJson);
-        if (options.Threads == 0 && int.TryParse(Environment.GetEnvironmentVariable("DISTCLIP_THREADS"), CultureInfo.InvariantCulture, out int threads))
-        {
-            options = options with { Threads = threads };
-        }
+        var options = OptionsOf(assignment);
 
         bool leader = assignment.Rank == 0;
         using var collectives = new CollectiveStepCollectives(group);
@@ -139,6 +135,18 @@ internal sealed partial class GenerationRun(
             ParametersSha256 = session.ParametersSha256(),
             SummaryJson = summary is null ? "" : summary.ToJson(),
         };
+    }
+
+    /// <summary>The run's settings as this process trains them: threads from DISTCLIP_THREADS unless the run sets them.</summary>
+    public static TrainOptions OptionsOf(Assignment assignment)
+    {
+        var options = TrainOptionsJson.Deserialize(assignment.ConfigJson);
+        if (options.Threads == 0 && int.TryParse(Environment.GetEnvironmentVariable("DISTCLIP_THREADS"), CultureInfo.InvariantCulture, out int threads))
+        {
+            options = options with { Threads = threads };
+        }
+
+        return options;
     }
 
     private void Commit(TrainingSession session, CheckpointStore store, CancellationToken ct)

@@ -63,6 +63,12 @@ catch (Exception e) when (terminated)
     loggers.CreateLogger("DistClip.Worker").LogWarning(e, "Worker stopped by SIGTERM");
     return WorkerExitCodes.Terminated;
 }
+catch (DistClip.Model.ConfigException e)
+{
+    // A setting this worker cannot run with (device cuda without a GPU, say): retrying cannot help.
+    Console.Error.WriteLine($"error: {e.Message}");
+    return WorkerExitCodes.BadArguments;
+}
 catch (Exception e)
 {
     loggers.CreateLogger("DistClip.Worker").LogCritical(e, "Worker failed");

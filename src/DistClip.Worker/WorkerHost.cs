@@ -3,7 +3,9 @@ using DistClip.Collectives;
 using DistClip.Collectives.Grpc;
 using DistClip.Control;
 using DistClip.Control.V1;
+using DistClip.Model;
 using DistClip.Telemetry;
+using DistClip.Training;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
@@ -86,12 +88,17 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
                 return WorkerExitCodes.CoordinatorLost;
             }
 
-            joinedOnce = true;
-
             if (assignment.Stop)
             {
                 return WorkerExitCodes.Success;
             }
+
+            if (!joinedOnce)
+            {
+                ReportDevice(GenerationRun.OptionsOf(assignment));
+            }
+
+            joinedOnce = true;
 
             LogAssigned(_logger, assignment.Generation, assignment.Rank, assignment.WorldSize);
             var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers);
@@ -101,6 +108,20 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             }
         }
     }
+
+    /// <summary>
+    /// Says once, at start, what this worker trains on. With device cuda and no GPU in sight it
+    /// throws <see cref="ConfigException"/> (naming CUDA_VISIBLE_DEVICES), and the worker exits 2:
+    /// no replacement on this host would fare better.
+    /// </summary>
+    private void ReportDevice(TrainOptions options)
+    {
+        TorchRuntime.SetThreads(options.Threads);
+        LogDevice(_logger, TorchRuntime.Describe(TorchRuntime.SelectDevice(options.Device)));
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Device: {Device}")]
+    private static partial void LogDevice(ILogger logger, string device);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Metrics for Prometheus at {Address}")]
     private static partial void LogMetrics(ILogger logger, Uri address);
@@ -122,6 +143,7 @@ public static class WorkerExitCodes
 {
     public const int Success = 0;
     public const int Failure = 1;
+    /// <summary>Bad arguments, or a run setting this worker cannot run with (device cuda without a GPU).</summary>
     public const int BadArguments = 2;
     public const int Refused = 3;
     public const int CoordinatorLost = 4;

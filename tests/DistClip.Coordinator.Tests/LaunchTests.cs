@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using DistClip.Coordinator.Cli;
 using DistClip.Model;
 
@@ -85,5 +86,62 @@ public sealed class LaunchTests : IDisposable
         Assert.Equal(0, root.GetProperty("restarts").GetInt32());
         Assert.Equal(0, root.GetProperty("skipped_samples").GetInt64());
         Assert.Equal(64, root.GetProperty("parameters_sha256").GetString()!.Length);
+    }
+
+    [Fact]
+    public async Task Each_local_worker_sees_its_own_gpu_from_the_coordinators_cuda_visible_devices()
+    {
+        // Two listed GPUs for two workers: auto proceeds. libtorch here is the CPU build, so the workers
+        // train on the CPU, and their logs say which GPU each was given.
+        await using var coordinator = CoordinatorProcess.Start(new Dictionary<string, string> { ["CUDA_VISIBLE_DEVICES"] = "7,5" },
+            [.. Runs.Quick(_dir, "gpus"), "--workers", "2", "--steps", "2", "--device", "auto"]);
+        var result = await coordinator.WaitAsync(TimeSpan.FromMinutes(3));
+
+        Assert.True(result.ExitCode == 0, $"exit {result.ExitCode}\nstdout:\n{result.Stdout}\nstderr:\n{result.Stderr}");
+        Assert.Matches(@"Started worker slot 0 \(pid \d+\) for .* with CUDA_VISIBLE_DEVICES=7", result.Stdout);
+        Assert.Matches(@"Started worker slot 1 \(pid \d+\) for .* with CUDA_VISIBLE_DEVICES=5", result.Stdout);
+        Assert.Equal("CUDA_VISIBLE_DEVICES=7", DeviceLine(Path.Combine(_dir, "gpus"), 0).Groups["seen"].Value);
+        Assert.Equal("CUDA_VISIBLE_DEVICES=5", DeviceLine(Path.Combine(_dir, "gpus"), 1).Groups["seen"].Value);
+        Assert.Equal("cpu", DeviceLine(Path.Combine(_dir, "gpus"), 0).Groups["device"].Value);
+    }
+
+    [Theory]
+    [InlineData("", "device: cuda needs a GPU for each of the 2 workers, but this host has none (CUDA_VISIBLE_DEVICES is set but empty)")]
+    [InlineData("0", "workers: 2 workers on this host but only 1 GPU (CUDA_VISIBLE_DEVICES=0); with --device cuda each worker needs its own GPU")]
+    public async Task A_cuda_launch_without_a_gpu_per_worker_exits_2_before_any_worker_starts(string visibleDevices, string message)
+    {
+        await using var coordinator = CoordinatorProcess.Start(new Dictionary<string, string> { ["CUDA_VISIBLE_DEVICES"] = visibleDevices },
+            [.. Runs.Quick(_dir, "refused"), "--workers", "2", "--device", "cuda"]);
+        var result = await coordinator.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.True(result.ExitCode == 2, $"expected exit 2, got {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
+        Assert.Contains("error: " + message, result.Stderr);
+        Assert.DoesNotContain("Started worker", result.Stdout);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "refused", "logs")), "no worker may have started");
+    }
+
+    [Fact]
+    public async Task A_cuda_worker_that_sees_no_gpu_exits_2_naming_its_gpu_and_the_run_fails_without_restarts()
+    {
+        // The coordinator counts one GPU (the user's list) for one worker; the worker's libtorch
+        // (the CPU build) sees none: it must stop at start, and no replacement may be tried.
+        await using var coordinator = CoordinatorProcess.Start(new Dictionary<string, string> { ["CUDA_VISIBLE_DEVICES"] = "3" },
+            [.. Runs.Quick(_dir, "nogpu"), "--workers", "1", "--device", "cuda", "--max-restarts", "3"]);
+        var result = await coordinator.WaitAsync(TimeSpan.FromMinutes(2));
+
+        Assert.True(result.ExitCode == 1, $"expected exit 1, got {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
+        Assert.Contains("worker slot 0", result.Stderr);
+        Assert.Contains("refused its configuration (exit 2)", result.Stderr);
+        Assert.Contains("a replacement would too: device: cuda was requested but libtorch sees no CUDA device here (CUDA_VISIBLE_DEVICES=3)", result.Stderr);
+        Assert.Single(Regex.Matches(result.Stdout, "Started worker slot 0"));
+    }
+
+    /// <summary>The line a worker logs at start about its device, e.g. "Device: cpu with 1 thread(s) (CUDA_VISIBLE_DEVICES=7; 0 CUDA device(s) visible)".</summary>
+    internal static Match DeviceLine(string runDir, int slot)
+    {
+        string log = File.ReadAllText(Path.Combine(runDir, "logs", $"worker-{slot}.log"));
+        var line = Regex.Match(log, @"Device: (?<device>cpu|cuda:\d+)\b.*?\((?<seen>CUDA_VISIBLE_DEVICES[^;]*); (?<count>\d+) CUDA device\(s\) visible\)");
+        Assert.True(line.Success, $"worker-{slot}.log has no device line:\n{log}");
+        return line;
     }
 }

@@ -90,6 +90,37 @@ public sealed class SshLauncherTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(2, summary.GetProperty("world_size").GetInt32());
         Assert.Equal(4, summary.GetProperty("steps").GetInt64());
         Assert.Contains("for 127.0.0.1", result.Stdout); // both slots went through the hostfile's host
+        // Without gpus= slot i of a host gets GPU i (the workers fall back to the CPU: this libtorch has no CUDA).
+        Assert.Equal("CUDA_VISIBLE_DEVICES=0", LaunchTests.DeviceLine(Path.Combine(_dir, "ssh"), 0).Groups["seen"].Value);
+        Assert.Equal("CUDA_VISIBLE_DEVICES=1", LaunchTests.DeviceLine(Path.Combine(_dir, "ssh"), 1).Groups["seen"].Value);
+    }
+
+    [Fact]
+    public async Task Hostfile_gpus_reach_each_remote_worker_as_its_own_cuda_visible_devices()
+    {
+        string hostfile = Path.Combine(_dir, "hosts");
+        File.WriteAllText(hostfile, $"127.0.0.1 slots=2 port={_port} gpus=GPU-7e,5\n");
+        string ssh = $"-i {Path.Combine(_dir, "user_key")} -o UserKnownHostsFile={Path.Combine(_dir, "known_hosts")} -o StrictHostKeyChecking=yes";
+
+        var result = await CoordinatorProcess.RunAsync(TimeSpan.FromMinutes(3),
+            [.. Runs.Quick(_dir, "gpus"), "--hostfile", hostfile, "--ssh-options", ssh, "--steps", "2", "--device", "auto"]);
+        output.WriteLine(result.Stdout + result.Stderr);
+
+        Assert.True(result.ExitCode == 0, $"exit {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
+        Assert.Equal("CUDA_VISIBLE_DEVICES=GPU-7e", LaunchTests.DeviceLine(Path.Combine(_dir, "gpus"), 0).Groups["seen"].Value);
+        Assert.Equal("CUDA_VISIBLE_DEVICES=5", LaunchTests.DeviceLine(Path.Combine(_dir, "gpus"), 1).Groups["seen"].Value);
+    }
+
+    [Fact]
+    public async Task A_host_with_more_slots_than_its_gpus_is_refused_before_ssh_starts_anything()
+    {
+        string hostfile = Path.Combine(_dir, "hosts");
+        File.WriteAllText(hostfile, $"127.0.0.1 slots=2 port={_port} gpus=0\n");
+        var result = await CoordinatorProcess.RunAsync(TimeSpan.FromSeconds(60), [.. Runs.Quick(_dir, "bad"), "--hostfile", hostfile, "--device", "cuda"]);
+
+        Assert.True(result.ExitCode == 2, $"expected exit 2, got {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
+        Assert.Contains("error: hostfile: 127.0.0.1 has slots=2 but gpus= lists 1 GPU (0); with --device cuda each worker needs its own GPU", result.Stderr);
+        Assert.DoesNotContain("Started worker", result.Stdout);
     }
 
     [Fact]

@@ -97,6 +97,34 @@ public sealed class WorkerJobTests
         Assert.False(gpu.Requests.ContainsKey("nvidia.com/gpu"), "extended resources go in limits; requests follow them");
     }
 
+    [Theory]
+    [MemberData(nameof(CiValues))]
+    public void Nothing_in_a_worker_overrides_the_gpu_the_device_plugin_gives_it(string ciValuesFile)
+    {
+        var chart = RenderedChart.Of(ciValuesFile);
+        var spec = chart.WorkerJob.Spec.Template.Spec;
+
+        foreach (var container in (spec.InitContainers ?? []).Concat(spec.Containers))
+        {
+            var set = (container.Env ?? []).Select(e => e.Name).Where(n => n is "CUDA_VISIBLE_DEVICES" or "NVIDIA_VISIBLE_DEVICES");
+            Assert.True(!set.Any(), $"{ciValuesFile}: worker container {container.Name} sets {string.Join(", ", set)}");
+        }
+
+        Assert.DoesNotContain("VISIBLE_DEVICES", string.Join(' ', chart.WorkerContainer.Args));
+    }
+
+    [Theory]
+    [InlineData("CUDA_VISIBLE_DEVICES")]
+    [InlineData("NVIDIA_VISIBLE_DEVICES")]
+    public void Extra_env_that_would_override_the_device_plugin_is_refused(string variable)
+    {
+        var result = HelmProcess.Run(RenderedChart.TemplateArguments(HelmProcess.ChartDirectory, "gpu-values.yaml",
+            $"extraEnv[0].name={variable}", "extraEnv[0].value=all"));
+
+        Assert.True(result.ExitCode != 0, $"helm template with extraEnv {variable} succeeded: {result.Describe()}");
+        Assert.Contains($"extraEnv: {variable} must not be set", result.Error);
+    }
+
     [Fact]
     public void Workers_run_where_the_values_place_them()
     {

@@ -27,7 +27,7 @@ internal static class LaunchCommand
         {
             var (settings, rest) = Parse(args);
             serveOptions = serve ? ServeOptions.Parse(rest) : rest.Count == 0 ? null : throw new ConfigException(rest[0], "unknown option; run 'coordinator launch --help'");
-            plan = Preflight.Check(settings, w => Console.Error.WriteLine($"warning: {w}"));
+            plan = Preflight.Check(settings, w => Console.Error.WriteLine($"warning: {w}"), serve ? null : GpuInventory.OfThisHost());
         }
         catch (Exception e) when (e is ConfigException or Data.DataException)
         {
@@ -70,8 +70,8 @@ internal static class LaunchCommand
         run.CheckpointReported += c => progress.Note($"checkpoint of step {c.Step} committed: {c.Directory}");
         run.GenerationAborted += why => progress.Note($"generation aborted: {why}; restarting from the latest checkpoint");
         await using WorkerLauncher? launcher = serve ? null
-            : plan.Hosts is null ? new LocalLauncher(run, server.Address, loggers.CreateLogger<LocalLauncher>())
-            : new SshLauncher(run, server.Address, plan.Hosts, (s.SshOptions ?? "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries),
+            : plan.Hosts is null ? new LocalLauncher(run, server.Address, plan.WorkerGpus, loggers.CreateLogger<LocalLauncher>())
+            : new SshLauncher(run, server.Address, plan.Hosts, plan.WorkerGpus, (s.SshOptions ?? "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries),
                 s.RemoteWorker ?? $"dotnet {WorkerLauncher.WorkerDll}", loggers.CreateLogger<SshLauncher>());
         if (serve)
         {

@@ -10,7 +10,7 @@ public sealed record LaunchSettings
     /// <summary>Worker processes; 0 = automatic: 2 on this machine, or the hostfile's slots.</summary>
     public int Workers { get; init; }
 
-    /// <summary>An MPI-style hostfile (<c>host slots=N</c>): start the workers there over ssh.</summary>
+    /// <summary>An MPI-style hostfile (<c>host slots=N [port=P] [user=U] [gpus=LIST]</c>): start the workers there over ssh.</summary>
     public string? Hostfile { get; init; }
 
     /// <summary>Extra ssh arguments, split on whitespace (e.g. <c>-i KEY -o UserKnownHostsFile=FILE</c>).</summary>

@@ -6,18 +6,22 @@ using DistClip.Training;
 namespace DistClip.Coordinator.Cli;
 
 /// <summary>The resolved plan of a run: everything checked before the first worker starts.</summary>
+/// <param name="WorkerGpus">The CUDA_VISIBLE_DEVICES of each worker slot the launcher starts; null
+/// leaves the workers' environment alone (device cpu, auto on a host without GPUs, serve).</param>
 public sealed record RunPlan(
     LaunchSettings Settings, string RunId, string RunDirectory, string CheckpointRoot, ResolvedCheckpoint? Resume,
-    IReadOnlyList<Launchers.HostEntry>? Hosts);
+    IReadOnlyList<Launchers.HostEntry>? Hosts, IReadOnlyList<string>? WorkerGpus);
 
 /// <summary>
 /// Refuses a run that cannot work before anything starts, naming the field and the fix: unknown
 /// model, missing dataset, unwritable checkpoint directory, a checkpoint that is corrupt or was
-/// trained with other settings.
+/// trained with other settings, more workers on a host than it has GPUs for them.
 /// </summary>
 public static class Preflight
 {
-    public static RunPlan Check(LaunchSettings settings, Action<string> warn)
+    /// <param name="localGpus">The GPUs of this host when this coordinator starts the workers (launch);
+    /// null when they are started elsewhere (serve). A hostfile run places its workers by the hostfile.</param>
+    public static RunPlan Check(LaunchSettings settings, Action<string> warn, Launchers.GpuInventory? localGpus)
     {
         IReadOnlyList<Launchers.HostEntry>? hosts = null;
         if (settings.Hostfile is not null)
@@ -37,6 +41,9 @@ public static class Preflight
         }
 
         settings.Validate();
+        var workerGpus = localGpus is null ? null
+            : hosts is not null ? Launchers.GpuPlacement.ForHosts(settings.Training.Device, hosts)
+            : Launchers.GpuPlacement.ForThisHost(settings.Training.Device, settings.Workers, localGpus);
         var model = ClipConfig.Load(settings.Training.Model); // refuses unknown names and bad files by field
         TokenizerSource.EnsureFits(TokenizerSource.Open(settings.Training.Tokenizer), model);
         if (settings.Training.Init is { } init && !File.Exists(init))
@@ -67,7 +74,7 @@ public static class Preflight
         runId ??= DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + Guid.NewGuid().ToString("N")[..6];
         string runDir = Path.GetFullPath(settings.RunDir ?? Path.Combine("runs", runId));
         EnsureWritable(runDir, "run_dir");
-        return new RunPlan(settings, runId, runDir, root, resume, hosts);
+        return new RunPlan(settings, runId, runDir, root, resume, hosts, workerGpus);
     }
 
     private static (ResolvedCheckpoint, string RunId) ResolveResume(string resume, string root, string? runId, Action<string> warn)

@@ -21,7 +21,7 @@ internal static class SettingTable
     public static readonly IReadOnlyList<Setting> Settings =
     [
         new("workers", "worker processes, one per device (default 2, or the hostfile's slots)", (o, v) => o with { Workers = Int("workers", v) }),
-        new("hostfile", "start workers over ssh on the hosts of FILE (lines: host slots=N [port=P] [user=U])", (o, v) => o with { Hostfile = v }),
+        new("hostfile", "start workers over ssh on the hosts of FILE (lines: host slots=N [port=P] [user=U] [gpus=LIST], e.g. gpus=0,1,4,5)", (o, v) => o with { Hostfile = v }),
         new("ssh-options", "extra ssh arguments for --hostfile, e.g. \"-i KEY -o UserKnownHostsFile=FILE\"", (o, v) => o with { SshOptions = v }),
         new("remote-worker", "command that runs the worker on a remote host (default: dotnet <this install>/worker.dll)", (o, v) => o with { RemoteWorker = v }),
         new("advertise-host", "host name workers use to reach the coordinator (default: this host's name)", (o, v) => o with { AdvertiseHost = v }),
@@ -43,7 +43,7 @@ internal static class SettingTable
         new("global-batch", "samples per step over all workers (default 256)", (o, v) => o with { Training = o.Training with { GlobalBatch = Int("global-batch", v) } }),
         new("seed", "seed for weights, data order and captions (default 42)", (o, v) => o with { Training = o.Training with { Seed = Int("seed", v) } }),
         new("threads", "libtorch threads per process (default: cores / workers)", (o, v) => o with { Training = o.Training with { Threads = Int("threads", v) } }),
-        new("device", "auto | cpu | cuda (default auto)", (o, v) => o with { Training = o.Training with { Device = v } }),
+        new("device", "auto | cpu | cuda (default auto); with auto or cuda each worker gets its own GPU (CUDA_VISIBLE_DEVICES)", (o, v) => o with { Training = o.Training with { Device = v } }),
         new("optimizer", "adamw | sgd (default adamw)", (o, v) => o with { Training = o.Training with { Optimizer = o.Training.Optimizer with { Kind = OptimizerKindOf(v) } } }),
         new("lr", "peak learning rate (default 5e-4)", (o, v) => o with { Training = o.Training with { Optimizer = o.Training.Optimizer with { LearningRate = Real("lr", v) } } }),
         new("min-lr", "learning rate at the end of the cosine decay (default 0)", (o, v) => o with { Training = o.Training with { Optimizer = o.Training.Optimizer with { MinLearningRate = Real("min-lr", v) } } }),

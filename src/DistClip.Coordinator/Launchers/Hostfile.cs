@@ -3,13 +3,17 @@ using DistClip.Model;
 
 namespace DistClip.Coordinator.Launchers;
 
-/// <summary>One host of a hostfile: where <see cref="Slots"/> workers start over ssh.</summary>
-public sealed record HostEntry(string Host, int Slots, int? Port, string? User);
+/// <summary>
+/// One host of a hostfile: where <see cref="Slots"/> workers start over ssh. <see cref="Gpus"/> are the
+/// GPU ids its slots get, in order (null: slot i gets GPU i); see <see cref="GpuPlacement"/>.
+/// </summary>
+public sealed record HostEntry(string Host, int Slots, int? Port, string? User, IReadOnlyList<string>? Gpus = null);
 
 /// <summary>
-/// An MPI-style hostfile: one host per line, <c>host slots=N [port=P] [user=U]</c>; <c>#</c> starts a
-/// comment. Slot k of the run is the k-th slot counting down the file, and becomes the worker's
-/// preferred rank.
+/// An MPI-style hostfile: one host per line, <c>host slots=N [port=P] [user=U] [gpus=LIST]</c>;
+/// <c>#</c> starts a comment. Slot k of the run is the k-th slot counting down the file, and becomes
+/// the worker's preferred rank. <c>gpus=0,1,4,5</c> (indices or UUIDs) names the GPUs the host's slots
+/// get, one each, as their CUDA_VISIBLE_DEVICES.
 /// </summary>
 public static class Hostfile
 {
@@ -35,6 +39,7 @@ public static class Hostfile
             int slots = 1;
             int? port = null;
             string? user = null;
+            IReadOnlyList<string>? gpus = null;
             foreach (string part in parts.Skip(1))
             {
                 string[] kv = part.Split('=', 2);
@@ -50,12 +55,15 @@ public static class Hostfile
                     case "user":
                         user = value;
                         break;
+                    case "gpus":
+                        gpus = ParseGpus(value, $"{path}:{lineNumber}");
+                        break;
                     default:
-                        throw new ConfigException("hostfile", $"{path}:{lineNumber}: unknown key '{kv[0]}' (known: slots, port, user)");
+                        throw new ConfigException("hostfile", $"{path}:{lineNumber}: unknown key '{kv[0]}' (known: slots, port, user, gpus)");
                 }
             }
 
-            hosts.Add(new HostEntry(parts[0], slots, port, user));
+            hosts.Add(new HostEntry(parts[0], slots, port, user, gpus));
         }
 
         if (hosts.Count == 0)
@@ -64,6 +72,26 @@ public static class Hostfile
         }
 
         return hosts;
+    }
+
+    /// <summary>
+    /// <c>gpus=0,1,4,5</c>: GPU indices or UUIDs (<c>GPU-…</c>, <c>MIG-…</c>), each once. They reach the
+    /// remote shell, so nothing but letters, digits and '-' is accepted.
+    /// </summary>
+    private static string[] ParseGpus(string value, string where)
+    {
+        string[] ids = value.Split(',');
+        if (!ids.All(GpuInventory.IsValidId))
+        {
+            throw new ConfigException("hostfile", $"{where}: gpus must list GPU indices or UUIDs separated by commas (gpus=0,1,4,5), not '{value}'");
+        }
+
+        if (ids.GroupBy(id => id).FirstOrDefault(g => g.Count() > 1) is { } twice)
+        {
+            throw new ConfigException("hostfile", $"{where}: gpus lists {twice.Key} twice; each slot needs its own GPU");
+        }
+
+        return ids;
     }
 
     /// <summary>Whether every host is this machine's loopback (then nothing needs to listen beyond it).</summary>

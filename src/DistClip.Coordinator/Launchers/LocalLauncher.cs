@@ -10,8 +10,10 @@ namespace DistClip.Coordinator.Launchers;
 /// Starts the run's workers as child processes of this machine. Each gets cores / workers libtorch
 /// threads and OMP_WAIT_POLICY=PASSIVE in its environment, which is the only way that setting
 /// reaches libtorch (TORCHSHARP.md); the secret travels in the environment, never on the command line.
+/// With <paramref name="slotGpus"/> each also gets its own GPU as its CUDA_VISIBLE_DEVICES.
 /// </summary>
-public sealed class LocalLauncher(RunCoordinator run, Uri coordinator, ILogger logger) : WorkerLauncher(run, logger)
+public sealed class LocalLauncher(RunCoordinator run, Uri coordinator, IReadOnlyList<string>? slotGpus, ILogger logger)
+    : WorkerLauncher(run, slotGpus, logger)
 {
     private readonly int _threads = run.Settings.Training.Threads > 0
         ? run.Settings.Training.Threads
@@ -31,6 +33,11 @@ public sealed class LocalLauncher(RunCoordinator run, Uri coordinator, ILogger l
         psi.Environment["OMP_WAIT_POLICY"] = "PASSIVE";
         psi.Environment["OMP_NUM_THREADS"] = _threads.ToString(CultureInfo.InvariantCulture);
         psi.Environment["DISTCLIP_THREADS"] = _threads.ToString(CultureInfo.InvariantCulture);
+        if (GpuOf(slot) is { } gpu)
+        {
+            psi.Environment[GpuInventory.VisibleDevicesVariable] = gpu;
+        }
+
         return psi;
     }
 }

@@ -11,11 +11,13 @@ namespace DistClip.Coordinator.Launchers;
 /// does: the remote host must reach the coordinator's address and have the worker program at
 /// <paramref name="remoteWorker"/> (a shared file system, or the same install path). The secret is
 /// written to the remote shell's standard input, never put on a command line that <c>ps</c> shows.
-/// When ssh exits — the worker ended or the connection broke — the slot counts as lost.
+/// When ssh exits — the worker ended or the connection broke — the slot counts as lost. With
+/// <paramref name="slotGpus"/> the remote shell exports each slot's GPU as CUDA_VISIBLE_DEVICES.
 /// </summary>
 public sealed class SshLauncher(
-    RunCoordinator run, Uri coordinator, IReadOnlyList<HostEntry> hosts, IReadOnlyList<string> sshOptions, string remoteWorker, ILogger logger)
-    : WorkerLauncher(run, logger)
+    RunCoordinator run, Uri coordinator, IReadOnlyList<HostEntry> hosts, IReadOnlyList<string>? slotGpus,
+    IReadOnlyList<string> sshOptions, string remoteWorker, ILogger logger)
+    : WorkerLauncher(run, slotGpus, logger)
 {
     private readonly HostEntry[] _slotHosts = hosts.SelectMany(h => Enumerable.Repeat(h, h.Slots)).ToArray();
 
@@ -50,7 +52,7 @@ public sealed class SshLauncher(
         string t = threads.ToString(CultureInfo.InvariantCulture);
         psi.ArgumentList.Add(
             $"read -r {RunSecret.EnvironmentVariable} && export {RunSecret.EnvironmentVariable} " +
-            $"OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS={t} DISTCLIP_THREADS={t} && " +
+            $"OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS={t} DISTCLIP_THREADS={t}{GpuExport(slot)} && " +
             $"exec {remoteWorker} --coordinator {Quote(coordinator.ToString())} --preferred-rank {slot} " +
             $"--bind {(Hostfile.AllLoopback([host]) ? "127.0.0.1" : "0.0.0.0")} --advertise-host {Quote(host.Host)}");
         return psi;
@@ -61,6 +63,17 @@ public sealed class SshLauncher(
         process.StandardInput.WriteLine(Run.Settings.Secret);
         process.StandardInput.Flush();
     }
+
+    /// <summary>
+    /// The slot's GPU for the remote shell's export. The hostfile admits only letters, digits and '-'
+    /// in an id; checked again here, since this text becomes part of a shell command, and quoted.
+    /// </summary>
+    private string GpuExport(int slot) => GpuOf(slot) switch
+    {
+        null => "",
+        string id when GpuInventory.IsValidId(id) => $" {GpuInventory.VisibleDevicesVariable}={Quote(id)}",
+        string id => throw new ArgumentException($"'{id}' is not a GPU index or UUID", nameof(slot)),
+    };
 
     /// <summary>POSIX single quotes for the remote shell.</summary>
     private static string Quote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";

@@ -8,20 +8,28 @@ namespace DistClip.Coordinator.Launchers;
 /// Starts one worker process per slot and replaces one that exits before the run is over (as long
 /// as the coordinator allows another restart). Subclasses say how a slot's process is started: here
 /// (<see cref="LocalLauncher"/>) or on another host over ssh (<see cref="SshLauncher"/>). Worker output
-/// goes to <c>&lt;run dir&gt;/logs/worker-&lt;slot&gt;.log</c>.
+/// goes to <c>&lt;run dir&gt;/logs/worker-&lt;slot&gt;.log</c>. A slot keeps its GPU (<see cref="GpuPlacement"/>)
+/// across replacements. A worker that exits 2 refused its configuration, which a replacement would
+/// refuse again: the run fails at once with the worker's error.
 /// </summary>
 public abstract partial class WorkerLauncher : IAsyncDisposable
 {
+    /// <summary>The worker's exit status for a configuration it cannot run (WorkerExitCodes.BadArguments).</summary>
+    private const int WorkerBadConfiguration = 2;
+
     private readonly RunCoordinator _run;
+    private readonly IReadOnlyList<string>? _slotGpus;
     private readonly ILogger _logger;
     private readonly string _logDirectory;
     private readonly Lock _lock = new();
     private readonly Dictionary<int, Process> _processes = [];
     private bool _stopping;
 
-    protected WorkerLauncher(RunCoordinator run, ILogger logger)
+    /// <param name="slotGpus">The CUDA_VISIBLE_DEVICES of each slot; null leaves the workers' environment alone.</param>
+    protected WorkerLauncher(RunCoordinator run, IReadOnlyList<string>? slotGpus, ILogger logger)
     {
         _run = run;
+        _slotGpus = slotGpus;
         _logger = logger;
         _logDirectory = Path.Combine(run.Settings.RunDirectory, "logs");
     }
@@ -36,6 +44,12 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
 
     /// <summary>How the process of <paramref name="slot"/> is started.</summary>
     protected abstract ProcessStartInfo StartInfo(int slot);
+
+    /// <summary>What the tests check: the process a slot would start, its environment included.</summary>
+    internal ProcessStartInfo StartInfoOf(int slot) => StartInfo(slot);
+
+    /// <summary>The CUDA_VISIBLE_DEVICES the slot's worker gets; null: none is set.</summary>
+    protected string? GpuOf(int slot) => _slotGpus?[slot];
 
     /// <summary>The host name the worker of a slot reports when it joins (for matching its exit to its membership).</summary>
     protected abstract string HostOf(int slot);
@@ -80,16 +94,34 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
             }
 
             var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
-            var log = new StreamWriter(Path.Combine(_logDirectory, $"worker-{slot}.log"), append: true) { AutoFlush = true };
+            string logPath = Path.Combine(_logDirectory, $"worker-{slot}.log");
+            var log = new StreamWriter(logPath, append: true) { AutoFlush = true };
+            // The worker's own "error: ..." line, which says why it refused its configuration.
+            const string ErrorPrefix = "error: ";
+            string? error = null;
             process.OutputDataReceived += (_, e) => Write(log, e.Data);
-            process.ErrorDataReceived += (_, e) => Write(log, e.Data);
-            process.Exited += (_, _) => OnExited(slot, process, log);
+            process.ErrorDataReceived += (_, e) =>
+            {
+                Write(log, e.Data);
+                if (e.Data?.StartsWith(ErrorPrefix, StringComparison.Ordinal) == true)
+                {
+                    error = e.Data[ErrorPrefix.Length..];
+                }
+            };
+            process.Exited += (_, _) => OnExited(slot, process, log, () => error ?? $"see {logPath}");
             process.Start();
             Started(process, slot);
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
             _processes[slot] = process;
-            LogStarted(_logger, slot, process.Id, HostOf(slot));
+            if (GpuOf(slot) is { } gpu)
+            {
+                LogStartedOnGpu(_logger, slot, process.Id, HostOf(slot), gpu);
+            }
+            else
+            {
+                LogStarted(_logger, slot, process.Id, HostOf(slot));
+            }
         }
     }
 
@@ -106,7 +138,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
         }
     }
 
-    private void OnExited(int slot, Process process, StreamWriter log)
+    private void OnExited(int slot, Process process, StreamWriter log, Func<string> why)
     {
         process.WaitForExit(); // drains the redirected output into the log
         int code = process.ExitCode;
@@ -139,6 +171,12 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
         }
 
         LogExited(_logger, slot, pid, code);
+        if (code == WorkerBadConfiguration)
+        {
+            _run.Fail($"worker slot {slot} (pid {pid} on {HostOf(slot)}) refused its configuration (exit {code}); a replacement would too: {why()}");
+            return;
+        }
+
         if (_run.WorkerExited(slot, HostOf(slot), pid, code))
         {
             StartSlot(slot);
@@ -183,6 +221,9 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Started worker slot {Slot} (pid {Pid}) for {Host}")]
     private static partial void LogStarted(ILogger logger, int slot, int pid, string host);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Started worker slot {Slot} (pid {Pid}) for {Host} with CUDA_VISIBLE_DEVICES={Gpu}")]
+    private static partial void LogStartedOnGpu(ILogger logger, int slot, int pid, string host, string gpu);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker slot {Slot} (pid {Pid}) exited with status {Code} after the run ended")]
     private static partial void LogExitedAfterEnd(ILogger logger, int slot, int pid, int code);
