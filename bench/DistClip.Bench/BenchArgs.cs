@@ -2,15 +2,33 @@ using System.Globalization;
 
 namespace DistClip.Bench;
 
-/// <summary>The benchmark's command line: <c>SUITE [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--model NAME] [--json FILE]</c>.</summary>
+/// <summary>
+/// The benchmark's command line: <c>SUITE [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--model NAME] [--json FILE]</c>,
+/// and for the memory suite <c>[--quick] [--rows NAME,...] [--row-minutes N]</c>.
+/// </summary>
 public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmup, int Batch, string Model, string? Json, bool StepsGiven = false)
 {
+    /// <summary>Only the small rows of a suite that has large ones (memory: global batch 1,024 and 4,096).</summary>
+    public bool Quick { get; init; }
+
+    /// <summary>Only these rows, by name; null: all (after <see cref="Quick"/>).</summary>
+    public IReadOnlyList<string>? Rows { get; init; }
+
+    /// <summary>A row running longer than this is stopped and reported as a timeout.</summary>
+    public double RowMinutes { get; init; } = 15;
+
     public static BenchArgs Parse(string[] args)
     {
         string suite = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "train";
         var result = new BenchArgs(suite, [1, 2], Steps: 20, Warmup: 3, Batch: 256, Model: "clip-tiny", Json: null);
         for (int i = suite == (args.Length > 0 ? args[0] : null) ? 1 : 0; i < args.Length; i++)
         {
+            if (args[i] == "--quick")
+            {
+                result = result with { Quick = true };
+                continue;
+            }
+
             string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value");
             result = args[i] switch
             {
@@ -20,6 +38,8 @@ public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmu
                 "--batch" => result with { Batch = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--model" => result with { Model = value },
                 "--json" => result with { Json = value },
+                "--rows" => result with { Rows = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
+                "--row-minutes" => result with { RowMinutes = double.Parse(value, CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
             i++;

@@ -3,6 +3,7 @@ using DistClip.Bench;
 
 // dotnet run -c Release --project bench/DistClip.Bench -- train [--threads 1,2] [--steps 20] [--batch 256] [--json FILE]
 // dotnet run -c Release --project bench/DistClip.Bench -- launch [--steps 30] [--batch 256] [--json FILE]
+// dotnet run -c Release --project bench/DistClip.Bench -- memory [--steps 3] [--quick] [--rows NAME,...] [--row-minutes 15] [--json FILE]
 // The collectives suite runs each rank as a process of this same program.
 if (DistClip.Collectives.Bench.CollectivesBenchmark.IsWorkerInvocation(args))
 {
@@ -38,7 +39,26 @@ switch (options.Suite)
         }
 
         return 0;
+    case "memory":
+        IReadOnlyList<MemoryRow> selected;
+        try
+        {
+            selected = MemorySuite.Select(options.Quick, options.Rows);
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+
+        var memory = await MemorySuite.RunAsync(selected, options, Console.Out, Console.Error, CancellationToken.None);
+        if (options.Json is not null)
+        {
+            await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(new { suite = "memory", results = memory }, new JsonSerializerOptions { WriteIndented = true }));
+        }
+
+        return 0;
     default:
-        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, collectives");
+        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, memory, collectives");
         return 2;
 }

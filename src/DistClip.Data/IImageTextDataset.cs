@@ -1,6 +1,6 @@
 namespace DistClip.Data;
 
-/// <summary>Random-access image–text dataset. Fashion-MNIST, WebDataset tar shards and CSV implement it.</summary>
+/// <summary>Random-access image–text dataset. Fashion-MNIST, WebDataset tar shards, CSV and generated (synthetic) data implement it.</summary>
 public interface IImageTextDataset
 {
     string Name { get; }

@@ -6,12 +6,17 @@ namespace DistClip.Training;
 /// <summary>Opens the datasets a <see cref="TrainOptions.Dataset"/> string names.</summary>
 public static class DatasetSource
 {
-    /// <summary>The training set: <c>fashion-mnist</c>, <c>wds:PATTERN</c> or <c>csv:FILE</c>.</summary>
+    /// <summary>The training set: <c>fashion-mnist</c>, <c>wds:PATTERN</c>, <c>csv:FILE</c> or <c>synthetic:N</c>.</summary>
     public static IImageTextDataset OpenTrain(string spec, ILogger? logger = null)
     {
         if (spec == "fashion-mnist")
         {
             return FashionMnistDataset.Open(FashionMnistSplit.Train);
+        }
+
+        if (SyntheticDataset.IsSpec(spec))
+        {
+            return SyntheticDataset.Open(spec);
         }
 
         if (spec.StartsWith("wds:", StringComparison.Ordinal))
@@ -24,7 +29,7 @@ public static class DatasetSource
             return CsvDataset.Open(spec["csv:".Length..], new CsvOptions());
         }
 
-        throw new ArgumentException($"dataset: '{spec}' is not fashion-mnist, wds:PATTERN or csv:FILE", nameof(spec));
+        throw new ArgumentException($"dataset: '{spec}' is not fashion-mnist, wds:PATTERN, csv:FILE or synthetic:N", nameof(spec));
     }
 
     /// <summary>
@@ -67,14 +72,29 @@ public static class DatasetSource
         {
             throw new Model.ConfigException("dataset", $"{spec["csv:".Length..]} does not exist");
         }
+        else if (SyntheticDataset.IsSpec(spec))
+        {
+            // Generated: nothing to find, only N to check.
+            try
+            {
+                SyntheticDataset.CountOf(spec);
+            }
+            catch (DataException e)
+            {
+                throw new Model.ConfigException("dataset", e.Message);
+            }
+        }
     }
 
     /// <summary>
     /// The labelled held-out set used for zero-shot evaluation, or null when the dataset has none
-    /// (tar shards and CSV carry captions, not classes).
+    /// (tar shards and CSV carry captions, not classes). Every <c>synthetic:N</c> shares one generated
+    /// test split of <see cref="SyntheticDataset.TestCount"/> samples.
     /// </summary>
     public static IImageTextDataset? OpenEvaluation(string spec) =>
-        spec == "fashion-mnist" ? FashionMnistDataset.Open(FashionMnistSplit.Test) : null;
+        spec == "fashion-mnist" ? FashionMnistDataset.Open(FashionMnistSplit.Test)
+        : SyntheticDataset.IsSpec(spec) ? SyntheticDataset.OpenTest()
+        : null;
 
     /// <summary>Preprocessing that matches the model's input: grayscale stats for 1 channel, CLIP's RGB stats for 3.</summary>
     public static ImageSpec ImageSpecFor(int channels, int size) => channels == 1

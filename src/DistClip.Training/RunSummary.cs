@@ -31,6 +31,16 @@ public sealed record RunSummary
     /// <summary>SHA-256 chained over the sample indices rank 0 trained on, step by step: equal iff the data order was.</summary>
     [JsonPropertyName("data_order_sha256")] public string? DataOrderSha256 { get; init; }
     [JsonPropertyName("restarts")] public int Restarts { get; init; }
+
+    /// <summary>
+    /// Each worker's peak resident set size in bytes, indexed by rank, as the worker read it (VmHWM)
+    /// when it finished: the last incarnation of a replaced rank. 0 where a worker could not tell.
+    /// Set by the coordinator; absent from a single-process run.
+    /// </summary>
+    [JsonPropertyName("peak_rss_bytes")] public long[]? PeakRssBytes { get; init; }
+
+    /// <summary>The largest of <see cref="PeakRssBytes"/>.</summary>
+    [JsonPropertyName("peak_rss_bytes_max")] public long? PeakRssBytesMax { get; init; }
     [JsonPropertyName("skipped_samples")] public long SkippedSamples { get; init; }
     [JsonPropertyName("skipped_by_reason")] public Dictionary<string, long> SkippedByReason { get; init; } = [];
     [JsonPropertyName("history")] public List<HistoryPoint> History { get; init; } = [];

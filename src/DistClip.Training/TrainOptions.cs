@@ -1,3 +1,4 @@
+using DistClip.Data;
 using DistClip.Model;
 using DistClip.Training.Optimization;
 
@@ -21,7 +22,10 @@ public sealed record TrainOptions
     /// <summary>Start from these weights (an OpenAI / open_clip state dict, PyTorch or safetensors) instead of the seed.</summary>
     public string? Init { get; init; }
 
-    /// <summary><c>fashion-mnist</c>, <c>wds:PATTERN</c> (tar shards) or <c>csv:FILE</c>.</summary>
+    /// <summary>
+    /// <c>fashion-mnist</c>, <c>wds:PATTERN</c> (tar shards), <c>csv:FILE</c> or <c>synthetic:N</c>
+    /// (N generated samples, 1 to 100,000,000: for benchmarks and smoke runs).
+    /// </summary>
     public string Dataset { get; init; } = "fashion-mnist";
 
     public int Steps { get; init; } = 300;
@@ -78,8 +82,22 @@ public sealed record TrainOptions
         Require(LogEvery >= 1, "log_every", $"must be at least 1 (got {LogEvery})");
         Require(Tokenizer == "r50k" || Tokenizer.StartsWith("clip-bpe:", StringComparison.Ordinal), "tokenizer",
             $"'{Tokenizer}' is not r50k or clip-bpe:PATH");
-        Require(Dataset == "fashion-mnist" || Dataset.StartsWith("wds:", StringComparison.Ordinal) || Dataset.StartsWith("csv:", StringComparison.Ordinal),
-            "dataset", $"'{Dataset}' is not fashion-mnist, wds:PATTERN or csv:FILE");
+        if (SyntheticDataset.IsSpec(Dataset))
+        {
+            try
+            {
+                SyntheticDataset.CountOf(Dataset);
+            }
+            catch (DataException e)
+            {
+                throw new ConfigException("dataset", e.Message);
+            }
+        }
+        else
+        {
+            Require(Dataset == "fashion-mnist" || Dataset.StartsWith("wds:", StringComparison.Ordinal) || Dataset.StartsWith("csv:", StringComparison.Ordinal),
+                "dataset", $"'{Dataset}' is not fashion-mnist, wds:PATTERN, csv:FILE or synthetic:N");
+        }
 
         var o = Optimizer;
         Require(o.LearningRate > 0 && double.IsFinite(o.LearningRate), "lr", $"must be a positive number (got {o.LearningRate})");

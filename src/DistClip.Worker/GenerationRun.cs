@@ -47,6 +47,7 @@ internal sealed partial class GenerationRun(
                 .ConfigureAwait(false);
             _phase = "finished";
             await client.FinishAsync(finished, cancellationToken: abort.Token).ConfigureAwait(false);
+            LogFinished(_logger, assignment.Generation, assignment.Rank, Interlocked.Read(ref _step), finished.PeakRssBytes / (1024.0 * 1024.0), finished.PeakRssBytes);
             // Stay a member until the coordinator has heard every rank: stop, or abort if another rank fails late.
             await heartbeats.Listening.WaitAsync(ct).ConfigureAwait(false);
             return heartbeats.StopRequested ? GenerationEnd.Stop : GenerationEnd.Rejoin;
@@ -134,6 +135,8 @@ internal sealed partial class GenerationRun(
             Rank = assignment.Rank,
             ParametersSha256 = session.ParametersSha256(),
             SummaryJson = summary is null ? "" : summary.ToJson(),
+            // Read after the last step, the final checkpoint and rank 0's evaluation: the peak of the whole run.
+            PeakRssBytes = PeakMemory.ResidentBytes(),
         };
     }
 
@@ -161,6 +164,9 @@ internal sealed partial class GenerationRun(
             Bytes = committed.Bytes,
         }, cancellationToken: ct);
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Generation {Generation}: rank {Rank} finished at step {Step}; peak RSS {PeakRssMiB:F0} MiB ({PeakRssBytes} bytes)")]
+    private static partial void LogFinished(ILogger logger, long generation, int rank, long step, double peakRssMiB, long peakRssBytes);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Generation {Generation} abandoned: {Reason}")]
     private static partial void LogAbandoned(ILogger logger, long generation, string reason);

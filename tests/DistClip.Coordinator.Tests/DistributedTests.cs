@@ -120,6 +120,10 @@ public sealed class DistributedTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(400, summary.GetProperty("steps").GetInt64());
         Assert.Contains("generation aborted", result.Stdout);
         Assert.True(clock.Elapsed < TimeSpan.FromMinutes(3), $"recovery took {clock.Elapsed}");
+        // The replacement reports its own peak for rank 1, as the survivor does for rank 0.
+        long[] peaks = summary.GetProperty("peak_rss_bytes").EnumerateArray().Select(p => p.GetInt64()).ToArray();
+        Assert.Equal(2, peaks.Length);
+        Assert.All(peaks, p => Assert.True(p > 50_000_000, $"peak RSS {p} bytes, expected over 50 MB"));
     }
 
     [Fact]

@@ -86,6 +86,20 @@ public sealed class LaunchTests : IDisposable
         Assert.Equal(0, root.GetProperty("restarts").GetInt32());
         Assert.Equal(0, root.GetProperty("skipped_samples").GetInt64());
         Assert.Equal(64, root.GetProperty("parameters_sha256").GetString()!.Length);
+
+        // Each worker's own peak RSS (VmHWM), by rank: a clip-micro worker holds libtorch and a
+        // dataset (> 50 MB) and nowhere near 4 GiB.
+        long[] peaks = root.GetProperty("peak_rss_bytes").EnumerateArray().Select(p => p.GetInt64()).ToArray();
+        Assert.Equal(2, peaks.Length);
+        Assert.All(peaks, p => Assert.True(p > 50_000_000 && p < 4L << 30, $"peak RSS {p} bytes, expected between 50 MB and 4 GiB"));
+        Assert.Equal(peaks.Max(), root.GetProperty("peak_rss_bytes_max").GetInt64());
+        for (int rank = 0; rank < 2; rank++)
+        {
+            // Slot r asks for rank r, so worker-r.log is rank r's; its last line carries the peak it reported.
+            string last = File.ReadLines(Path.Combine(_dir, "summary", "logs", $"worker-{rank}.log")).Last(l => l.Length > 0);
+            Assert.Contains($"rank {rank} finished at step 4; peak RSS", last);
+            Assert.Contains($"({peaks[rank]} bytes)", last);
+        }
     }
 
     [Fact]

@@ -11,7 +11,7 @@ public sealed class ClipDataLoaderTests
     [Fact]
     public void Batches_hold_the_rank_slice_in_cursor_order_across_epochs()
     {
-        var dataset = new SyntheticDataset(40);
+        var dataset = new ScriptedDataset(40);
         var sampler = new GlobalBatchSampler(40, 12, 3, seed: 2); // 3 batches per epoch, local batch 4
         using var loader = new ClipDataLoader(dataset, Spec, Tokenizer, ContextLength, sampler, rank: 2, SamplerCursor.Start);
 
@@ -46,8 +46,8 @@ public sealed class ClipDataLoaderTests
     public void Decode_thread_count_does_not_change_any_batch()
     {
         var sampler = new GlobalBatchSampler(100, 12, 3, seed: 8);
-        List<Batch> one = Take(new SyntheticDataset(100) { SkipAt = [5, 17, 60] }, sampler, new DataLoaderOptions(DecodeThreads: 1), SamplerCursor.Start, 20);
-        List<Batch> three = Take(new SyntheticDataset(100) { SkipAt = [5, 17, 60] }, sampler, new DataLoaderOptions(DecodeThreads: 3, Prefetch: 2), SamplerCursor.Start, 20);
+        List<Batch> one = Take(new ScriptedDataset(100) { SkipAt = [5, 17, 60] }, sampler, new DataLoaderOptions(DecodeThreads: 1), SamplerCursor.Start, 20);
+        List<Batch> three = Take(new ScriptedDataset(100) { SkipAt = [5, 17, 60] }, sampler, new DataLoaderOptions(DecodeThreads: 3, Prefetch: 2), SamplerCursor.Start, 20);
 
         Assert.Contains(one, b => b.Count < 4); // the skip-compaction path ran
         AssertSameBatches(one, three);
@@ -57,7 +57,7 @@ public sealed class ClipDataLoaderTests
     public void A_restored_cursor_continues_identically()
     {
         var sampler = new GlobalBatchSampler(50, 8, 2, seed: 3);
-        var dataset = new SyntheticDataset(50);
+        var dataset = new ScriptedDataset(50);
         SamplerCursor saved;
         var afterSave = new List<Batch>();
         using (var loader = new ClipDataLoader(dataset, Spec, Tokenizer, ContextLength, sampler, rank: 1, SamplerCursor.Start))
@@ -75,7 +75,7 @@ public sealed class ClipDataLoaderTests
         }
 
         var restoredSampler = new GlobalBatchSampler(50, 8, 2, seed: 3);
-        List<Batch> resumed = Take(new SyntheticDataset(50), restoredSampler, null, saved, 6, rank: 1);
+        List<Batch> resumed = Take(new ScriptedDataset(50), restoredSampler, null, saved, 6, rank: 1);
 
         Assert.Equal(new SamplerCursor(0, 5), saved);
         AssertSameBatches(afterSave, resumed);
@@ -86,7 +86,7 @@ public sealed class ClipDataLoaderTests
     {
         var sampler = new GlobalBatchSampler(20, 4, 1, seed: 1);
         int skipped = sampler.GlobalBatch(0, 0)[1];
-        var dataset = new SyntheticDataset(20) { SkipAt = [skipped] };
+        var dataset = new ScriptedDataset(20) { SkipAt = [skipped] };
         using var loader = new ClipDataLoader(dataset, Spec, Tokenizer, ContextLength, sampler, 0, SamplerCursor.Start, new DataLoaderOptions(DecodeThreads: 2));
 
         Batch batch = loader.Next(CancellationToken.None);
@@ -106,7 +106,7 @@ public sealed class ClipDataLoaderTests
     {
         var sampler = new GlobalBatchSampler(40, 4, 1, seed: 4);
         int broken = sampler.GlobalBatch(0, 2)[1];
-        var dataset = new SyntheticDataset(40) { ThrowAt = broken };
+        var dataset = new ScriptedDataset(40) { ThrowAt = broken };
         using var loader = new ClipDataLoader(dataset, Spec, Tokenizer, ContextLength, sampler, 0, SamplerCursor.Start, new DataLoaderOptions(decodeThreads));
 
         Assert.Equal(new SamplerCursor(0, 0), loader.Next(CancellationToken.None).Cursor);
@@ -120,7 +120,7 @@ public sealed class ClipDataLoaderTests
     [Fact]
     public void Dispose_stops_a_producer_blocked_on_a_full_queue_promptly()
     {
-        var dataset = new SyntheticDataset(400);
+        var dataset = new ScriptedDataset(400);
         var sampler = new GlobalBatchSampler(400, 4, 1, seed: 0);
         var loader = new ClipDataLoader(dataset, Spec, Tokenizer, ContextLength, sampler, 0, SamplerCursor.Start, new DataLoaderOptions(Prefetch: 1));
         loader.Next(CancellationToken.None);
@@ -140,7 +140,7 @@ public sealed class ClipDataLoaderTests
     public void Next_honours_its_cancellation_token_while_waiting_and_Dispose_ends_the_producer()
     {
         using var gate = new ManualResetEventSlim(false);
-        var dataset = new SyntheticDataset(16) { Gate = gate };
+        var dataset = new ScriptedDataset(16) { Gate = gate };
         var sampler = new GlobalBatchSampler(16, 4, 1, seed: 0);
         var loader = new ClipDataLoader(dataset, Spec, Tokenizer, ContextLength, sampler, 0, SamplerCursor.Start);
         using var cancelled = new CancellationTokenSource();
@@ -158,14 +158,14 @@ public sealed class ClipDataLoaderTests
     {
         var sampler = new GlobalBatchSampler(50, 10, 1, seed: 0);
 
-        Assert.Throws<ArgumentException>(() => new ClipDataLoader(new SyntheticDataset(60), Spec, Tokenizer, ContextLength, sampler, 0, SamplerCursor.Start));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new ClipDataLoader(new SyntheticDataset(50), Spec, Tokenizer, ContextLength, sampler, 1, SamplerCursor.Start));
+        Assert.Throws<ArgumentException>(() => new ClipDataLoader(new ScriptedDataset(60), Spec, Tokenizer, ContextLength, sampler, 0, SamplerCursor.Start));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ClipDataLoader(new ScriptedDataset(50), Spec, Tokenizer, ContextLength, sampler, 1, SamplerCursor.Start));
     }
 
     [Fact]
     public void Sequential_covers_every_index_once_in_order_with_a_final_partial_batch()
     {
-        var dataset = new SyntheticDataset(10) { SkipAt = [3] };
+        var dataset = new ScriptedDataset(10) { SkipAt = [3] };
 
         List<Batch> batches = ClipDataLoader.Sequential(dataset, Spec, Tokenizer, ContextLength, batchSize: 4).ToList();
 
@@ -176,7 +176,7 @@ public sealed class ClipDataLoaderTests
         Assert.Equal([0, 1, 2, 4, 5], ClipDataLoader.Sequential(dataset, Spec, Tokenizer, ContextLength, 4, limit: 6).SelectMany(b => b.Indices));
     }
 
-    private static List<Batch> Take(SyntheticDataset dataset, GlobalBatchSampler sampler, DataLoaderOptions? options, SamplerCursor start, int count, int rank = 2)
+    private static List<Batch> Take(ScriptedDataset dataset, GlobalBatchSampler sampler, DataLoaderOptions? options, SamplerCursor start, int count, int rank = 2)
     {
         using var loader = new ClipDataLoader(dataset, Spec, Tokenizer, ContextLength, sampler, rank, start, options);
         return Enumerable.Range(0, count).Select(_ => loader.Next(CancellationToken.None)).ToList();

@@ -25,12 +25,26 @@ public sealed partial class SchemaTests
     [InlineData("config.workers=0")]
     [InlineData("coordinator.probe=http")]
     [InlineData("config.device=tpu")]
+    [InlineData("config.dataset=synthetic:0")]
+    [InlineData("config.dataset=synthetic:100000001")]
+    [InlineData("config.dataset=synthetic:lots")]
     public void A_value_out_of_range_is_refused(string set)
     {
         var result = HelmProcess.Run(RenderedChart.TemplateArguments(HelmProcess.ChartDirectory, null, set));
 
         Assert.True(result.ExitCode != 0, $"helm template --set {set} succeeded: {result.Describe()}");
         Assert.Contains("values don't meet the specifications of the schema", result.Error);
+    }
+
+    [Theory]
+    [InlineData("synthetic:1")]
+    [InlineData("synthetic:131072")]
+    [InlineData("synthetic:100000000")]
+    public void A_synthetic_dataset_the_coordinator_accepts_passes_the_schema(string dataset)
+    {
+        var config = RenderedChart.Of(null, $"config.dataset={dataset}").RunConfig;
+
+        Assert.Equal(dataset, config.GetProperty("dataset").GetString());
     }
 
     [Fact]

@@ -36,6 +36,30 @@ public class OptionsTests
         Assert.Contains("multiple of 4", e.Message);
     }
 
+    [Theory]
+    [InlineData("synthetic:0")]
+    [InlineData("synthetic:100000001")]
+    [InlineData("synthetic:many")]
+    public void A_synthetic_dataset_of_a_bad_size_is_refused_naming_the_dataset(string dataset)
+    {
+        var e = Assert.Throws<ConfigException>(() => new TrainOptions { Dataset = dataset }.Validate());
+        Assert.Equal("dataset", e.Field);
+        Assert.Contains("from 1 to 100,000,000", e.Message);
+    }
+
+    [Fact]
+    public void A_synthetic_dataset_needs_nothing_installed_and_has_a_labelled_test_split()
+    {
+        new TrainOptions { Dataset = "synthetic:131072", GlobalBatch = 65_536 }.Validate(worldSize: 2);
+        DatasetSource.EnsureAvailable("synthetic:131072");
+
+        Assert.Equal(131_072, DatasetSource.OpenTrain("synthetic:131072").Count);
+        var heldOut = DatasetSource.OpenEvaluation("synthetic:131072");
+        Assert.NotNull(heldOut);
+        Assert.Equal(10, heldOut.ClassNames!.Count);
+        Assert.Throws<ConfigException>(() => DatasetSource.EnsureAvailable("synthetic:0"));
+    }
+
     [Fact]
     public void The_defaults_are_valid()
     {

@@ -25,7 +25,7 @@ internal sealed class EvalCommand : ICommand
     public IReadOnlyList<OptionSpec> Options { get; } =
     [
         .. ModelSourceOptions.Specs,
-        new("dataset", "SPEC", "fashion-mnist (its test split; default), or wds:PATTERN / csv:FILE for retrieval only"),
+        new("dataset", "SPEC", "fashion-mnist or synthetic:N (their test splits; default fashion-mnist), or wds:PATTERN / csv:FILE for retrieval only"),
         new("samples", "N", "held-out samples for zero-shot accuracy, 0 = all (default: the run's eval_samples)"),
         new("retrieval-samples", "N", "pairs for retrieval recall, 0 = off (default: the run's retrieval_samples, else 1000)"),
         new("json", null, "print JSON (summary.json's names) instead of text"),
@@ -45,9 +45,7 @@ internal sealed class EvalCommand : ICommand
         IImageTextDataset heldOut;
         try
         {
-            heldOut = dataset == "fashion-mnist"
-                ? DatasetSource.OpenEvaluation(dataset)!
-                : DatasetSource.OpenTrain(dataset, context.Logger);
+            heldOut = DatasetSource.OpenEvaluation(dataset) ?? DatasetSource.OpenTrain(dataset, context.Logger);
         }
         catch (Exception e) when (e is DataException or ArgumentException)
         {

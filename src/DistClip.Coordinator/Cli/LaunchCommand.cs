@@ -115,6 +115,12 @@ internal static class LaunchCommand
     {
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"trained {summary.Steps} steps of {summary.Model} on {summary.WorldSize} worker(s) at {summary.SamplesPerSecond:F0} samples/s; final loss {summary.FinalLoss:F3}; restarts {summary.Restarts}"));
+        if (summary.PeakRssBytesMax is long peak && peak > 0)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"peak RSS per worker: {string.Join(", ", summary.PeakRssBytes!.Select(b => $"{b / (1024.0 * 1024.0):F0}"))} MiB (largest {peak / (1024.0 * 1024.0):F0} MiB)"));
+        }
+
         if (summary.ZeroShotTop1 is { } top1)
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -38,7 +38,7 @@ internal static class SettingTable
         new("model", "built-in model name or model JSON path (default clip-micro)", (o, v) => o with { Training = o.Training with { Model = v } }),
         new("tokenizer", "r50k (GPT-2 BPE, default) | clip-bpe:PATH (OpenAI's CLIP vocabulary file)", (o, v) => o with { Training = o.Training with { Tokenizer = v } }),
         new("init", "start from an OpenAI / open_clip state dict (PyTorch or safetensors) instead of the seed", (o, v) => o with { Training = o.Training with { Init = v } }),
-        new("dataset", "fashion-mnist | wds:PATTERN | csv:FILE (default fashion-mnist)", (o, v) => o with { Training = o.Training with { Dataset = v } }),
+        new("dataset", "fashion-mnist | wds:PATTERN | csv:FILE | synthetic:N (N generated samples, for benchmarks) (default fashion-mnist)", (o, v) => o with { Training = o.Training with { Dataset = v } }),
         new("steps", "optimizer steps (default 300)", (o, v) => o with { Training = o.Training with { Steps = Int("steps", v) } }),
         new("global-batch", "samples per step over all workers (default 256)", (o, v) => o with { Training = o.Training with { GlobalBatch = Int("global-batch", v) } }),
         new("seed", "seed for weights, data order and captions (default 42)", (o, v) => o with { Training = o.Training with { Seed = Int("seed", v) } }),

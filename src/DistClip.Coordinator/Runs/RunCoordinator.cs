@@ -220,43 +220,6 @@ public sealed partial class RunCoordinator : IDisposable
         CheckpointReported?.Invoke(checkpoint);
     }
 
-    public void Finish(WorkerFinished finished)
-    {
-        lock (_lock)
-        {
-            if (_ended || finished.Generation != _generation || finished.Rank < 0 || finished.Rank >= _members.Length)
-            {
-                return;
-            }
-
-            var member = _members[finished.Rank];
-            member.Finished = true;
-            member.ParametersHash = finished.ParametersSha256;
-            if (finished.Rank == 0)
-            {
-                member.SummaryJson = finished.SummaryJson;
-            }
-
-            if (_members.Any(m => !m.Finished))
-            {
-                return;
-            }
-
-            var hashes = _members.Select(m => m.ParametersHash).Distinct().ToList();
-            if (hashes.Count != 1)
-            {
-                End(RunOutcome.Failure(
-                    "replicas diverged: ranks ended with different parameters (" +
-                    string.Join(", ", _members.Select((m, r) => $"rank {r}: {m.ParametersHash?[..Math.Min(12, m.ParametersHash.Length)]}")) + ")",
-                    _restarts));
-                return;
-            }
-
-            var summary = RunSummary.FromJson(_members[0].SummaryJson ?? "null");
-            End(RunOutcome.Success(summary with { Restarts = _restarts, WorldSize = _settings.WorldSize, ParametersSha256 = hashes[0] }, _restarts));
-        }
-    }
-
     /// <summary>Ends the run from outside (an interrupt, a launcher that cannot start workers).</summary>
     public void Fail(string error)
     {
@@ -393,6 +356,7 @@ public sealed partial class RunCoordinator : IDisposable
         public bool Finished { get; set; }
         public string? ParametersHash { get; set; }
         public string? SummaryJson { get; set; }
+        public long PeakRssBytes { get; set; }
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} on {Host} joined ({Joined}/{WorldSize})")]

@@ -4,11 +4,11 @@ namespace DistClip.Data.Tests;
 /// An in-memory dataset whose pixels encode the sample index, with switches for skipping, throwing
 /// and blocking at chosen indices.
 /// </summary>
-internal sealed class SyntheticDataset(int count) : IImageTextDataset
+internal sealed class ScriptedDataset(int count) : IImageTextDataset
 {
     private int _loads;
 
-    public string Name => "synthetic";
+    public string Name => "scripted";
 
     public int Count { get; } = count;
 
@@ -38,7 +38,7 @@ internal sealed class SyntheticDataset(int count) : IImageTextDataset
         label = -1;
         if (SkipAt.Contains(index))
         {
-            Skips.Record(SkipReason.MissingImage, $"synthetic:{index}");
+            Skips.Record(SkipReason.MissingImage, $"scripted:{index}");
             return false;
         }
 
