@@ -28,6 +28,7 @@ public sealed class ClipModel : nn.Module
     private readonly Parameter text_projection;
 
     private readonly Parameter logit_scale;
+    private readonly Parameter? logit_bias; // the sigmoid loss's bias; absent for the softmax loss
     private readonly bool bert;
 
     /// <summary>Builds and initialises the model; the values depend only on torch.manual_seed.</summary>
@@ -48,6 +49,7 @@ public sealed class ClipModel : nn.Module
         ln_final = nn.LayerNorm(text.Width);
         text_projection = Init.NormalParameter(Math.Pow(text.Width, -0.5), text.Width, config.EmbedDim);
         logit_scale = Init.ConstantParameter(config.InitLogitScale);
+        logit_bias = config.InitLogitBias is double bias ? Init.ConstantParameter(bias) : null;
         RegisterComponents();
     }
 
@@ -55,6 +57,9 @@ public sealed class ClipModel : nn.Module
 
     /// <summary>The scalar t; logits are exp(t)·cos. Clamp it with <see cref="ClampLogitScale"/> after each step.</summary>
     public Parameter LogitScale => logit_scale;
+
+    /// <summary>The sigmoid loss's scalar bias (logits are exp(t)·cos + bias); null when the config has none.</summary>
+    public Parameter? LogitBias => logit_bias;
 
     /// <param name="images">[N, C, H, W] float32, C/H/W as in the config.</param>
     /// <returns>[N, EmbedDim], not normalised.</returns>

@@ -11,6 +11,12 @@ public sealed record RunSummary
     [JsonPropertyName("steps")] public long Steps { get; init; }
     [JsonPropertyName("global_batch")] public int GlobalBatch { get; init; }
     [JsonPropertyName("world_size")] public int WorldSize { get; init; }
+
+    /// <summary><c>softmax</c> or <c>siglip</c>.</summary>
+    [JsonPropertyName("loss")] public string Loss { get; init; } = "softmax";
+
+    /// <summary>Samples per rank through the towers at once; 0 = the whole local batch (no accumulation).</summary>
+    [JsonPropertyName("micro_batch")] public int MicroBatch { get; init; }
     [JsonPropertyName("samples_per_second")] public double SamplesPerSecond { get; init; }
     /// <summary>Samples per second after the first steps of the (last) launch, by the sum of step times.</summary>
     [JsonPropertyName("steady_samples_per_second")] public double? SteadySamplesPerSecond { get; init; }

@@ -1,6 +1,7 @@
 using DistClip.Data;
 using DistClip.Model;
 using DistClip.Training.Optimization;
+using DistClip.Training.Steps;
 
 namespace DistClip.Training;
 
@@ -47,6 +48,21 @@ public sealed record TrainOptions
 
     public OptimizerSettings Optimizer { get; init; } = new();
 
+    /// <summary><c>softmax</c> (CLIP's InfoNCE) or <c>siglip</c> (pairwise sigmoid with a learnable bias).</summary>
+    public LossKind Loss { get; init; } = LossKind.Softmax;
+
+    /// <summary>
+    /// Samples per worker pushed through the towers at once; 0 = the whole local batch. Smaller values
+    /// accumulate gradients over feature-cached micro-batches: the same update, less activation memory.
+    /// </summary>
+    public int MicroBatch { get; init; }
+
+    /// <summary>Rows and columns of one tile of logits in the loss stage (its memory is O(chunk²)).</summary>
+    public int LossChunk { get; init; } = StepSettings.DefaultLossChunk;
+
+    /// <summary>The step's loss settings (a method: the JSON of these options has only settings).</summary>
+    public StepSettings ToStepSettings() => new() { Loss = Loss, MicroBatch = MicroBatch, LossChunk = LossChunk };
+
     /// <summary>Evaluate zero-shot accuracy every N steps (0 = only at the end).</summary>
     public int EvalEvery { get; init; }
 
@@ -74,6 +90,9 @@ public sealed record TrainOptions
             $"{GlobalBatch} is not divisible by {worldSize} workers; choose a multiple of {worldSize}");
         Require(Threads >= 0, "threads", $"must be 0 (libtorch default) or more (got {Threads})");
         Require(Device is "auto" or "cpu" or "cuda", "device", $"'{Device}' is not one of auto, cpu, cuda");
+        Require(Enum.IsDefined(Loss), "loss", $"'{Loss}' is not softmax or siglip");
+        Require(MicroBatch >= 0, "micro_batch", $"must be 0 (the whole local batch) or more (got {MicroBatch})");
+        Require(LossChunk is >= 1 and <= 1 << 16, "loss_chunk", $"must be between 1 and 65536 (got {LossChunk})");
         Require(EvalEvery >= 0, "eval_every", $"must be 0 or more (got {EvalEvery})");
         Require(EvalSamples >= 0, "eval_samples", $"must be 0 or more (got {EvalSamples})");
         Require(RetrievalSamples >= 0, "retrieval_samples", $"must be 0 or more (got {RetrievalSamples})");

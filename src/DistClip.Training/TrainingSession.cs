@@ -29,6 +29,8 @@ public sealed partial class TrainingSession : IDisposable
     {
         "steps", "stop_at_step", "threads", "device", "eval_every", "eval_samples", "retrieval_samples",
         "decode_threads", "prefetch", "log_every", "init",
+        // Memory knobs: the same update either way, to float32 tolerance.
+        "micro_batch", "loss_chunk",
     };
 
     private readonly TrainOptions _options;
@@ -60,7 +62,9 @@ public sealed partial class TrainingSession : IDisposable
         _options = options;
         _collectives = collectives;
         _logger = logger;
-        Config = ClipConfig.Load(options.Model);
+        var config = ClipConfig.Load(options.Model);
+        // The sigmoid loss learns a bias too, starting at SigLIP's temperature and bias.
+        Config = options.Loss == LossKind.Siglip ? config.WithLogitBias() : config;
         _tokenizer = TokenizerSource.Open(options.Tokenizer);
         TokenizerSource.EnsureFits(_tokenizer, Config);
         _train = DatasetSource.OpenTrain(options.Dataset, logger);
@@ -84,7 +88,7 @@ public sealed partial class TrainingSession : IDisposable
         Model.to(Device);
         _spec = DatasetSource.ImageSpecFor(Config.Vision.Channels, Config.Vision.ImageSize);
         _sampler = new GlobalBatchSampler(_train.Count, options.GlobalBatch, collectives.WorldSize, options.Seed);
-        _trainer = new ClipTrainer(Model, options.Optimizer, options.Steps, Device, collectives);
+        _trainer = new ClipTrainer(Model, options.Optimizer, options.Steps, Device, collectives, options.ToStepSettings());
     }
 
     public ClipConfig Config { get; }
@@ -269,6 +273,8 @@ public sealed partial class TrainingSession : IDisposable
             Steps = StepsDone,
             GlobalBatch = _options.GlobalBatch,
             WorldSize = _collectives.WorldSize,
+            Loss = _options.Loss == LossKind.Siglip ? "siglip" : "softmax",
+            MicroBatch = _options.MicroBatch,
             SamplesPerSecond = rate,
             WallSeconds = wallSeconds,
             FinalLoss = _last?.Loss ?? _history.LastOrDefault()?.Loss ?? double.NaN,

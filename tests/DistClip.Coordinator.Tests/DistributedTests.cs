@@ -40,6 +40,29 @@ public sealed class DistributedTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task Accumulated_chunked_and_sigmoid_runs_on_two_workers_reach_the_one_worker_parameters()
+    {
+        // Softmax: one worker in one pass against two workers accumulating micro-batches of 5 (of 16) with
+        // tiles of 7 logits. SigLIP: one worker against two workers passing texts around the ring.
+        string[] sgd = ["--optimizer", "sgd", "--lr", "0.5", "--grad-clip", "0", "--steps", "4", "--checkpoint-every", "0"];
+        await Launch("soft1", ["--workers", "1", .. sgd]);
+        await Launch("soft2", ["--workers", "2", "--micro-batch", "5", "--loss-chunk", "7", .. sgd]);
+        await Launch("sig1", ["--workers", "1", "--loss", "siglip", .. sgd]);
+        await Launch("sig2", ["--workers", "2", "--loss", "siglip", "--loss-chunk", "7", .. sgd]);
+
+        foreach (var (one, two) in new[] { ("soft1", "soft2"), ("sig1", "sig2") })
+        {
+            var (tensor, error) = Runs.WorstRelativeDifference(Runs.FinalParameters(_dir, one), Runs.FinalParameters(_dir, two));
+            Assert.True(error <= 1e-5, $"{two}: {tensor} differs from {one} by {error:E2} of its largest magnitude (allowed 1e-5)");
+        }
+
+        var sigmoid = Runs.Summary(_dir, "sig2");
+        Assert.Equal("siglip", sigmoid.GetProperty("loss").GetString());
+        Assert.Contains("logit_bias", Runs.FinalParameters(_dir, "sig2").Keys);
+        Assert.Equal(5, Runs.Summary(_dir, "soft2").GetProperty("micro_batch").GetInt32());
+    }
+
+    [Fact]
     public async Task Adamw_loss_curves_of_one_and_two_workers_agree()
     {
         await Launch("a1", "--workers", "1", "--steps", "6", "--lr", "1e-3", "--checkpoint-every", "0");
@@ -57,7 +80,8 @@ public sealed class DistributedTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task A_run_stopped_at_step_10_and_resumed_ends_where_an_uninterrupted_run_ends()
     {
-        string[] common = ["--workers", "2", "--steps", "20", "--checkpoint-every", "5"];
+        // Accumulating over micro-batches of 6 (of 16): a resume in the middle of such a run is exact too.
+        string[] common = ["--workers", "2", "--steps", "20", "--checkpoint-every", "5", "--micro-batch", "6"];
         await Launch("straight", common);
         var first = await Launch("split", [.. common, "--stop-at-step", "10"]);
         Assert.Contains("checkpoint of step 10 committed", first.Stdout);

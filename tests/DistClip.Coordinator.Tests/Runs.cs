@@ -23,13 +23,14 @@ internal static class Runs
         return doc.RootElement.Clone();
     }
 
-    /// <summary>The parameters of a run's newest checkpoint, by name, as float arrays.</summary>
-    public static Dictionary<string, float[]> FinalParameters(string dir, string name, string model = "clip-micro")
+    /// <summary>The parameters of a run's newest checkpoint, by name, as float arrays (the model the checkpoint records).</summary>
+    public static Dictionary<string, float[]> FinalParameters(string dir, string name)
     {
         var checkpoint = new CheckpointStore(new CheckpointOptions(Path.Combine(dir, "checkpoints"), name)).ResolveLatest(CancellationToken.None)
             ?? throw new InvalidOperationException($"run {name} left no checkpoint");
         using var scope = torch.NewDisposeScope();
-        using var clip = new ClipModel(ClipConfig.Load(model));
+        var config = ClipConfig.Parse(checkpoint.State["model_config"]!.ToJsonString(), $"{name}'s checkpoint");
+        using var clip = new ClipModel(config);
         using (var stream = checkpoint.Open(CheckpointFiles.Model))
         {
             ModelState.Load(clip, stream);

@@ -1,3 +1,4 @@
+using DistClip.Model.Losses;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,4 +1,5 @@
 using TorchSharp;
+using DistClip.Model.Losses;
 using static TorchSharp.torch;
 
 namespace DistClip.Model.Tests;

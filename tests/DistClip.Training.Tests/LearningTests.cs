@@ -38,6 +38,17 @@ public class LearningTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Clip_micro_trained_with_the_sigmoid_loss_reaches_70_percent_zero_shot_top1()
+    {
+        var options = MicroRun(steps: 150) with { Loss = LossKind.Siglip, RetrievalSamples = 0 };
+        var summary = SingleProcessRun.Run(options, NullLogger.Instance, progress: null, CancellationToken.None);
+
+        output.WriteLine($"siglip: top-1 {summary.ZeroShotTop1:P2}, top-5 {summary.ZeroShotTop5:P2}, loss {summary.FinalLoss:F3}, {summary.WallSeconds:F1} s");
+        Assert.Equal("siglip", summary.Loss);
+        Assert.True(summary.ZeroShotTop1 >= 0.70, $"expected zero-shot top-1 >= 70% after {options.Steps} steps with the sigmoid loss, got {summary.ZeroShotTop1:P2}");
+    }
+
+    [Fact]
     public void The_temperature_is_clamped_to_ln_100_after_a_step()
     {
         using var scope = torch.NewDisposeScope();

@@ -3,6 +3,7 @@ using System.Text.Json;
 using DistClip.Model;
 using DistClip.Training;
 using DistClip.Training.Optimization;
+using DistClip.Training.Steps;
 
 namespace DistClip.Coordinator.Cli;
 
@@ -44,6 +45,9 @@ internal static class SettingTable
         new("seed", "seed for weights, data order and captions (default 42)", (o, v) => o with { Training = o.Training with { Seed = Int("seed", v) } }),
         new("threads", "libtorch threads per process (default: cores / workers)", (o, v) => o with { Training = o.Training with { Threads = Int("threads", v) } }),
         new("device", "auto | cpu | cuda (default auto); with auto or cuda each worker gets its own GPU (CUDA_VISIBLE_DEVICES)", (o, v) => o with { Training = o.Training with { Device = v } }),
+        new("loss", "softmax (CLIP's InfoNCE, default) | siglip (pairwise sigmoid with a learnable bias)", (o, v) => o with { Training = o.Training with { Loss = LossKindOf(v) } }),
+        new("micro-batch", "samples per worker through the towers at once, 0 = the whole local batch (default 0); smaller accumulates over feature-cached micro-batches", (o, v) => o with { Training = o.Training with { MicroBatch = Int("micro-batch", v) } }),
+        new("loss-chunk", "rows and columns of one tile of logits in the loss stage (default 2048)", (o, v) => o with { Training = o.Training with { LossChunk = Int("loss-chunk", v) } }),
         new("optimizer", "adamw | sgd (default adamw)", (o, v) => o with { Training = o.Training with { Optimizer = o.Training.Optimizer with { Kind = OptimizerKindOf(v) } } }),
         new("lr", "peak learning rate (default 5e-4)", (o, v) => o with { Training = o.Training with { Optimizer = o.Training.Optimizer with { LearningRate = Real("lr", v) } } }),
         new("min-lr", "learning rate at the end of the cosine decay (default 0)", (o, v) => o with { Training = o.Training with { Optimizer = o.Training.Optimizer with { MinLearningRate = Real("min-lr", v) } } }),
@@ -114,6 +118,13 @@ internal static class SettingTable
         double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) && double.IsFinite(x)
             ? x
             : throw new ConfigException(field, $"'{value}' is not a number");
+
+    private static LossKind LossKindOf(string value) => value switch
+    {
+        "softmax" => LossKind.Softmax,
+        "siglip" => LossKind.Siglip,
+        _ => throw new ConfigException("loss", $"'{value}' is not softmax or siglip"),
+    };
 
     private static OptimizerKind OptimizerKindOf(string value) => value switch
     {

@@ -14,7 +14,8 @@ public sealed record ClipConfig(
     VisionConfig Vision,
     TextConfig Text,
     double InitLogitScale = ClipConfig.DefaultInitLogitScale,
-    double MaxLogitScale = ClipConfig.DefaultMaxLogitScale)
+    double MaxLogitScale = ClipConfig.DefaultMaxLogitScale,
+    double? InitLogitBias = null)
 {
     /// <summary>ln(1/0.07): CLIP's initial temperature 0.07.</summary>
     public const double DefaultInitLogitScale = 2.659260036932778;
@@ -74,7 +75,8 @@ public sealed record ClipConfig(
                 Vision: VisionConfig.Read(root.RequiredObject("vision")),
                 Text: TextConfig.Read(root.RequiredObject("text")),
                 InitLogitScale: root.OptionalDouble("init_logit_scale", DefaultInitLogitScale),
-                MaxLogitScale: root.OptionalDouble("max_logit_scale", DefaultMaxLogitScale));
+                MaxLogitScale: root.OptionalDouble("max_logit_scale", DefaultMaxLogitScale),
+                InitLogitBias: root.OptionalDouble("init_logit_bias", double.NaN) is double bias && !double.IsNaN(bias) ? bias : null);
             root.RefuseUnknownKeys();
             config.Validate();
             return config;
@@ -117,7 +119,19 @@ public sealed record ClipConfig(
                 "max_logit_scale",
                 $"{MaxLogitScale.ToString(CultureInfo.InvariantCulture)} must be finite and at least init_logit_scale {InitLogitScale.ToString(CultureInfo.InvariantCulture)}");
         }
+
+        if (InitLogitBias is double bias && !double.IsFinite(bias))
+        {
+            throw new ConfigException("init_logit_bias", $"must be finite, got {bias}");
+        }
     }
+
+    /// <summary>
+    /// The model the sigmoid loss trains: a learnable logit bias, and SigLIP's initial temperature and
+    /// bias (t' = ln 10, b = −10) unless this config already has a bias of its own.
+    /// </summary>
+    public ClipConfig WithLogitBias() =>
+        InitLogitBias is not null ? this : this with { InitLogitScale = Losses.SigmoidLoss.InitLogitScale, InitLogitBias = Losses.SigmoidLoss.InitLogitBias };
 
     /// <summary>Canonical JSON (every key the types use, defaults written out); <see cref="Parse"/> reads it back equal.</summary>
     public string ToJson()
@@ -131,6 +145,11 @@ public sealed record ClipConfig(
             ["init_logit_scale"] = InitLogitScale,
             ["max_logit_scale"] = MaxLogitScale,
         };
+        if (InitLogitBias is double bias)
+        {
+            json["init_logit_bias"] = bias;
+        }
+
         return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 

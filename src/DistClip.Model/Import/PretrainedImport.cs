@@ -118,6 +118,11 @@ public static class PretrainedImport
             {
                 ignored.Add(new IgnoredEntry(name, "BatchNorm step counter, not in the file; kept (unused with a fixed momentum)"));
             }
+            else if (name == "logit_bias")
+            {
+                // Weights trained with the softmax loss have no bias: the sigmoid loss starts it at its init.
+                ignored.Add(new IgnoredEntry(name, "the sigmoid loss's bias, not in the file; kept at its initial value"));
+            }
             else
             {
                 missing.Add(new NamedShape(name, target.shape));

@@ -8,33 +8,23 @@ using static TorchSharp.torch;
 namespace DistClip.Training.Distributed;
 
 /// <summary>
-/// The step's collectives over a real <see cref="ICollectiveGroup"/> (DESIGN.md, "One training step,
-/// exactly", steps 3 and 6): gRPC between worker processes, or in memory in tests. Blocks the
-/// training thread on each operation: TorchSharp dispose scopes are per thread, so no tensor work
-/// may continue on a thread-pool continuation.
+/// The step's collectives over a real <see cref="ICollectiveGroup"/> (docs/training-step.md): gRPC
+/// between worker processes, or in memory in tests. Blocks the training thread on each operation:
+/// TorchSharp dispose scopes are per thread, so no tensor work may continue on a thread-pool
+/// continuation. Row tensors are staged through host float32 buffers that are reused across steps.
 /// </summary>
 /// <remarks>
-/// <para>
-/// The temperature t is counted once by leaving it out of <see cref="ReduceGradients"/>, as
-/// <see cref="ClipTrainer"/> does. That is exact: every rank computes the full global loss from
-/// bit-identical global features (see <see cref="GatherFeatures"/>), so each already holds the whole
-/// dL/dt, bit for bit the same given the same libtorch build and kind of device. Summing would give
-/// N·dL/dt; summing and dividing by N is not exact in float32 (for N = 4 the ring forms
-/// ((x + x) + x) + x, and round(3x) + x need not be 4x).
-/// </para>
-/// <para>
-/// The group is not owned: whoever built it disposes it. A failed or cancelled operation faults
-/// the group and breaks its links, so the other ranks' pending operations fail too and every rank's
-/// step throws; a rank that fails <em>outside</em> a collective should dispose its group so that its
-/// peers do not wait for the operation timeout.
-/// </para>
+/// The group is not owned: whoever built it disposes it. A failed or cancelled operation faults the
+/// group and breaks its links, so the other ranks' pending operations fail too and every rank's step
+/// throws; a rank that fails <em>outside</em> a collective should dispose its group so that its peers
+/// do not wait for the operation timeout.
 /// </remarks>
 public sealed class CollectiveStepCollectives : IStepCollectives, IDisposable
 {
     private readonly ICollectiveGroup _group;
     private readonly GradientReducer _reducer;
     private float[] _send = [];
-    private float[] _gathered = [];
+    private float[] _receive = [];
 
     /// <param name="group">This rank's group; every rank of it must train the same model.</param>
     public CollectiveStepCollectives(ICollectiveGroup group, CollectiveStepOptions? options = null)
@@ -55,64 +45,84 @@ public sealed class CollectiveStepCollectives : IStepCollectives, IDisposable
     /// <summary>How many of <paramref name="parameters"/>' gradients live in the reduction buffer (CPU, after a reduction).</summary>
     internal int GradientsInBuffer(IEnumerable<Parameter> parameters) => _reducer.GradientsInBuffer(parameters);
 
-    /// <summary>
-    /// [b_r, D] each → [B, D] each, rank order. Rank r's rows are <paramref name="localImages"/> and
-    /// <paramref name="localTexts"/> themselves (autograd flows back through them); the other rows are
-    /// constants. Every rank's result is bit-identical: the local rows are the very values sent.
-    /// Local batch sizes may differ (a skipped sample); they are all-gathered first.
-    /// </summary>
-    public (Tensor Images, Tensor Texts) GatherFeatures(Tensor localImages, Tensor localTexts, CancellationToken ct)
+    public int[] GatherRowCounts(long rows, long width, CancellationToken ct)
     {
-        ArgumentNullException.ThrowIfNull(localImages);
-        ArgumentNullException.ThrowIfNull(localTexts);
-        if (localImages.ndim != 2 || !localImages.shape.SequenceEqual(localTexts.shape))
+        // Sent as floats: exact up to 2^24.
+        const long exact = 1 << 24;
+        if (rows > exact || width > exact)
         {
-            throw new ArgumentException(
-                $"local features must both be [b, D], got [{string.Join(", ", localImages.shape)}] and [{string.Join(", ", localTexts.shape)}]");
+            throw new ArgumentOutOfRangeException(nameof(rows), $"local features [{rows}, {width}] exceed {exact} rows or columns.");
         }
 
-        using var scope = torch.NewDisposeScope();
         int n = WorldSize;
-        var (rows, width) = GatherShapes(localImages.shape[0], localImages.shape[1], ct);
-
-        // One gather for both towers: rank j contributes [images b_j·D | texts b_j·D].
-        var counts = new int[n];
-        var offsets = new int[n + 1];
+        var shapes = new float[2 * n];
+        Wait(_group.AllGatherAsync(new float[] { rows, width }, shapes, ct));
+        var all = new int[n];
         for (int j = 0; j < n; j++)
         {
-            counts[j] = checked(2 * rows[j] * width);
-            offsets[j + 1] = checked(offsets[j] + counts[j]);
+            all[j] = (int)shapes[2 * j];
+            if (shapes[(2 * j) + 1] != width)
+            {
+                throw new InvalidOperationException(
+                    $"Feature widths differ across ranks: rank {Rank} has D = {width}, rank {j} has D = {shapes[(2 * j) + 1]}. Every rank must run the same model.");
+            }
         }
 
-        int local = counts[Rank];
-        Grow(ref _send, local);
-        Grow(ref _gathered, offsets[n]);
-        CopyOut(localImages, _send.AsSpan(0, local / 2));
-        CopyOut(localTexts, _send.AsSpan(local / 2, local / 2));
-        Wait(_group.AllGatherAsync(_send.AsMemory(0, local), _gathered.AsMemory(0, offsets[n]), counts, ct));
-
-        var all = torch.empty(offsets[n], dtype: ScalarType.Float32); // [2·B·D]
-        _gathered.AsSpan(0, offsets[n]).CopyTo(MemoryMarshal.Cast<byte, float>(all.bytes));
-        all = all.to(localImages.dtype).to(localImages.device);
-        var images = new Tensor[n];
-        var texts = new Tensor[n];
-        for (int j = 0; j < n; j++)
-        {
-            long half = (long)rows[j] * width;
-            images[j] = j == Rank ? localImages : all.narrow(0, offsets[j], half).view(rows[j], width); // [b_j, D]
-            texts[j] = j == Rank ? localTexts : all.narrow(0, offsets[j] + half, half).view(rows[j], width);
-        }
-
-        var globalImages = torch.cat(images, 0).MoveToOuterDisposeScope(); // [B, D]
-        var globalTexts = torch.cat(texts, 0).MoveToOuterDisposeScope();
-        return (globalImages, globalTexts);
+        return all;
     }
 
     /// <summary>
-    /// Sums the gradients of <paramref name="parameters"/> (the towers': leave the temperature out,
-    /// see remarks) over ranks, in place, bucket by bucket. A gradient that is null on every rank
-    /// stays null, as in one process; null on some ranks counts as zeros there, and every rank ends up
-    /// with the same non-null sum. Afterwards every rank holds bit-identical gradients.
+    /// [b_r, W] → [B, W] in rank order. Rank r's rows come back as the very values it sent, so every
+    /// rank's result is bit-identical.
+    /// </summary>
+    public Tensor AllGatherRows(Tensor local, IReadOnlyList<int> rows, CancellationToken ct)
+    {
+        long width = Width(local, rows[Rank]);
+        var counts = rows.Select(r => checked((int)(r * width))).ToArray();
+        int total = counts.Sum();
+        Grow(ref _send, counts[Rank]);
+        Grow(ref _receive, total);
+        CopyOut(local, _send.AsSpan(0, counts[Rank]));
+        Wait(_group.AllGatherAsync(_send.AsMemory(0, counts[Rank]), _receive.AsMemory(0, total), counts, ct));
+        return CopyIn(_receive.AsSpan(0, total), rows.Sum(), width, local);
+    }
+
+    /// <summary>[B, W] → this rank's [b_r, W] of the sum over ranks (each block summed in one fixed ring order).</summary>
+    public Tensor ReduceScatterRows(Tensor full, IReadOnlyList<int> rows, CancellationToken ct)
+    {
+        long width = Width(full, rows.Sum());
+        var counts = rows.Select(r => checked((int)(r * width))).ToArray();
+        int total = counts.Sum();
+        Grow(ref _send, total);
+        CopyOut(full, _send.AsSpan(0, total));
+        Wait(_group.ReduceScatterSumAsync(_send.AsMemory(0, total), counts, ct));
+        return CopyIn(_send.AsSpan(counts.Take(Rank).Sum(), counts[Rank]), rows[Rank], width, full);
+    }
+
+    public Tensor ShiftRows(Tensor send, int receiveRows, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(send);
+        ArgumentOutOfRangeException.ThrowIfNegative(receiveRows);
+        long width = send.ndim == 2 ? send.shape[1] : throw new ArgumentException($"send must be [b, W], got [{string.Join(", ", send.shape)}]", nameof(send));
+        int sent = checked((int)send.numel());
+        int received = checked((int)(receiveRows * width));
+        Grow(ref _send, sent);
+        Grow(ref _receive, received);
+        CopyOut(send, _send.AsSpan(0, sent));
+        Wait(_group.ShiftAsync(_send.AsMemory(0, sent), _receive.AsMemory(0, received), ct));
+        return CopyIn(_receive.AsSpan(0, received), receiveRows, width, send);
+    }
+
+    public void AllReduceSum(float[] values, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        Wait(_group.AllReduceSumAsync(values, ct));
+    }
+
+    /// <summary>
+    /// Sums the gradients of <paramref name="parameters"/> over ranks, in place, bucket by bucket. A
+    /// gradient that is null on every rank stays null, as in one process; null on some ranks counts as
+    /// zeros there, and every rank ends up with the same non-null sum.
     /// </summary>
     public void ReduceGradients(IReadOnlyList<Parameter> parameters, CancellationToken ct)
     {
@@ -137,43 +147,36 @@ public sealed class CollectiveStepCollectives : IStepCollectives, IDisposable
 
     internal static void Wait(Task task) => task.GetAwaiter().GetResult();
 
-    /// <summary>Every rank's (b_r, D); refuses on every rank alike when the widths differ.</summary>
-    private (int[] Rows, int Width) GatherShapes(long rows, long width, CancellationToken ct)
+    private static long Width(Tensor t, long expectedRows)
     {
-        // Sent as floats: exact up to 2^24.
-        const long exact = 1 << 24;
-        if (rows > exact || width > exact)
+        ArgumentNullException.ThrowIfNull(t);
+        if (t.ndim != 2 || t.shape[0] != expectedRows)
         {
-            throw new ArgumentOutOfRangeException(nameof(rows), $"local features [{rows}, {width}] exceed {exact} rows or columns.");
+            throw new ArgumentException($"expected [{expectedRows}, W] rows, got [{string.Join(", ", t.shape)}]");
         }
 
-        int n = WorldSize;
-        var shapes = new float[2 * n];
-        Wait(_group.AllGatherAsync(new float[] { rows, width }, shapes, ct));
-        var all = new int[n];
-        for (int j = 0; j < n; j++)
-        {
-            all[j] = (int)shapes[2 * j];
-            if (shapes[(2 * j) + 1] != width)
-            {
-                throw new InvalidOperationException(
-                    $"Feature widths differ across ranks: rank {Rank} has D = {width}, rank {j} has D = {shapes[(2 * j) + 1]}. Every rank must run the same model.");
-            }
-        }
-
-        return (all, (int)width);
+        return t.shape[1];
     }
 
-    /// <summary>Copies [b, D] features, as float32, into <paramref name="destination"/> (row-major).</summary>
-    private static void CopyOut(Tensor features, Span<float> destination)
+    /// <summary>Copies [b, W] rows, as float32, into <paramref name="destination"/> (row-major).</summary>
+    private static void CopyOut(Tensor rows, Span<float> destination)
     {
         if (destination.IsEmpty)
         {
             return;
         }
 
-        var host = features.detach().to(ScalarType.Float32).cpu().contiguous();
+        using var scope = torch.NewDisposeScope();
+        var host = rows.detach().to(ScalarType.Float32).cpu().contiguous();
         MemoryMarshal.Cast<byte, float>(host.bytes).CopyTo(destination);
+    }
+
+    /// <summary>[rows, W] float32 values → a tensor of <paramref name="like"/>'s type, on its device.</summary>
+    private static Tensor CopyIn(ReadOnlySpan<float> values, long rows, long width, Tensor like)
+    {
+        var host = torch.empty([rows, width], dtype: ScalarType.Float32);
+        values.CopyTo(MemoryMarshal.Cast<byte, float>(host.bytes));
+        return like.dtype == ScalarType.Float32 && like.device_type == DeviceType.CPU ? host : host.to(like.dtype, like.device);
     }
 
     private static void Grow(ref float[] buffer, int length)

@@ -9,28 +9,46 @@ using static TorchSharp.torch;
 namespace DistClip.Training.Steps;
 
 /// <summary>
-/// One rank's training step, exactly as DESIGN.md writes it: forward both towers, normalise,
-/// all-gather, full global loss, backward, all-reduce, clip, AdamW, clamp the temperature.
-/// With <see cref="SingleProcessCollectives"/> it is plain single-device training.
+/// One rank's training step (docs/training-step.md): forward both towers, normalise, the loss stage
+/// (this rank's share of the global loss and the exact gradient for its features), backward of that
+/// gradient through the towers, all-reduce, clip, AdamW, clamp the temperature. With
+/// <see cref="SingleProcessCollectives"/> it is plain single-device training.
 /// </summary>
+/// <remarks>
+/// With <see cref="StepSettings.MicroBatch"/> below the local batch the towers run twice
+/// (feature-cached accumulation, GradCache): first every micro-batch without autograd, to get the
+/// features the loss needs; then each micro-batch again with autograd, backpropagating its slice of
+/// the features' gradient. The update equals the one without accumulation to float32 tolerance;
+/// activation memory is one micro-batch's. (BatchNorm, in the ResNet tower, normalises over each
+/// micro-batch and updates its running statistics in both passes, as open_clip's accumulation does.)
+/// </remarks>
 public sealed class ClipTrainer : IDisposable
 {
     private readonly optim.Optimizer _optimizer;
     private readonly LearningRateSchedule _schedule;
     private readonly IStepCollectives _collectives;
+    private readonly LossStage _loss;
+    private readonly StepSettings _step;
     private readonly List<Parameter> _parameters;
-    private readonly List<Parameter> _towerParameters;
     private readonly double _gradClip;
 
-    public ClipTrainer(ClipModel model, OptimizerSettings options, int totalSteps, Device device, IStepCollectives? collectives = null)
+    public ClipTrainer(
+        ClipModel model, OptimizerSettings options, int totalSteps, Device device, IStepCollectives? collectives = null, StepSettings? step = null)
     {
+        ArgumentNullException.ThrowIfNull(model);
         Model = model;
         Device = device;
+        _step = step ?? new StepSettings();
+        ArgumentOutOfRangeException.ThrowIfNegative(_step.MicroBatch);
+        if (_step.Loss == LossKind.Siglip && model.LogitBias is null)
+        {
+            throw new ArgumentException("the sigmoid loss needs a model with a logit bias (ClipConfig.WithLogitBias)", nameof(model));
+        }
+
         _collectives = collectives ?? SingleProcessCollectives.Instance;
+        _loss = LossStage.Create(_step.Loss, _collectives, _step.LossChunk);
+        // The temperature and bias too: each rank's gradient for them is its part of a sum over rows.
         _parameters = model.parameters().Where(p => p.requires_grad).ToList();
-        // Every rank computes the full global loss, so the temperature's gradient is already whole
-        // (and identical) on each rank: summing it over ranks would count it N times.
-        _towerParameters = _parameters.Where(p => p.Handle != model.LogitScale.Handle).ToList();
         _optimizer = OptimizerFactory.Create(model, options);
         _schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, totalSteps, options.MinLearningRate);
         _gradClip = options.GradClipNorm;
@@ -60,23 +78,56 @@ public sealed class ClipTrainer : IDisposable
         // Forward: [b, C, H, W] images and [b, L] tokens → [b, D] unit vectors.
         var images = BatchTensors.Images(batch, Device);
         var (tokens, lengths) = BatchTensors.Text(batch, Device);
-        var imageFeatures = Features.Normalize(Model.EncodeImage(images));
-        var textFeatures = Features.Normalize(Model.EncodeText(tokens, lengths));
+        long b = images.shape[0];
+        int micro = _step.MicroBatch > 0 && _step.MicroBatch < b ? _step.MicroBatch : 0;
+        Tensor imageFeatures, textFeatures;
+        if (micro == 0)
+        {
+            (imageFeatures, textFeatures) = Encode(images, tokens, lengths);
+        }
+        else
+        {
+            using var noGrad = torch.no_grad();
+            var parts = Slices(b, micro).Select(s => Encode(images.narrow(0, s.Start, s.Length), tokens.narrow(0, s.Start, s.Length), lengths.narrow(0, s.Start, s.Length))).ToList();
+            imageFeatures = torch.cat(parts.Select(p => p.Images).ToList(), 0); // [b, D]
+            textFeatures = torch.cat(parts.Select(p => p.Texts).ToList(), 0);
+        }
+
         double forward = Lap(clock);
 
-        // All-gather: [b, D] → [B, D]; only this rank's rows carry gradient.
-        var (allImages, allTexts) = _collectives.GatherFeatures(imageFeatures, textFeatures, ct);
-        double gather = Lap(clock);
+        // The loss stage: this rank's share of the global B × B loss, and dL/d(its features) [b, D].
+        var loss = _loss.Compute(imageFeatures.detach(), textFeatures.detach(), Model.LogitScale, Model.LogitBias, ct);
+        double lossAndGather = Lap(clock);
 
-        var (loss, logits) = ContrastiveLoss.ComputeWithLogits(allImages, allTexts, Model.LogitScale); // logits [B, B]
-        double lossValue = loss.item<float>();
-        double lossTime = Lap(clock);
-
+        // Backward of the features' gradient through the towers; the scalars take the stage's partial sums.
         _optimizer.zero_grad();
-        loss.backward();
+        var scalars = new List<Tensor> { Model.LogitScale };
+        var scalarGradients = new List<Tensor> { loss.ScaleGradient };
+        if (Model.LogitBias is { } bias)
+        {
+            scalars.Add(bias);
+            scalarGradients.Add(loss.BiasGradient!);
+        }
+
+        if (micro == 0)
+        {
+            torch.autograd.backward([imageFeatures, textFeatures, .. scalars], [loss.ImageGradient, loss.TextGradient, .. scalarGradients]);
+        }
+        else
+        {
+            torch.autograd.backward(scalars, scalarGradients);
+            foreach (var (start, length) in Slices(b, micro))
+            {
+                // Forward again with autograd; one micro-batch's activations live at a time.
+                using var microScope = torch.NewDisposeScope();
+                var (microImages, microTexts) = Encode(images.narrow(0, start, length), tokens.narrow(0, start, length), lengths.narrow(0, start, length));
+                torch.autograd.backward([microImages, microTexts], [loss.ImageGradient.narrow(0, start, length), loss.TextGradient.narrow(0, start, length)]);
+            }
+        }
+
         double backward = Lap(clock);
 
-        _collectives.ReduceGradients(_towerParameters, ct);
+        _collectives.ReduceGradients(_parameters, ct);
         double reduce = Lap(clock);
 
         // An infinite bound measures the norm without clipping.
@@ -86,11 +137,21 @@ public sealed class ClipTrainer : IDisposable
         StepsDone++;
         double optimizer = Lap(clock);
 
-        // The loss's own logits: a positive scale leaves each row's and column's argmax unchanged.
-        var (i2t, t2i) = ContrastiveLoss.Accuracy(logits.detach());
         double logitScale = Model.LogitScale.item<float>();
-        return new StepMetrics(StepsDone, (int)allImages.shape[0], lossValue, rate, logitScale, gradNorm, i2t, t2i,
-            new PhaseTimes(dataSeconds, forward, gather, lossTime, backward, reduce, optimizer));
+        return new StepMetrics(StepsDone, loss.GlobalBatch, loss.Loss, rate, logitScale, gradNorm, loss.ImageToTextAccuracy, loss.TextToImageAccuracy,
+            new PhaseTimes(dataSeconds, forward, loss.CommunicationSeconds, lossAndGather - loss.CommunicationSeconds, backward, reduce, optimizer));
+    }
+
+    /// <summary>[n, C, H, W] images and [n, L] tokens → [n, D] unit vectors each.</summary>
+    private (Tensor Images, Tensor Texts) Encode(Tensor images, Tensor tokens, Tensor lengths) =>
+        (Features.Normalize(Model.EncodeImage(images)), Features.Normalize(Model.EncodeText(tokens, lengths)));
+
+    private static IEnumerable<(long Start, long Length)> Slices(long count, int size)
+    {
+        for (long start = 0; start < count; start += size)
+        {
+            yield return (start, Math.Min(size, count - start));
+        }
     }
 
     private double Lap(Stopwatch clock)

@@ -1,6 +1,10 @@
 namespace DistClip.Training.Steps;
 
-/// <summary>Where one step's time went, in seconds. Data is the wait for the loader.</summary>
+/// <summary>
+/// Where one step's time went, in seconds. Data is the wait for the loader; AllGather is the loss
+/// stage's collectives (the features' all-gather and their gradients' reduce-scatter, or the sigmoid
+/// loss's ring shifts); Loss is the rest of the loss stage; AllReduce the parameters' gradients.
+/// </summary>
 public sealed record PhaseTimes(
     double Data,
     double Forward,

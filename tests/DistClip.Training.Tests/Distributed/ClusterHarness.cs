@@ -39,7 +39,7 @@ internal static class ClusterHarness
     private static readonly Lazy<ClipConfig> LazyConfig = new(() => ClipConfig.Load("clip-micro"));
     private static readonly Lazy<FashionMnistDataset> Train = new(() => FashionMnistDataset.Open(FashionMnistSplit.Train));
     private static readonly Lazy<ClipTokenizer> Tokenizer = new(ClipTokenizer.CreateR50k);
-    private static readonly Dictionary<(IImageTextDataset, int World, int Rank), List<Batch>> Batches = [];
+    private static readonly Dictionary<(IImageTextDataset, int Global, int World, int Rank), List<Batch>> Batches = [];
 
     public static ClipConfig Config => LazyConfig.Value;
 
@@ -48,6 +48,7 @@ internal static class ClusterHarness
     /// <summary>Same weights for the same seed: manual_seed is process-wide, so models are built one at a time.</summary>
     public static ClipModel NewModel(int seed, ClipConfig? config = null)
     {
+        config ??= Config;
         // Process-wide too, and other tests of this assembly set their own: several rank threads share
         // the two cores, so each gets one intra-op thread. Every test builds its models here first.
         if (torch.get_num_threads() != 1)
@@ -56,54 +57,60 @@ internal static class ClusterHarness
         }
 
         torch.manual_seed(seed);
-        return new ClipModel(config ?? Config);
+        return new ClipModel(config);
     }
 
     /// <summary>Rank <paramref name="rank"/>'s first <paramref name="steps"/> local batches, as the loader makes them.</summary>
-    public static IReadOnlyList<Batch> LocalBatches(int world, int rank, int steps, IImageTextDataset? dataset = null)
+    public static IReadOnlyList<Batch> LocalBatches(int world, int rank, int steps, IImageTextDataset? dataset = null, int globalBatch = GlobalBatch)
     {
         dataset ??= Dataset;
         // Rank threads call this at once (FailureTests): a plain Dictionary written concurrently
         // corrupts itself and threw on some ranks, which then never reached their collectives.
         lock (Batches)
         {
-            if (Batches.TryGetValue((dataset, world, rank), out var cached) && cached.Count >= steps)
+            if (Batches.TryGetValue((dataset, globalBatch, world, rank), out var cached) && cached.Count >= steps)
             {
                 return cached;
             }
 
-            var sampler = new GlobalBatchSampler(dataset.Count, GlobalBatch, world, Seed);
+            var sampler = new GlobalBatchSampler(dataset.Count, globalBatch, world, Seed);
             using var loader = new ClipDataLoader(dataset, ImageSpec.FashionMnist, Tokenizer.Value, Config.Text.ContextLength, sampler, rank, new SamplerCursor(0, 0));
             var batches = Enumerable.Range(0, steps).Select(_ => loader.Next(CancellationToken.None)).ToList();
-            Batches[(dataset, world, rank)] = batches;
+            Batches[(dataset, globalBatch, world, rank)] = batches;
             return batches;
         }
     }
 
     /// <summary>One process, the whole global batch, <see cref="SingleProcessCollectives"/>.</summary>
-    public static RunRecord RunSingle(OptimizerSettings settings, int steps, IImageTextDataset? dataset = null)
+    public static RunRecord RunSingle(
+        OptimizerSettings settings, int steps, IImageTextDataset? dataset = null, StepSettings? step = null, int globalBatch = GlobalBatch)
     {
-        using var model = NewModel(Seed);
-        var batches = LocalBatches(1, 0, steps, dataset);
-        return Train1(model, settings, steps, batches, collectives: null, CancellationToken.None);
+        using var model = NewModel(Seed, ConfigFor(step));
+        var batches = LocalBatches(1, 0, steps, dataset, globalBatch);
+        return Train1(model, settings, steps, batches, collectives: null, step, CancellationToken.None);
     }
+
+    /// <summary>clip-micro, with the sigmoid loss's bias when <paramref name="step"/> trains with it.</summary>
+    public static ClipConfig ConfigFor(StepSettings? step) => step?.Loss == LossKind.Siglip ? Config.WithLogitBias() : Config;
 
     /// <summary>
     /// N ranks on threads. Ranks other than 0 start from other seeds: <see cref="CollectiveStepCollectives.BroadcastParameters"/>
     /// must give them rank 0's weights (the single process's).
     /// </summary>
-    public static RunRecord[] RunRanks(int world, OptimizerSettings settings, int steps, CollectiveStepOptions? options = null, IImageTextDataset? dataset = null)
+    public static RunRecord[] RunRanks(
+        int world, OptimizerSettings settings, int steps, CollectiveStepOptions? options = null, IImageTextDataset? dataset = null,
+        StepSettings? step = null, int globalBatch = GlobalBatch)
     {
-        var models = Enumerable.Range(0, world).Select(r => NewModel(r == 0 ? Seed : Seed + 100 + r)).ToArray();
+        var models = Enumerable.Range(0, world).Select(r => NewModel(r == 0 ? Seed : Seed + 100 + r, ConfigFor(step))).ToArray();
         var groups = InMemoryCollectives.CreateGroups(world, options: GroupOptions);
-        var batches = Enumerable.Range(0, world).Select(r => LocalBatches(world, r, steps, dataset)).ToArray();
+        var batches = Enumerable.Range(0, world).Select(r => LocalBatches(world, r, steps, dataset, globalBatch)).ToArray();
         try
         {
             var outcomes = RankThreads.Run(world, TimeSpan.FromSeconds(60), rank =>
             {
                 using var collectives = new CollectiveStepCollectives(groups[rank], options);
                 collectives.BroadcastParameters(models[rank], root: 0, CancellationToken.None);
-                return Train1(models[rank], settings, steps, batches[rank], collectives, CancellationToken.None);
+                return Train1(models[rank], settings, steps, batches[rank], collectives, step, CancellationToken.None);
             });
             return [.. outcomes.Select(o => o.Value)];
         }
@@ -121,10 +128,11 @@ internal static class ClusterHarness
         }
     }
 
-    private static RunRecord Train1(ClipModel model, OptimizerSettings settings, int steps, IReadOnlyList<Batch> batches, IStepCollectives? collectives, CancellationToken ct)
+    private static RunRecord Train1(
+        ClipModel model, OptimizerSettings settings, int steps, IReadOnlyList<Batch> batches, IStepCollectives? collectives, StepSettings? step, CancellationToken ct)
     {
         var recorder = new FeatureRecorder(collectives ?? SingleProcessCollectives.Instance);
-        using var trainer = new ClipTrainer(model, settings, steps, torch.CPU, recorder);
+        using var trainer = new ClipTrainer(model, settings, steps, torch.CPU, recorder, step);
         var losses = new List<double>();
         var samples = new List<int>();
         Dictionary<string, float[]>? firstGradients = null;
@@ -137,7 +145,7 @@ internal static class ClusterHarness
         }
 
         int inBuffer = collectives is CollectiveStepCollectives real ? real.GradientsInBuffer(model.parameters()) : -1;
-        return new RunRecord(losses, samples, firstGradients!, Parameters(model), recorder.First!, inBuffer);
+        return new RunRecord(losses, samples, firstGradients!, Parameters(model), recorder.First ?? [], inBuffer);
     }
 
     public static Dictionary<string, float[]> Parameters(nn.Module model) =>
@@ -181,7 +189,7 @@ internal static class ClusterHarness
     public static bool BitIdentical(float[] a, float[] b) =>
         MemoryMarshal.Cast<float, int>(a.AsSpan()).SequenceEqual(MemoryMarshal.Cast<float, int>(b.AsSpan()));
 
-    /// <summary>Passes the step's collectives through, keeping step 1's global features.</summary>
+    /// <summary>Passes the step's collectives through, keeping step 1's global features ([B, 2D] image | text).</summary>
     private sealed class FeatureRecorder(IStepCollectives inner) : IStepCollectives
     {
         public float[]? First { get; private set; }
@@ -190,12 +198,20 @@ internal static class ClusterHarness
 
         public int WorldSize => inner.WorldSize;
 
-        public (Tensor Images, Tensor Texts) GatherFeatures(Tensor localImages, Tensor localTexts, CancellationToken ct)
+        public int[] GatherRowCounts(long rows, long width, CancellationToken ct) => inner.GatherRowCounts(rows, width, ct);
+
+        public Tensor AllGatherRows(Tensor local, IReadOnlyList<int> rows, CancellationToken ct)
         {
-            var (images, texts) = inner.GatherFeatures(localImages, localTexts, ct);
-            First ??= [.. Floats(images), .. Floats(texts)];
-            return (images, texts);
+            var all = inner.AllGatherRows(local, rows, ct);
+            First ??= Floats(all);
+            return all;
         }
+
+        public Tensor ReduceScatterRows(Tensor full, IReadOnlyList<int> rows, CancellationToken ct) => inner.ReduceScatterRows(full, rows, ct);
+
+        public Tensor ShiftRows(Tensor send, int receiveRows, CancellationToken ct) => inner.ShiftRows(send, receiveRows, ct);
+
+        public void AllReduceSum(float[] values, CancellationToken ct) => inner.AllReduceSum(values, ct);
 
         public void ReduceGradients(IReadOnlyList<Parameter> parameters, CancellationToken ct) => inner.ReduceGradients(parameters, ct);
     }

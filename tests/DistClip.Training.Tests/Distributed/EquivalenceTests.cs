@@ -37,9 +37,9 @@ public class EquivalenceTests(ITestOutputHelper output)
         Assert.True(paramError <= 1e-5, $"{paramName} after {Steps} SGD steps differs from one process by {paramError:E2} of its largest magnitude; expected <= 1e-5");
         Assert.Equal(Enumerable.Repeat(GlobalBatch, Steps), ranks[0].Samples);
 
-        // Steps 2..5 ran with the gradients living in the reduction buffer (backward accumulated into
-        // it): all but the temperature's, which ClipTrainer keeps out of the reduction.
-        Assert.Equal(ranks[0].Parameters.Count - 1, ranks[0].GradientsInBuffer);
+        // Steps 2..5 ran with every gradient living in the reduction buffer (backward accumulated into
+        // it), the temperature's too: each rank holds its part of dL/dt.
+        Assert.Equal(ranks[0].Parameters.Count, ranks[0].GradientsInBuffer);
 
         for (int r = 1; r < world; r++)
         {

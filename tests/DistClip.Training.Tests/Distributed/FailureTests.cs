@@ -19,6 +19,9 @@ public class FailureTests(ITestOutputHelper output)
     private const int World = 4;
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
 
+    // The gradient all-reduce is far longer than the loss stage's three statistics.
+    private const int GradientLength = 1000;
+
     [Fact]
     public void Cancelling_one_rank_inside_the_gradient_all_reduce_makes_every_rank_step_throw()
     {
@@ -31,6 +34,7 @@ public class FailureTests(ITestOutputHelper output)
             // Rank 0 cancels once its all-reduce is surely waiting: rank 1 has not joined it yet.
             0 => new InterceptingGroup(g)
             {
+                AllReduceMinimumLength = GradientLength,
                 AfterFirstAllReduceStarted = task =>
                 {
                     startedIncomplete = !task.IsCompleted;
@@ -38,7 +42,7 @@ public class FailureTests(ITestOutputHelper output)
                     rank0Started.Set();
                 },
             },
-            1 => new InterceptingGroup(g) { BeforeFirstAllReduce = () => rank0Started.Wait(Deadline) },
+            1 => new InterceptingGroup(g) { AllReduceMinimumLength = GradientLength, BeforeFirstAllReduce = () => rank0Started.Wait(Deadline) },
             _ => (ICollectiveGroup)g,
         }).ToArray();
 
@@ -69,17 +73,51 @@ public class FailureTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>One training step on every rank; all must have thrown within <see cref="Deadline"/>.</summary>
-    private RankOutcome<StepMetrics>[] StepEveryRank(ICollectiveGroup[] groups, Func<int, CancellationToken> token)
+    [Fact]
+    public void A_rank_whose_group_closes_before_the_feature_gradients_reduce_scatter_fails_every_rank_step()
     {
-        var models = Enumerable.Range(0, World).Select(_ => NewModel(Seed)).ToArray();
+        var inner = InMemoryCollectives.CreateGroups(World, options: GroupOptions);
+        var groups = inner.Select((g, r) => r == 2
+            ? new InterceptingGroup(g) { BeforeFirstReduceScatter = () => g.DisposeAsync().AsTask().GetAwaiter().GetResult() }
+            : (ICollectiveGroup)g).ToArray();
+
+        var outcomes = StepEveryRank(groups, _ => CancellationToken.None);
+
+        Assert.IsType<ObjectDisposedException>(outcomes[2].Error);
+        for (int r = 0; r < World; r++)
+        {
+            Assert.True(r == 2 || outcomes[r].Error is CollectiveException, $"rank {r}: expected a CollectiveException, got {Describe(outcomes[r].Error)}");
+        }
+    }
+
+    [Fact]
+    public void A_rank_whose_group_closes_while_texts_travel_the_ring_fails_every_rank_sigmoid_step()
+    {
+        var inner = InMemoryCollectives.CreateGroups(World, options: GroupOptions);
+        var groups = inner.Select((g, r) => r == 1
+            ? new InterceptingGroup(g) { BeforeFirstShift = () => g.DisposeAsync().AsTask().GetAwaiter().GetResult() }
+            : (ICollectiveGroup)g).ToArray();
+
+        var outcomes = StepEveryRank(groups, _ => CancellationToken.None, new StepSettings { Loss = LossKind.Siglip });
+
+        Assert.IsType<ObjectDisposedException>(outcomes[1].Error);
+        for (int r = 0; r < World; r++)
+        {
+            Assert.True(r == 1 || outcomes[r].Error is CollectiveException, $"rank {r}: expected a CollectiveException, got {Describe(outcomes[r].Error)}");
+        }
+    }
+
+    /// <summary>One training step on every rank; all must have thrown within <see cref="Deadline"/>.</summary>
+    private RankOutcome<StepMetrics>[] StepEveryRank(ICollectiveGroup[] groups, Func<int, CancellationToken> token, StepSettings? step = null)
+    {
+        var models = Enumerable.Range(0, World).Select(_ => NewModel(Seed, ConfigFor(step))).ToArray();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             var outcomes = RankThreads.Run(World, Deadline, rank =>
             {
                 using var collectives = new CollectiveStepCollectives(groups[rank]);
-                using var trainer = new ClipTrainer(models[rank], new OptimizerSettings(), 1, torch.CPU, collectives);
+                using var trainer = new ClipTrainer(models[rank], new OptimizerSettings(), 1, torch.CPU, collectives, step);
                 return trainer.Step(LocalBatches(World, rank, 1)[0], 0, token(rank));
             });
             output.WriteLine($"all {World} ranks returned after {clock.Elapsed.TotalSeconds:F2} s");

@@ -3,13 +3,26 @@ using DistClip.Collectives;
 namespace DistClip.Training.Tests.Distributed;
 
 /// <summary>
-/// Passes every call to a real group, with hooks around the first all-reduce and the first
-/// all-gather: a phase barrier for failure tests, never a sleep.
+/// Passes every call to a real group, with hooks around the first all-reduce (of at least
+/// <see cref="AllReduceMinimumLength"/> elements: the loss stage sums three statistics before the
+/// gradients), the first all-gather, reduce-scatter and shift: a phase barrier for failure tests,
+/// never a sleep.
 /// </summary>
 internal sealed class InterceptingGroup(ICollectiveGroup inner) : ICollectiveGroup
 {
     private int _allReduces;
     private int _allGathers;
+    private int _reduceScatters;
+    private int _shifts;
+
+    /// <summary>All-reduces shorter than this pass untouched (1: every one counts).</summary>
+    public int AllReduceMinimumLength { get; init; } = 1;
+
+    /// <summary>Runs before the first reduce-scatter is handed to the real group.</summary>
+    public Action? BeforeFirstReduceScatter { get; init; }
+
+    /// <summary>Runs before the first shift is handed to the real group.</summary>
+    public Action? BeforeFirstShift { get; init; }
 
     /// <summary>Runs before the first all-reduce is handed to the real group.</summary>
     public Action? BeforeFirstAllReduce { get; init; }
@@ -28,7 +41,7 @@ internal sealed class InterceptingGroup(ICollectiveGroup inner) : ICollectiveGro
 
     public Task AllReduceSumAsync(Memory<float> data, CancellationToken cancellationToken)
     {
-        bool first = Interlocked.Increment(ref _allReduces) == 1;
+        bool first = data.Length >= AllReduceMinimumLength && Interlocked.Increment(ref _allReduces) == 1;
         if (first)
         {
             BeforeFirstAllReduce?.Invoke();
@@ -58,11 +71,25 @@ internal sealed class InterceptingGroup(ICollectiveGroup inner) : ICollectiveGro
         return inner.AllGatherAsync(local, output, counts, cancellationToken);
     }
 
-    public Task ReduceScatterSumAsync(Memory<float> data, IReadOnlyList<int> counts, CancellationToken cancellationToken) =>
-        inner.ReduceScatterSumAsync(data, counts, cancellationToken);
+    public Task ReduceScatterSumAsync(Memory<float> data, IReadOnlyList<int> counts, CancellationToken cancellationToken)
+    {
+        if (Interlocked.Increment(ref _reduceScatters) == 1)
+        {
+            BeforeFirstReduceScatter?.Invoke();
+        }
 
-    public Task ShiftAsync(ReadOnlyMemory<float> send, Memory<float> receive, CancellationToken cancellationToken) =>
-        inner.ShiftAsync(send, receive, cancellationToken);
+        return inner.ReduceScatterSumAsync(data, counts, cancellationToken);
+    }
+
+    public Task ShiftAsync(ReadOnlyMemory<float> send, Memory<float> receive, CancellationToken cancellationToken)
+    {
+        if (Interlocked.Increment(ref _shifts) == 1)
+        {
+            BeforeFirstShift?.Invoke();
+        }
+
+        return inner.ShiftAsync(send, receive, cancellationToken);
+    }
 
     public Task BroadcastAsync(Memory<float> data, int root, CancellationToken cancellationToken) => inner.BroadcastAsync(data, root, cancellationToken);
 

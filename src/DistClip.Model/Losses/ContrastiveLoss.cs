@@ -1,9 +1,13 @@
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
-namespace DistClip.Model;
+namespace DistClip.Model.Losses;
 
-/// <summary>CLIP's symmetric InfoNCE loss over one (global) batch of matching image–text pairs.</summary>
+/// <summary>
+/// CLIP's symmetric InfoNCE loss over one (global) batch of matching image–text pairs, as one
+/// autograd expression over the whole [B, B] matrix: the definition. Training computes the same loss
+/// and its gradient in row blocks and tiles (<see cref="SoftmaxRows"/>); tests hold the two equal.
+/// </summary>
 public static class ContrastiveLoss
 {
     /// <param name="image">[B, E] L2-normalised; row i pairs with row i of <paramref name="text"/>.</param>
