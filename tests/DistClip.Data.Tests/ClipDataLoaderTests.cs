@@ -197,3 +197,16 @@ public sealed class ClipDataLoaderTests
         }
     }
 }
+
+public class PrefetchBoundTests
+{
+    [Theory]
+    [InlineData(4, 128, 4)] // 28×28 at 128 a batch: 0.4 MiB each, all four
+    [InlineData(4, 32_768, 2)] // 98 MiB a batch: two fit in 256 MiB
+    [InlineData(4, 131_072, 1)] // 392 MiB a batch: never below one
+    [InlineData(1, 128, 1)] // never above the setting
+    public void Batches_waiting_ahead_hold_at_most_256_MiB_of_pixels_and_at_least_one_batch(int prefetch, int batchSize, int expected)
+    {
+        Assert.Equal(expected, new DataLoaderOptions(Prefetch: prefetch).PrefetchFor(batchSize, ImageSpec.FashionMnist));
+    }
+}

@@ -61,7 +61,7 @@ internal static class SettingTable
         new("eval-samples", "held-out samples for zero-shot accuracy, 0 = all (default 0)", (o, v) => o with { Training = o.Training with { EvalSamples = Int("eval-samples", v) } }),
         new("retrieval-samples", "held-out pairs for retrieval recall, 0 = off (default 1000)", (o, v) => o with { Training = o.Training with { RetrievalSamples = Int("retrieval-samples", v) } }),
         new("decode-threads", "image decoding threads per worker (default 1)", (o, v) => o with { Training = o.Training with { DecodeThreads = Int("decode-threads", v) } }),
-        new("prefetch", "batches loaded ahead of the model (default 4)", (o, v) => o with { Training = o.Training with { Prefetch = Int("prefetch", v) } }),
+        new("prefetch", "batches loaded ahead of the model (default 4; fewer where 4 would hold over 256 MiB of pixels)", (o, v) => o with { Training = o.Training with { Prefetch = Int("prefetch", v) } }),
         new("log-every", "progress line every N steps when output is not a terminal (default 10)", (o, v) => o with { Training = o.Training with { LogEvery = Int("log-every", v) } }),
     ];
 

@@ -62,7 +62,7 @@ public sealed class ClipDataLoader : IDisposable
         _rank = rank;
         _start = start;
         NextCursor = start;
-        _queue = Channel.CreateBounded<Batch>(new BoundedChannelOptions(_options.Prefetch)
+        _queue = Channel.CreateBounded<Batch>(new BoundedChannelOptions(_options.PrefetchFor(sampler.LocalBatchSize, spec))
         {
             SingleReader = true,
             SingleWriter = true,

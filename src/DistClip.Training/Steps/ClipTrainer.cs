@@ -87,10 +87,17 @@ public sealed class ClipTrainer : IDisposable
         }
         else
         {
+            // Only the features are kept: each micro-batch's activations go with its own scope.
             using var noGrad = torch.no_grad();
-            var parts = Slices(b, micro).Select(s => Encode(images.narrow(0, s.Start, s.Length), tokens.narrow(0, s.Start, s.Length), lengths.narrow(0, s.Start, s.Length))).ToList();
-            imageFeatures = torch.cat(parts.Select(p => p.Images).ToList(), 0); // [b, D]
-            textFeatures = torch.cat(parts.Select(p => p.Texts).ToList(), 0);
+            imageFeatures = torch.empty(b, Model.Config.EmbedDim, device: Device); // [b, D]
+            textFeatures = torch.empty(b, Model.Config.EmbedDim, device: Device);
+            foreach (var (start, length) in Slices(b, micro))
+            {
+                using var microScope = torch.NewDisposeScope();
+                var (microImages, microTexts) = Encode(images.narrow(0, start, length), tokens.narrow(0, start, length), lengths.narrow(0, start, length));
+                imageFeatures.narrow(0, start, length).copy_(microImages);
+                textFeatures.narrow(0, start, length).copy_(microTexts);
+            }
         }
 
         double forward = Lap(clock);
