@@ -72,7 +72,7 @@ public sealed class SigLipLossStage(IStepCollectives collectives, int chunk) : L
             Loss: total == 0 ? double.NaN : lossSum * weight,
             GlobalBatch: total,
             ImageGradient: imageGradients,
-            TextGradient: home.narrow(1, 0, d),
+            TextGradient: home.narrow(1, 0, d).contiguous(),
             ScaleGradient: totals.ScaleGradient.to(logitScale.dtype).reshape(logitScale.shape),
             BiasGradient: totals.BiasGradient.to(logitBias.dtype).reshape(logitBias.shape),
             ImageToTextAccuracy: total == 0 ? 0 : i2t / total,

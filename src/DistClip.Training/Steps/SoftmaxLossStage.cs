@@ -50,8 +50,8 @@ public sealed class SoftmaxLossStage(IStepCollectives collectives, int chunk) : 
         return new LossOutput(
             Loss: total == 0 ? double.NaN : lossSum * weight,
             GlobalBatch: total,
-            ImageGradient: own.narrow(1, 0, d),
-            TextGradient: own.narrow(1, d, d),
+            ImageGradient: own.narrow(1, 0, d).contiguous(),
+            TextGradient: own.narrow(1, d, d).contiguous(),
             ScaleGradient: totals.ScaleGradient.to(logitScale.dtype).reshape(logitScale.shape),
             BiasGradient: null,
             ImageToTextAccuracy: total == 0 ? 0 : i2t / total,
