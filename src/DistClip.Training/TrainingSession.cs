@@ -3,8 +3,6 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using DistClip.Checkpoints;
-using OptimizerState = DistClip.Checkpoints.OptimizerState;
-using PretrainedImport = DistClip.Model.Import.PretrainedImport;
 using DistClip.Data;
 using DistClip.Model;
 using DistClip.Training.Evaluation;
@@ -14,6 +12,8 @@ using Microsoft.Extensions.Logging;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using OptimizerState = DistClip.Checkpoints.OptimizerState;
+using PretrainedImport = DistClip.Model.Import.PretrainedImport;
 
 namespace DistClip.Training;
 

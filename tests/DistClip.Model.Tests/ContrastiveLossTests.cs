@@ -1,5 +1,5 @@
-using TorchSharp;
 using DistClip.Model.Losses;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DistClip.Model.Tests;
