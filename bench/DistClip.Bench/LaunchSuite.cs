@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using DistClip.Training;
+using DistClip.Config;
 
 namespace DistClip.Bench;
 

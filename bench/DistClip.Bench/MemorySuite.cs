@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using DistClip.Training;
+using DistClip.Config;
 
 namespace DistClip.Bench;
 

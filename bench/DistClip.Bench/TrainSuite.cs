@@ -7,6 +7,7 @@ using DistClip.Training;
 using DistClip.Training.Optimization;
 using DistClip.Training.Steps;
 using TorchSharp;
+using DistClip.Config;
 
 namespace DistClip.Bench;
 

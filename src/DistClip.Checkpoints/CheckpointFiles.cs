@@ -7,10 +7,10 @@ namespace DistClip.Checkpoints;
 /// </summary>
 public static class CheckpointFiles
 {
-    /// <summary>Model weights, written by <see cref="ModelState.Save"/>.</summary>
+    /// <summary>Model weights, written by the training side (DistClip.Training.Checkpointing.ModelState).</summary>
     public const string Model = "model.bin";
 
-    /// <summary>Optimizer state, written by <see cref="OptimizerState.Save"/>.</summary>
+    /// <summary>Optimizer state, written by the training side (DistClip.Training.Checkpointing.OptimizerState).</summary>
     public const string Optimizer = "optimizer.bin";
 
     /// <summary>The caller's JSON document plus <c>step</c>, <c>config</c> and <c>config_hash</c>.</summary>

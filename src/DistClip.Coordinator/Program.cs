@@ -1,3 +1,4 @@
+using DistClip.Config;
 using DistClip.Coordinator.Cli;
 using DistClip.Coordinator.Reports;
 using DistClip.Coordinator.Telemetry;
@@ -36,12 +37,7 @@ public static partial class Program
         switch (command)
         {
             case "launch" or "serve" when help:
-                LaunchCommand.PrintHelp(Console.Out, serve: command == "serve");
-                foreach (string line in MetricsOptions.Help)
-                {
-                    Console.WriteLine(line);
-                }
-
+                CoordinatorCommand.PrintHelp(Console.Out, serve: command == "serve");
                 return ExitCodes.Success;
             case "launch" or "serve":
                 return await RunExportingMetricsAsync(rest, serve: command == "serve", loggers, cts.Token);
@@ -62,16 +58,17 @@ public static partial class Program
     /// <summary>Serves /metrics for the whole life of the run (its own port, HTTP/1.1), then runs it.</summary>
     private static async Task<int> RunExportingMetricsAsync(string[] args, bool serve, ILoggerFactory loggers, CancellationToken ct)
     {
-        MetricsOptions metrics;
+        CoordinatorCommand command;
         MetricsServer server;
         try
         {
-            (metrics, args) = MetricsOptions.Take(args, serve);
-            server = await MetricsServer.StartAsync("distclip-coordinator", metrics.Bind, metrics.Port, metrics.AdvertiseHost, ct);
+            command = CoordinatorCommand.Parse(args, serve);
+            server = await MetricsServer.StartAsync("distclip-coordinator", command.MetricsBind, command.MetricsPort, command.MetricsHost, ct);
         }
-        catch (Exception e) when (e is FormatException or MetricsPortException)
+        catch (Exception e) when (e is ConfigException or MetricsPortException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"Run 'coordinator {(serve ? "serve" : "launch")} --help' for the settings.");
             return ExitCodes.BadConfiguration;
         }
 
@@ -79,7 +76,7 @@ public static partial class Program
         {
             LogMetrics(loggers.CreateLogger("DistClip.Coordinator"), server.Address);
             PrometheusTargets.CoordinatorTarget = server.Target;
-            return await LaunchCommand.RunAsync(args, serve, loggers, ct);
+            return await LaunchCommand.RunAsync(command, loggers, ct);
         }
     }
 

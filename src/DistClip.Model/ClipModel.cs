@@ -5,6 +5,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using Embedding = DistClip.Model.Layers.Embedding;
+using DistClip.Config;
 
 namespace DistClip.Model;
 

@@ -1,6 +1,7 @@
 using DistClip.Model;
 using TorchSharp;
 using static TorchSharp.torch;
+using DistClip.Config;
 
 namespace DistClip.Training;
 

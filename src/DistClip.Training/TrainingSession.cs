@@ -12,8 +12,10 @@ using Microsoft.Extensions.Logging;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using OptimizerState = DistClip.Checkpoints.OptimizerState;
+using DistClip.Training.Checkpointing;
+using OptimizerState = DistClip.Training.Checkpointing.OptimizerState;
 using PretrainedImport = DistClip.Model.Import.PretrainedImport;
+using DistClip.Config;
 
 namespace DistClip.Training;
 
@@ -25,13 +27,6 @@ namespace DistClip.Training;
 public sealed partial class TrainingSession : IDisposable
 {
     /// <summary>Settings that may differ between a checkpoint and the run resuming it.</summary>
-    public static readonly IReadOnlySet<string> ResumableChanges = new HashSet<string>
-    {
-        "steps", "stop_at_step", "threads", "device", "eval_every", "eval_samples", "retrieval_samples",
-        "decode_threads", "prefetch", "log_every", "init",
-        // Memory knobs: the same update either way, to float32 tolerance.
-        "micro_batch", "loss_chunk",
-    };
 
     private readonly TrainOptions _options;
     private readonly IStepCollectives _collectives;
@@ -88,7 +83,7 @@ public sealed partial class TrainingSession : IDisposable
         Model.to(Device);
         _spec = DatasetSource.ImageSpecFor(Config.Vision.Channels, Config.Vision.ImageSize);
         _sampler = new GlobalBatchSampler(_train.Count, options.GlobalBatch, collectives.WorldSize, options.Seed);
-        _trainer = new ClipTrainer(Model, options.Optimizer, options.Steps, Device, collectives, options.ToStepSettings());
+        _trainer = new ClipTrainer(Model, options.Optimizer, options.Steps, Device, collectives, StepSettings.Of(options));
     }
 
     public ClipConfig Config { get; }
@@ -109,17 +104,12 @@ public sealed partial class TrainingSession : IDisposable
     public JsonElement CheckpointConfig() => CheckpointConfigOf(_options, _collectives.WorldSize);
 
     /// <summary>The configuration a run of these options over <paramref name="worldSize"/> ranks records in its checkpoints.</summary>
-    public static JsonElement CheckpointConfigOf(TrainOptions options, int worldSize)
-    {
-        var node = JsonNode.Parse(TrainOptionsJson.Serialize(options))!.AsObject();
-        node["world_size"] = worldSize;
-        return JsonSerializer.SerializeToElement(node);
-    }
+    public static JsonElement CheckpointConfigOf(TrainOptions options, int worldSize) => TrainOptionsJson.CheckpointConfig(options, worldSize);
 
     /// <summary>Restores model, optimizer, step, data cursor, RNG and curve from a verified checkpoint.</summary>
     public void Load(ResolvedCheckpoint checkpoint)
     {
-        checkpoint.EnsureConfigCompatible(CheckpointConfig(), ResumableChanges);
+        checkpoint.EnsureConfigCompatible(CheckpointConfig(), TrainOptions.ResumableChanges);
         using (var model = checkpoint.Open(CheckpointFiles.Model))
         {
             ModelState.Load(Model, model);

@@ -8,6 +8,7 @@ using DistClip.Control.V1;
 using DistClip.Training;
 using DistClip.Training.Distributed;
 using Microsoft.Extensions.Logging;
+using DistClip.Config;
 
 namespace DistClip.Worker;
 

@@ -1,3 +1,4 @@
+using DistClip.Config;
 using DistClip.Control;
 using DistClip.Worker;
 using Microsoft.Extensions.Logging;
@@ -63,7 +64,7 @@ catch (Exception e) when (terminated)
     loggers.CreateLogger("DistClip.Worker").LogWarning(e, "Worker stopped by SIGTERM");
     return WorkerExitCodes.Terminated;
 }
-catch (DistClip.Model.ConfigException e)
+catch (ConfigException e)
 {
     // A setting this worker cannot run with (device cuda without a GPU, say): retrying cannot help.
     Console.Error.WriteLine($"error: {e.Message}");

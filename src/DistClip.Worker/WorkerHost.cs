@@ -10,6 +10,7 @@ using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
+using DistClip.Config;
 
 namespace DistClip.Worker;
 

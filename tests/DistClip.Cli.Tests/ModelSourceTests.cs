@@ -5,6 +5,7 @@ using DistClip.Model;
 using DistClip.Training;
 using DistClip.Training.Steps;
 using Microsoft.Extensions.Logging.Abstractions;
+using DistClip.Config;
 
 namespace DistClip.Cli.Tests;
 

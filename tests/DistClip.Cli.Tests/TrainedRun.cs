@@ -7,6 +7,7 @@ using DistClip.Training.Steps;
 using Microsoft.Extensions.Logging.Abstractions;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
+using DistClip.Config;
 
 namespace DistClip.Cli.Tests;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Xunit.Abstractions;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Tests;
 
@@ -226,7 +227,7 @@ public sealed class DistributedTests(ITestOutputHelper output) : IDisposable
     private static string InitialHash()
     {
         TorchSharp.torch.manual_seed(11);
-        using var model = new Model.ClipModel(Model.ClipConfig.Load("clip-micro"));
+        using var model = new Model.ClipModel(ClipConfig.Load("clip-micro"));
         using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
         foreach (var (_, p) in model.named_parameters())
         {

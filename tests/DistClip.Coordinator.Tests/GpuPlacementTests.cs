@@ -1,5 +1,6 @@
 using DistClip.Coordinator.Launchers;
 using DistClip.Model;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Tests;
 

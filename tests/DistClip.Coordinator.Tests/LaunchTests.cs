@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using DistClip.Coordinator.Cli;
-using DistClip.Model;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Tests;
 
@@ -17,9 +17,8 @@ public sealed class LaunchTests : IDisposable
         string config = Path.Combine(_dir, "run.json");
         File.WriteAllText(config, """{ "steps": 40, "global_batch": 64, "lr": 0.001, "model": "clip-tiny", "workers": 4 }""");
 
-        var (settings, rest) = LaunchCommand.Parse(["--steps", "7", "--config", config, "--run-dir", _dir, "--warmup-steps=3"]);
+        var settings = CoordinatorCommand.Parse(["--steps", "7", "--config", config, "--run-dir", _dir, "--warmup-steps=3"], serve: false).Run;
 
-        Assert.Empty(rest);
         Assert.Equal(7, settings.Training.Steps);                 // command line wins, wherever it stands
         Assert.Equal(64, settings.Training.GlobalBatch);          // from the file
         Assert.Equal(4, settings.Workers);
@@ -35,15 +34,15 @@ public sealed class LaunchTests : IDisposable
     {
         string config = Path.Combine(_dir, "bad.json");
         File.WriteAllText(config, """{ "stepz": 40 }""");
-        var e = Assert.Throws<ConfigException>(() => LaunchCommand.Parse(["--config", config]));
+        var e = Assert.Throws<ConfigException>(() => CoordinatorCommand.Parse(["--config", config], serve: false));
         Assert.Equal("stepz", e.Field);
     }
 
     [Fact]
     public void A_non_numeric_value_is_refused_by_name()
     {
-        var e = Assert.Throws<ConfigException>(() => LaunchCommand.Parse(["--global-batch", "lots"]));
-        Assert.Equal("global-batch", e.Field);
+        var e = Assert.Throws<ConfigException>(() => CoordinatorCommand.Parse(["--global-batch", "lots"], serve: false));
+        Assert.Equal("global_batch", e.Field);
     }
 
     [Theory]

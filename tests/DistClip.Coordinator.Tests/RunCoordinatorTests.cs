@@ -3,6 +3,7 @@ using DistClip.Coordinator.Runs;
 using DistClip.Training;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Tests;
 

@@ -1,7 +1,9 @@
+using DistClip.Training.Checkpointing;
 using System.Text.Json;
 using DistClip.Checkpoints;
 using DistClip.Model;
 using TorchSharp;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Tests;
 

@@ -2,6 +2,7 @@ using DistClip.Coordinator.Launchers;
 using DistClip.Coordinator.Runs;
 using DistClip.Training;
 using Microsoft.Extensions.Logging.Abstractions;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Tests;
 

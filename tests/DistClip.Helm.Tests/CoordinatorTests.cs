@@ -1,3 +1,4 @@
+using DistClip.Config;
 namespace DistClip.Helm.Tests;
 
 /// <summary>The coordinator Deployment: one replica, never two at once, probed on its control port, resuming its own run.</summary>

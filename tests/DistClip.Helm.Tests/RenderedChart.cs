@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using DistClip.Config;
 
 namespace DistClip.Helm.Tests;
 

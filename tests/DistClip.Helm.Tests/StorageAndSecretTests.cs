@@ -1,5 +1,6 @@
 using System.Text;
 using k8s.Models;
+using DistClip.Config;
 
 namespace DistClip.Helm.Tests;
 

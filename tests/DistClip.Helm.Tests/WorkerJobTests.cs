@@ -1,4 +1,5 @@
 using k8s.Models;
+using DistClip.Config;
 
 namespace DistClip.Helm.Tests;
 

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using DistClip.Config;
 
 namespace DistClip.Model.Tests;
 

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using DistClip.Config;
 
 namespace DistClip.Model.Tests;
 

@@ -3,6 +3,7 @@ using DistClip.Model.Import;
 using TorchSharp.PyBridge;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using DistClip.Config;
 
 namespace DistClip.Model.Tests;
 

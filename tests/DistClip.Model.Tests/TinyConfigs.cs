@@ -1,3 +1,4 @@
+using DistClip.Config;
 namespace DistClip.Model.Tests;
 
 /// <summary>Small configs for each tower, so shape and mask tests take milliseconds.</summary>

@@ -3,6 +3,7 @@ using DistClip.Training.Steps;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
 using TorchSharp.PyBridge;
+using DistClip.Config;
 
 namespace DistClip.Training.Tests;
 

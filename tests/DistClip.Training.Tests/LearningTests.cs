@@ -5,6 +5,7 @@ using DistClip.Training.Steps;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
 using Xunit.Abstractions;
+using DistClip.Config;
 
 namespace DistClip.Training.Tests;
 

@@ -1,4 +1,6 @@
+using DistClip.Data;
 using DistClip.Model;
+using DistClip.Config;
 
 namespace DistClip.Training.Tests;
 

@@ -6,6 +6,7 @@ using DistClip.Cli.Inference;
 using DistClip.Data;
 using DistClip.Training;
 using DistClip.Training.Evaluation;
+using DistClip.Config;
 
 namespace DistClip.Cli.Commands;
 

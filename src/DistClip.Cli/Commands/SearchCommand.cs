@@ -4,6 +4,7 @@ using DistClip.Cli.Indexing;
 using DistClip.Cli.Inference;
 using DistClip.Model;
 using TorchSharp;
+using DistClip.Config;
 
 namespace DistClip.Cli.Commands;
 

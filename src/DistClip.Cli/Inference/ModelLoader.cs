@@ -1,3 +1,4 @@
+using DistClip.Training.Checkpointing;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using DistClip.Checkpoints;
@@ -8,6 +9,7 @@ using DistClip.Model.Import;
 using DistClip.Training;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
+using DistClip.Config;
 
 namespace DistClip.Cli.Inference;
 

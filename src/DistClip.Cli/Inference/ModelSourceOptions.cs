@@ -1,5 +1,6 @@
 using DistClip.Cli.CommandLine;
 using DistClip.Model;
+using DistClip.Config;
 
 namespace DistClip.Cli.Inference;
 

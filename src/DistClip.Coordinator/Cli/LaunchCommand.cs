@@ -5,9 +5,8 @@ using DistClip.Coordinator.Launchers;
 using DistClip.Coordinator.Reports;
 using DistClip.Coordinator.Runs;
 using DistClip.Coordinator.Services;
-using DistClip.Model;
-using DistClip.Training;
 using Microsoft.Extensions.Logging;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Cli;
 
@@ -18,16 +17,13 @@ namespace DistClip.Coordinator.Cli;
 /// </summary>
 internal static class LaunchCommand
 {
-    public static async Task<int> RunAsync(string[] args, bool serve, ILoggerFactory loggers, CancellationToken ct)
+    public static async Task<int> RunAsync(CoordinatorCommand command, ILoggerFactory loggers, CancellationToken ct)
     {
-        var logger = loggers.CreateLogger("DistClip.Coordinator");
+        bool serve = command.Serve;
         RunPlan plan;
-        ServeOptions? serveOptions = null;
         try
         {
-            var (settings, rest) = Parse(args);
-            serveOptions = serve ? ServeOptions.Parse(rest) : rest.Count == 0 ? null : throw new ConfigException(rest[0], "unknown option; run 'coordinator launch --help'");
-            plan = Preflight.Check(settings, w => Console.Error.WriteLine($"warning: {w}"), serve ? null : GpuInventory.OfThisHost());
+            plan = Preflight.Check(command.Run, w => Console.Error.WriteLine($"warning: {w}"), serve ? null : GpuInventory.OfThisHost());
         }
         catch (Exception e) when (e is ConfigException or Data.DataException)
         {
@@ -37,7 +33,7 @@ internal static class LaunchCommand
         }
 
         var s = plan.Settings;
-        string secret = serveOptions?.Secret ?? RunSecret.Generate();
+        string secret = command.Secret ?? RunSecret.Generate();
         var runSettings = new RunSettings
         {
             RunId = plan.RunId,
@@ -58,9 +54,9 @@ internal static class LaunchCommand
         using var run = new RunCoordinator(runSettings, loggers.CreateLogger<RunCoordinator>());
         // Local workers reach the coordinator on loopback; remote ones (hostfile, serve) need an address they can reach.
         bool loopbackOnly = !serve && (plan.Hosts is null || Launchers.Hostfile.AllLoopback(plan.Hosts));
-        var bind = serveOptions?.Bind ?? (loopbackOnly ? IPAddress.Loopback : IPAddress.Any);
-        string advertise = serveOptions?.AdvertiseHost ?? s.AdvertiseHost ?? (IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName());
-        await using var server = await CoordinatorServer.StartAsync(run, bind, serveOptions?.Port ?? 0, advertise, ct);
+        var bind = serve ? command.Bind : loopbackOnly ? IPAddress.Loopback : IPAddress.Any;
+        string advertise = s.AdvertiseHost ?? (IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName());
+        await using var server = await CoordinatorServer.StartAsync(run, bind, command.Port, advertise, ct);
         Console.WriteLine($"run {plan.RunId}: {s.Workers} worker(s), {s.Training.Model} on {s.Training.Dataset}, " +
             $"{s.Training.Steps} steps at global batch {s.Training.GlobalBatch}" + (plan.Resume is null ? "" : $", resuming from step {plan.Resume.Step}"));
         Console.WriteLine($"coordinator listening at {server.Address}; logs and summary in {plan.RunDirectory}");
@@ -76,12 +72,12 @@ internal static class LaunchCommand
         if (serve)
         {
             string secretFile = Path.Combine(plan.RunDirectory, "secret");
-            if (serveOptions!.Secret is null)
+            if (command.Secret is null)
             {
                 WriteSecret(secretFile, secret);
             }
 
-            Console.WriteLine($"waiting for {s.Workers} workers: worker --coordinator {server.Address} --secret-file {(serveOptions.Secret is null ? secretFile : "<yours>")}");
+            Console.WriteLine($"waiting for {s.Workers} workers: worker --coordinator {server.Address} --secret-file {(command.Secret is null ? secretFile : "<yours>")}");
         }
         else
         {
@@ -142,78 +138,6 @@ internal static class LaunchCommand
         if (!OperatingSystem.IsWindows())
         {
             File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
-    }
-
-    /// <summary>Settings from <c>--config FILE</c> and <c>--SETTING VALUE</c>; returns what it did not recognise.</summary>
-    internal static (LaunchSettings Settings, List<string> Unrecognised) Parse(string[] args)
-    {
-        var settings = new LaunchSettings();
-        var overrides = new List<(SettingTable.Setting Setting, string Value)>();
-        var rest = new List<string>();
-        for (int i = 0; i < args.Length; i++)
-        {
-            string arg = args[i];
-            if (!arg.StartsWith("--", StringComparison.Ordinal))
-            {
-                throw new ConfigException(arg, $"unexpected argument '{arg}'");
-            }
-
-            string name = arg[2..];
-            string? value = null;
-            int eq = name.IndexOf('=', StringComparison.Ordinal);
-            if (eq >= 0)
-            {
-                value = name[(eq + 1)..];
-                name = name[..eq];
-            }
-            else if (i + 1 < args.Length)
-            {
-                value = args[++i];
-            }
-
-            if (value is null)
-            {
-                throw new ConfigException(name, "needs a value");
-            }
-
-            if (name == "config")
-            {
-                settings = SettingTable.ApplyJson(settings, value);
-            }
-            else if (SettingTable.Find(name) is { } setting)
-            {
-                overrides.Add((setting, value));
-            }
-            else
-            {
-                rest.Add(name);
-                rest.Add(value);
-            }
-        }
-
-        // The command line overrides the JSON config wherever the two appear on the line.
-        foreach (var (setting, value) in overrides)
-        {
-            settings = setting.Apply(settings, value);
-        }
-
-        return (settings, rest);
-    }
-
-    public static void PrintHelp(TextWriter output, bool serve)
-    {
-        output.WriteLine(serve
-            ? "usage: coordinator serve [--bind ADDRESS] [--port N] [--advertise-host HOST] [--secret-file FILE] [--config FILE] [--SETTING VALUE ...]"
-            : "usage: coordinator launch [--config FILE] [--SETTING VALUE ...]");
-        output.WriteLine();
-        output.WriteLine(serve
-            ? "Runs the coordinator of a run whose workers are started elsewhere (Kubernetes, ssh, SLURM)."
-            : "Trains a CLIP model with N worker processes on this machine; writes <run dir>/summary.json.");
-        output.WriteLine("Settings (JSON config keys use snake_case; the command line overrides the config):");
-        foreach (var s in SettingTable.Settings)
-        {
-            output.WriteLine($"  --{s.Name,-18} {s.Help}");
         }
     }
 }

@@ -1,7 +1,7 @@
 using System.Globalization;
 using DistClip.Checkpoints;
-using DistClip.Model;
-using DistClip.Training;
+using DistClip.Data;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Cli;
 
@@ -9,19 +9,19 @@ namespace DistClip.Coordinator.Cli;
 /// <param name="WorkerGpus">The CUDA_VISIBLE_DEVICES of each worker slot the launcher starts; null
 /// leaves the workers' environment alone (device cpu, auto on a host without GPUs, serve).</param>
 public sealed record RunPlan(
-    LaunchSettings Settings, string RunId, string RunDirectory, string CheckpointRoot, ResolvedCheckpoint? Resume,
+    RunConfig Settings, string RunId, string RunDirectory, string CheckpointRoot, ResolvedCheckpoint? Resume,
     IReadOnlyList<Launchers.HostEntry>? Hosts, IReadOnlyList<string>? WorkerGpus);
 
 /// <summary>
 /// Refuses a run that cannot work before anything starts, naming the field and the fix: unknown
-/// model, missing dataset, unwritable checkpoint directory, a checkpoint that is corrupt or was
+/// model, missing dataset, a global batch larger than the dataset, unwritable checkpoint directory, a checkpoint that is corrupt or was
 /// trained with other settings, more workers on a host than it has GPUs for them.
 /// </summary>
 public static class Preflight
 {
     /// <param name="localGpus">The GPUs of this host when this coordinator starts the workers (launch);
     /// null when they are started elsewhere (serve). A hostfile run places its workers by the hostfile.</param>
-    public static RunPlan Check(LaunchSettings settings, Action<string> warn, Launchers.GpuInventory? localGpus)
+    public static RunPlan Check(RunConfig settings, Action<string> warn, Launchers.GpuInventory? localGpus)
     {
         IReadOnlyList<Launchers.HostEntry>? hosts = null;
         if (settings.Hostfile is not null)
@@ -52,6 +52,13 @@ public static class Preflight
         }
 
         DatasetSource.EnsureAvailable(settings.Training.Dataset);
+        int samples = DatasetSource.CountTrain(settings.Training.Dataset);
+        if (settings.Training.GlobalBatch > samples)
+        {
+            throw new ConfigException("global_batch",
+                $"{settings.Training.GlobalBatch} is larger than the {samples:N0} training samples of {settings.Training.Dataset}; a step needs a whole global batch");
+        }
+
         string root = Path.GetFullPath(settings.CheckpointDir);
         EnsureWritable(root, "checkpoint_dir");
 
@@ -62,7 +69,7 @@ public static class Preflight
             (resume, runId) = ResolveResume(settings.Resume, root, runId, warn);
             try
             {
-                resume.EnsureConfigCompatible(TrainingSession.CheckpointConfigOf(settings.Training, settings.Workers), TrainingSession.ResumableChanges);
+                resume.EnsureConfigCompatible(TrainOptionsJson.CheckpointConfig(settings.Training, settings.Workers), TrainOptions.ResumableChanges);
             }
             catch (CheckpointMismatchException e)
             {

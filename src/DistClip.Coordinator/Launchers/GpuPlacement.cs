@@ -1,5 +1,5 @@
 using System.Globalization;
-using DistClip.Model;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Launchers;
 

@@ -1,5 +1,5 @@
 using DistClip.Coordinator.Cli;
-using DistClip.Training;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Reports;
 

@@ -1,5 +1,5 @@
-using DistClip.Training;
 using ScottPlot;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Reports;
 

@@ -1,5 +1,5 @@
 using DistClip.Control.V1;
-using DistClip.Training;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Runs;
 

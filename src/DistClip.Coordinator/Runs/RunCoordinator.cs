@@ -1,7 +1,7 @@
+using DistClip.Config;
 using System.Text.Json;
 using System.Threading.Channels;
 using DistClip.Control.V1;
-using DistClip.Training;
 using Microsoft.Extensions.Logging;
 
 namespace DistClip.Coordinator.Runs;

@@ -1,4 +1,4 @@
-using DistClip.Training;
+using DistClip.Config;
 
 namespace DistClip.Coordinator.Runs;
 

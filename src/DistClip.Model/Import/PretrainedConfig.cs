@@ -1,4 +1,5 @@
 using System.Globalization;
+using DistClip.Config;
 
 namespace DistClip.Model.Import;
 

@@ -1,5 +1,6 @@
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using DistClip.Config;
 
 namespace DistClip.Model.Layers;
 

@@ -1,5 +1,6 @@
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using DistClip.Config;
 
 namespace DistClip.Model.Losses;
 
@@ -10,10 +11,10 @@ namespace DistClip.Model.Losses;
 public static class SigmoidLoss
 {
     /// <summary>SigLIP's initial temperature: t' = ln 10, so exp(t') = 10.</summary>
-    public static readonly double InitLogitScale = Math.Log(10);
+    public static readonly double InitLogitScale = ClipConfig.SigLipInitLogitScale;
 
     /// <summary>SigLIP's initial bias: −10, so that the many negatives start with a small loss.</summary>
-    public const double InitLogitBias = -10;
+    public const double InitLogitBias = ClipConfig.SigLipInitLogitBias;
 
     /// <param name="image">[B, E] L2-normalised; row i pairs with row i of <paramref name="text"/>.</param>
     /// <param name="text">[B, E] L2-normalised.</param>

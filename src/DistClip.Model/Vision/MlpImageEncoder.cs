@@ -1,5 +1,6 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using DistClip.Config;
 
 namespace DistClip.Model.Vision;
 

@@ -5,6 +5,7 @@ using DistClip.Training.Optimization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using DistClip.Config;
 
 namespace DistClip.Training.Steps;
 

@@ -1,17 +1,8 @@
 using System.Diagnostics;
 using static TorchSharp.torch;
+using DistClip.Config;
 
 namespace DistClip.Training.Steps;
-
-/// <summary>The contrastive loss a run trains with.</summary>
-public enum LossKind
-{
-    /// <summary>CLIP's symmetric softmax cross-entropy (InfoNCE) over the global batch.</summary>
-    Softmax,
-
-    /// <summary>SigLIP's pairwise sigmoid loss, with a learnable bias (Zhai et al., 2023).</summary>
-    Siglip,
-}
 
 /// <summary>What the loss stage hands back to the step: the global loss and this rank's gradients.</summary>
 /// <param name="Loss">The global batch's loss (the same value on every rank).</param>

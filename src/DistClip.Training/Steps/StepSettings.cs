@@ -1,3 +1,5 @@
+using DistClip.Config;
+
 namespace DistClip.Training.Steps;
 
 /// <summary>How a step computes the loss and pushes it through the towers.</summary>
@@ -15,4 +17,7 @@ public sealed record StepSettings
     public int MicroBatch { get; init; }
 
     public int LossChunk { get; init; } = DefaultLossChunk;
+
+    /// <summary>The step's share of a run's settings.</summary>
+    public static StepSettings Of(TrainOptions options) => new() { Loss = options.Loss, MicroBatch = options.MicroBatch, LossChunk = options.LossChunk };
 }

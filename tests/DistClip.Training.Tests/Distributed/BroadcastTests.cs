@@ -4,6 +4,7 @@ using DistClip.Training.Distributed;
 using TorchSharp;
 using static DistClip.Training.Tests.Distributed.ClusterHarness;
 using static TorchSharp.torch;
+using DistClip.Config;
 
 namespace DistClip.Training.Tests.Distributed;
 

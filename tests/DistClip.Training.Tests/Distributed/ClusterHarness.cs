@@ -9,6 +9,7 @@ using DistClip.Training.Steps;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using DistClip.Config;
 
 namespace DistClip.Training.Tests.Distributed;
 

@@ -7,6 +7,7 @@ using DistClip.Training.Steps;
 using TorchSharp;
 using Xunit.Abstractions;
 using static DistClip.Training.Tests.Distributed.ClusterHarness;
+using DistClip.Config;
 
 namespace DistClip.Training.Tests.Distributed;
 

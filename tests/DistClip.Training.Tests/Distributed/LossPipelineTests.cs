@@ -5,6 +5,7 @@ using TorchSharp;
 using Xunit.Abstractions;
 using static DistClip.Training.Tests.Distributed.ClusterHarness;
 using static TorchSharp.torch;
+using DistClip.Config;
 
 namespace DistClip.Training.Tests.Distributed;
 

@@ -1,7 +1,7 @@
 using System.Text;
 using TorchSharp;
 
-namespace DistClip.Checkpoints;
+namespace DistClip.Training.Checkpointing;
 
 /// <summary>
 /// Model weights in TorchSharp's own format (<c>Module.save</c>/<c>load</c>): every parameter and

@@ -1,7 +1,7 @@
 using System.Text;
 using TorchSharp.Modules;
 
-namespace DistClip.Checkpoints;
+namespace DistClip.Training.Checkpointing;
 
 /// <summary>
 /// Optimizer state (step counts, moment estimates, per-group options) via TorchSharp's

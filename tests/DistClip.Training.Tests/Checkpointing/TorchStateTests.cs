@@ -1,14 +1,23 @@
+using DistClip.Checkpoints;
+using DistClip.Training.Checkpointing;
+using OptimizerState = DistClip.Training.Checkpointing.OptimizerState;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace DistClip.Checkpoints.Tests;
+namespace DistClip.Training.Tests.Checkpointing;
 
 public sealed class TorchStateTests : IDisposable
 {
-    private readonly TempRoot _root = new();
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "distclip-torchstate-" + Guid.NewGuid().ToString("N"));
 
-    public void Dispose() => _root.Dispose();
+    public void Dispose()
+    {
+        if (Directory.Exists(_root))
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+    }
 
     [Fact]
     public void ResumedModelAndAdamWTakeABitIdenticalNextStep()
@@ -23,8 +32,8 @@ public sealed class TorchStateTests : IDisposable
             Step(model, optimizer, x, y);
         }
 
-        CheckpointStore store = _root.Store();
-        store.Commit(3, Fixtures.State(3), Fixtures.Config, new Dictionary<string, Action<Stream>>
+        CheckpointStore store = new(new CheckpointOptions(_root, "run-1", 3));
+        store.Commit(3, new System.Text.Json.Nodes.JsonObject { ["epoch"] = 0 }, System.Text.Json.JsonSerializer.SerializeToElement(new { model = "clip-tiny" }), new Dictionary<string, Action<Stream>>
         {
             [CheckpointFiles.Model] = s => ModelState.Save(model, s),
             [CheckpointFiles.Optimizer] = s => OptimizerState.Save(optimizer, s),

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 
-namespace DistClip.Model;
+namespace DistClip.Config;
 
 /// <summary>
 /// The image tower. <see cref="Type"/> picks which fields matter:

@@ -1,7 +1,7 @@
-using DistClip.Data;
 using Microsoft.Extensions.Logging;
+using DistClip.Config;
 
-namespace DistClip.Training;
+namespace DistClip.Data;
 
 /// <summary>Opens the datasets a <see cref="TrainOptions.Dataset"/> string names.</summary>
 public static class DatasetSource
@@ -40,13 +40,13 @@ public static class DatasetSource
     {
         if (spec == "fashion-mnist")
         {
-            string dir = Environment.GetEnvironmentVariable(FashionMnistDataset.DirectoryVariable) ?? FashionMnistDataset.DefaultDirectory;
+            string dir = Environment.GetEnvironmentVariable(FashionMnistDataset.DirectoryVariable) is { Length: > 0 } d ? d : FashionMnistDataset.DefaultDirectory;
             foreach (string name in new[] { "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte" })
             {
                 string path = Path.Combine(dir, name);
                 if (!File.Exists(path + ".gz") && !File.Exists(path))
                 {
-                    throw new Model.ConfigException("dataset", $"Fashion-MNIST is missing ({path}.gz not found); {FashionMnistDataset.InstallHint}");
+                    throw new ConfigException("dataset", $"Fashion-MNIST is missing ({path}.gz not found); {FashionMnistDataset.InstallHint}");
                 }
             }
         }
@@ -59,18 +59,18 @@ public static class DatasetSource
             }
             catch (ArgumentException e)
             {
-                throw new Model.ConfigException("dataset", $"bad shard pattern: {e.Message}");
+                throw new ConfigException("dataset", $"bad shard pattern: {e.Message}");
             }
 
             string? missing = shards.FirstOrDefault(s => !File.Exists(s));
             if (missing is not null)
             {
-                throw new Model.ConfigException("dataset", $"shard {missing} does not exist ({shards.Count} shards in the pattern)");
+                throw new ConfigException("dataset", $"shard {missing} does not exist ({shards.Count} shards in the pattern)");
             }
         }
         else if (spec.StartsWith("csv:", StringComparison.Ordinal) && !File.Exists(spec["csv:".Length..]))
         {
-            throw new Model.ConfigException("dataset", $"{spec["csv:".Length..]} does not exist");
+            throw new ConfigException("dataset", $"{spec["csv:".Length..]} does not exist");
         }
         else if (SyntheticDataset.IsSpec(spec))
         {
@@ -81,9 +81,50 @@ public static class DatasetSource
             }
             catch (DataException e)
             {
-                throw new Model.ConfigException("dataset", e.Message);
+                throw new ConfigException("dataset", e.Message);
             }
         }
+    }
+
+    /// <summary>
+    /// How many training samples the spec holds, counted before any worker starts (a global batch
+    /// larger than this would fail in every worker). Fashion-MNIST's count is read from its label
+    /// file's header; tar shards and CSV files are indexed as the workers will index them (headers
+    /// and lines, no image is decoded). Call <see cref="EnsureAvailable"/> first.
+    /// </summary>
+    /// <exception cref="ConfigException">The data cannot be read (named by <c>dataset</c>).</exception>
+    public static int CountTrain(string spec, ILogger? logger = null)
+    {
+        try
+        {
+            if (spec == "fashion-mnist")
+            {
+                return FashionMnistTrainCount();
+            }
+
+            var dataset = OpenTrain(spec, logger);
+            using (dataset as IDisposable)
+            {
+                return dataset.Count;
+            }
+        }
+        catch (Exception e) when (e is DataException or IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            throw new ConfigException("dataset", $"cannot read {spec}: {e.Message}");
+        }
+    }
+
+    private static int FashionMnistTrainCount()
+    {
+        string dir = Environment.GetEnvironmentVariable(FashionMnistDataset.DirectoryVariable) is { Length: > 0 } d ? d : FashionMnistDataset.DefaultDirectory;
+        string path = Path.Combine(dir, "train-labels-idx1-ubyte");
+        using Stream file = File.Exists(path) ? File.OpenRead(path) : File.OpenRead(path + ".gz");
+        using Stream stream = File.Exists(path) ? file : new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionMode.Decompress);
+        Span<byte> header = stackalloc byte[8];
+        stream.ReadExactly(header);
+        int magic = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header);
+        int count = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header[4..]);
+        return magic == 0x801 && count > 0 ? count : throw new InvalidDataException($"{path} is not an idx1 label file");
     }
 
     /// <summary>

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 
-namespace DistClip.Model;
+namespace DistClip.Config;
 
 /// <summary>
 /// The text tower. <c>causal</c>: CLIP's GPT-style transformer, pooled at the end-of-text token;

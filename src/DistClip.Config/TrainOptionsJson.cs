@@ -1,11 +1,13 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using DistClip.Config;
 
-namespace DistClip.Training;
+namespace DistClip.Config;
 
 /// <summary>
-/// <see cref="TrainOptions"/> as JSON with snake_case names: how the coordinator hands the run's
-/// settings to its workers and how a checkpoint records the configuration it was trained with.
+/// <see cref="TrainOptions"/> as JSON with snake_case property names: how a checkpoint records the
+/// configuration it was trained with (<c>config.json</c>), so that a resume can compare.
 /// </summary>
 public static class TrainOptionsJson
 {
@@ -22,4 +24,12 @@ public static class TrainOptionsJson
 
     public static TrainOptions Deserialize(string json) =>
         JsonSerializer.Deserialize<TrainOptions>(json, Options) ?? throw new JsonException("no training options in the document");
+
+    /// <summary>The configuration a run of these options over <paramref name="worldSize"/> ranks records in its checkpoints.</summary>
+    public static JsonElement CheckpointConfig(TrainOptions options, int worldSize)
+    {
+        var node = JsonNode.Parse(Serialize(options))!.AsObject();
+        node["world_size"] = worldSize;
+        return JsonSerializer.SerializeToElement(node);
+    }
 }

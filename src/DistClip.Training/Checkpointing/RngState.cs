@@ -1,6 +1,6 @@
 using TorchSharp;
 
-namespace DistClip.Checkpoints;
+namespace DistClip.Training.Checkpointing;
 
 /// <summary>
 /// libtorch's default CPU generator state (<c>torch.random.get_rng_state</c>/<c>set_rng_state</c>,

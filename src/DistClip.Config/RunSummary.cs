@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace DistClip.Training;
+namespace DistClip.Config;
 
 /// <summary>What a finished run reports; written as <c>summary.json</c> in the run directory.</summary>
 public sealed record RunSummary

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 
-namespace DistClip.Model;
+namespace DistClip.Config;
 
 /// <summary>
 /// Reads one JSON object of a config, key by key. Every key asked for (present or not) becomes a

@@ -1,4 +1,4 @@
-namespace DistClip.Model;
+namespace DistClip.Config;
 
 /// <summary>The MLP activations a transformer config may name.</summary>
 public static class Activations

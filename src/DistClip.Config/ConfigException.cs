@@ -1,6 +1,10 @@
-namespace DistClip.Model;
+namespace DistClip.Config;
 
-/// <summary>A model config that cannot be used; <see cref="Field"/> is the JSON path of the offending key.</summary>
+/// <summary>
+/// A setting, model config, hostfile or port that cannot be used, refused before work starts;
+/// <see cref="Field"/> names it the way the user wrote it (a setting's snake_case name, or the JSON
+/// path of a model config key).
+/// </summary>
 public sealed class ConfigException : Exception
 {
     public ConfigException(string field, string detail, string? source = null)
@@ -11,7 +15,7 @@ public sealed class ConfigException : Exception
         ConfigSource = source;
     }
 
-    /// <summary>The key path, e.g. <c>vision.patch_size</c>.</summary>
+    /// <summary>The setting or key path, e.g. <c>global_batch</c> or <c>vision.patch_size</c>.</summary>
     public string Field { get; }
 
     /// <summary>What is wrong with it, without the field name.</summary>

@@ -1,7 +1,6 @@
-using DistClip.Data;
-using DistClip.Model;
+using DistClip.Config;
 
-namespace DistClip.Training;
+namespace DistClip.Data;
 
 /// <summary>Opens the tokenizer a <see cref="TrainOptions.Tokenizer"/> string names.</summary>
 public static class TokenizerSource

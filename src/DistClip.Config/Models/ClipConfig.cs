@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace DistClip.Model;
+namespace DistClip.Config;
 
 /// <summary>
 /// One CLIP model, as data. Built-in models are the JSON files under <c>configs/</c> (embedded);
@@ -23,7 +23,7 @@ public sealed record ClipConfig(
     /// <summary>ln(100): CLIP clips the logit multiplier at 100 for stability.</summary>
     public const double DefaultMaxLogitScale = 4.605170185988092;
 
-    private const string ResourcePrefix = "DistClip.Model.configs.";
+    private const string ResourcePrefix = "DistClip.Config.models.";
     private const string ResourceSuffix = ".json";
 
     private static readonly Lazy<string[]> BuiltIns = new(() =>
@@ -131,7 +131,13 @@ public sealed record ClipConfig(
     /// bias (t' = ln 10, b = −10) unless this config already has a bias of its own.
     /// </summary>
     public ClipConfig WithLogitBias() =>
-        InitLogitBias is not null ? this : this with { InitLogitScale = Losses.SigmoidLoss.InitLogitScale, InitLogitBias = Losses.SigmoidLoss.InitLogitBias };
+        InitLogitBias is not null ? this : this with { InitLogitScale = SigLipInitLogitScale, InitLogitBias = SigLipInitLogitBias };
+
+    /// <summary>SigLIP's initial log temperature, ln 10 (Zhai et al., 2023).</summary>
+    public static readonly double SigLipInitLogitScale = Math.Log(10);
+
+    /// <summary>SigLIP's initial logit bias, −10: the loss starts near the prior of one positive in B.</summary>
+    public const double SigLipInitLogitBias = -10;
 
     /// <summary>Canonical JSON (every key the types use, defaults written out); <see cref="Parse"/> reads it back equal.</summary>
     public string ToJson()

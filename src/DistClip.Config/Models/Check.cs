@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace DistClip.Model;
+namespace DistClip.Config;
 
 /// <summary>Validation rules shared by the config records; each throws naming the field.</summary>
 internal static class Check

@@ -1,0 +1,140 @@
+using System.Net;
+using DistClip.Config;
+using DistClip.Config.Settings;
+using DistClip.Control;
+
+namespace DistClip.Coordinator.Cli;
+
+/// <summary>
+/// Where the coordinator itself listens: options of the process, not of the run (so they are not in
+/// a JSON config or the chart's run config). Declared like the run's settings, read in the same pass.
+/// </summary>
+public sealed record CoordinatorOptions
+{
+    /// <summary>The port <c>serve</c> listens on unless told; the one the chart's Service points at.</summary>
+    public const int ServeDefaultPort = 29400;
+
+    /// <summary>The metrics port <c>serve</c> uses unless told: the one a cluster's monitors expect.</summary>
+    public const int ServeDefaultMetricsPort = 9464;
+
+    [Setting("serve: address the control plane listens on", DefaultDoc = "0.0.0.0")]
+    public string? Bind { get; init; }
+
+    [Setting("serve: port the control plane listens on; 0 = a free one", Min = 0, Max = 65535, DefaultDoc = "29400")]
+    public int? Port { get; init; }
+
+    [Setting("serve: file holding the run's join secret (else DISTCLIP_SECRET, else a new one written to the run dir)")]
+    public string? SecretFile { get; init; }
+
+    [Setting("Prometheus /metrics over HTTP/1.1; 0 = a free port (the run dir's prometheus-targets.json lists every endpoint)",
+        Min = 0, Max = 65535, DefaultDoc = "launch: 0; serve: 9464")]
+    public int? MetricsPort { get; init; }
+
+    [Setting("address of the metrics port", DefaultDoc = "launch: 127.0.0.1; serve: --bind, else 0.0.0.0")]
+    public string? MetricsBind { get; init; }
+
+    /// <summary>The options only <c>serve</c> takes (launch starts its own workers and picks its own port).</summary>
+    public static readonly IReadOnlySet<string> ServeOnly = new HashSet<string> { "bind", "port", "secret-file" };
+}
+
+/// <summary>A parsed <c>coordinator launch|serve</c> command line: the run's settings and the process's own.</summary>
+/// <param name="Secret">The join secret from <c>--secret-file</c> or DISTCLIP_SECRET; null = generate one.</param>
+public sealed record CoordinatorCommand(bool Serve, RunConfig Run, IPAddress Bind, int Port, string? Secret, IPAddress MetricsBind, int MetricsPort)
+{
+    /// <summary>
+    /// Reads the whole command line in one pass: <c>--config FILE</c> (a JSON object of run settings,
+    /// applied first), the run's settings and the coordinator's own options, each
+    /// <c>--name value</c> or <c>--name=value</c>. Anything else is refused by name.
+    /// </summary>
+    public static CoordinatorCommand Parse(IReadOnlyList<string> args, bool serve)
+    {
+        var run = new List<KeyValuePair<string, string>>();
+        var own = new CoordinatorOptions();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
+            {
+                throw new ConfigException(arg, $"unexpected argument '{arg}'; settings are --name value");
+            }
+
+            string name = arg[2..];
+            string? value = null;
+            int eq = name.IndexOf('=', StringComparison.Ordinal);
+            if (eq >= 0)
+            {
+                value = name[(eq + 1)..];
+                name = name[..eq];
+            }
+            else if (i + 1 < args.Count)
+            {
+                value = args[++i];
+            }
+
+            if (value is null)
+            {
+                throw new ConfigException(name, "needs a value");
+            }
+
+            if (SettingTable<CoordinatorOptions>.Find(name) is { } option)
+            {
+                if (!serve && CoordinatorOptions.ServeOnly.Contains(name))
+                {
+                    throw new ConfigException(option.JsonName, "is a 'coordinator serve' option; launch starts its own workers and listens where they reach it");
+                }
+
+                own = SettingTable<CoordinatorOptions>.Apply(own, option, value);
+            }
+            else if (name == "config" || SettingTable<RunConfig>.Find(name) is not null)
+            {
+                run.Add(new(name, value));
+            }
+            else
+            {
+                throw new ConfigException(name, $"unknown setting; run 'coordinator {(serve ? "serve" : "launch")} --help'");
+            }
+        }
+
+        var bind = Address("bind", own.Bind) ?? IPAddress.Any;
+        var metricsBind = Address("metrics_bind", own.MetricsBind) ?? (serve ? bind : IPAddress.Loopback);
+        string? secret = RunSecret.Load(null);
+        if (own.SecretFile is { } file)
+        {
+            secret = File.Exists(file) ? RunSecret.Load(file) : throw new ConfigException("secret_file", $"{file} does not exist");
+        }
+
+        return new CoordinatorCommand(serve, RunConfig.FromArguments(run), bind, own.Port ?? (serve ? CoordinatorOptions.ServeDefaultPort : 0),
+            secret, metricsBind, own.MetricsPort ?? (serve ? CoordinatorOptions.ServeDefaultMetricsPort : 0));
+    }
+
+    /// <summary>The host name the metrics endpoint is advertised under (loopback stays loopback).</summary>
+    public string MetricsHost => IPAddress.IsLoopback(MetricsBind) ? MetricsBind.ToString() : Run.AdvertiseHost ?? Dns.GetHostName();
+
+    private static IPAddress? Address(string field, string? text) =>
+        text is null ? null
+        : IPAddress.TryParse(text, out var address) ? address
+        : throw new ConfigException(field, $"'{text}' is not an IP address");
+
+    public static void PrintHelp(TextWriter output, bool serve)
+    {
+        output.WriteLine(serve
+            ? "usage: coordinator serve [--bind ADDRESS] [--port N] [--secret-file FILE] [--config FILE] [--SETTING VALUE ...]"
+            : "usage: coordinator launch [--config FILE] [--SETTING VALUE ...]");
+        output.WriteLine();
+        output.WriteLine(serve
+            ? "Runs the coordinator of a run whose workers are started elsewhere (Kubernetes, ssh, SLURM)."
+            : "Trains a CLIP model with N worker processes on this machine; writes <run dir>/summary.json.");
+        output.WriteLine("Run settings (a --config FILE is a JSON object of them in snake_case; the command line overrides it):");
+        foreach (string line in SettingTable<RunConfig>.HelpLines())
+        {
+            output.WriteLine(line);
+        }
+
+        output.WriteLine("Coordinator options:");
+        var options = SettingTable<CoordinatorOptions>.Settings;
+        foreach (string line in SettingTable<CoordinatorOptions>.HelpLines().Where((_, i) => serve || !CoordinatorOptions.ServeOnly.Contains(options[i].Name)))
+        {
+            output.WriteLine(line);
+        }
+    }
+}
