@@ -99,8 +99,7 @@ public sealed record TrainOptions
         Require(DecodeThreads >= 1, "decode_threads", $"must be at least 1 (got {DecodeThreads})");
         Require(Prefetch >= 1, "prefetch", $"must be at least 1 (got {Prefetch})");
         Require(LogEvery >= 1, "log_every", $"must be at least 1 (got {LogEvery})");
-        Require(Tokenizer == "r50k" || Tokenizer.StartsWith("clip-bpe:", StringComparison.Ordinal), "tokenizer",
-            $"'{Tokenizer}' is not r50k or clip-bpe:PATH");
+        Require(TokenizerSpec.IsValid(Tokenizer, out string tokenizerError), "tokenizer", tokenizerError);
         if (SyntheticDataset.IsSpec(Dataset))
         {
             try

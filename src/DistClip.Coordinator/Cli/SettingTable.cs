@@ -37,7 +37,7 @@ internal static class SettingTable
         new("collective-timeout", "seconds one collective may take before it fails (default 60)", (o, v) => o with { CollectiveTimeoutSeconds = Real("collective-timeout", v) }),
         new("stop-at-step", "stop this launch after step N (with a checkpoint); --resume latest continues", (o, v) => o with { Training = o.Training with { StopAtStep = Int("stop-at-step", v) } }),
         new("model", "built-in model name or model JSON path (default clip-micro)", (o, v) => o with { Training = o.Training with { Model = v } }),
-        new("tokenizer", "r50k (GPT-2 BPE, default) | clip-bpe:PATH (OpenAI's CLIP vocabulary file)", (o, v) => o with { Training = o.Training with { Tokenizer = v } }),
+        new("tokenizer", "r50k (GPT-2 BPE, default) | clip-bpe (OpenAI's CLIP BPE, vocabulary shipped) | clip-bpe:PATH (your own copy of its vocabulary file)", (o, v) => o with { Training = o.Training with { Tokenizer = v } }),
         new("init", "start from an OpenAI / open_clip state dict (PyTorch or safetensors) instead of the seed", (o, v) => o with { Training = o.Training with { Init = v } }),
         new("dataset", "fashion-mnist | wds:PATTERN | csv:FILE | synthetic:N (N generated samples, for benchmarks) (default fashion-mnist)", (o, v) => o with { Training = o.Training with { Dataset = v } }),
         new("steps", "optimizer steps (default 300)", (o, v) => o with { Training = o.Training with { Steps = Int("steps", v) } }),
