@@ -6,8 +6,8 @@ using static DistClip.Training.Tests.Distributed.ClusterHarness;
 namespace DistClip.Training.Tests.Distributed;
 
 /// <summary>
-/// DESIGN.md's contract: N ranks hold the same parameters as one process that trained on the same
-/// global batches, to float32 tolerance (the sums only run in another order).
+/// The contract of docs/training-step.md: N ranks hold the same parameters as one process that
+/// trained on the same global batches, to float32 tolerance (the sums only run in another order).
 /// </summary>
 public class EquivalenceTests(ITestOutputHelper output)
 {
