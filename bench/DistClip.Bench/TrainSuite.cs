@@ -38,7 +38,7 @@ public static class TrainSuite
                 psi.ArgumentList.Add(a);
             }
 
-            // Spinning OpenMP workers steal the core the data loader needs; see TORCHSHARP.md.
+            // Spinning OpenMP workers steal the core the data loader needs; see docs/torchsharp.md, "Threads".
             psi.Environment["OMP_WAIT_POLICY"] = "PASSIVE";
             psi.Environment["OMP_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
             using var child = Process.Start(psi) ?? throw new InvalidOperationException("could not start the benchmark child");

@@ -120,15 +120,15 @@ public sealed partial class TrainingSession : IDisposable
             OptimizerState.Load((OptimizerHelper)_trainer.Optimizer, optimizer);
         }
 
-        var state = checkpoint.State;
+        var state = CheckpointState.Of(checkpoint);
         _trainer.StepsDone = checkpoint.Step;
-        _cursor = new SamplerCursor((int)state["epoch"]!, (long)state["batch_in_epoch"]!);
-        RngState.Restore(Convert.FromBase64String((string)state["rng"]!));
-        _samples = (long)state["samples"]!;
-        _trainSeconds = (double)state["train_seconds"]!;
-        _dataOrder = Convert.FromHexString((string)state["data_order"]!);
+        _cursor = new SamplerCursor(state.Epoch, state.BatchInEpoch);
+        RngState.Restore(state.Rng);
+        _samples = state.Samples;
+        _trainSeconds = state.TrainSeconds;
+        _dataOrder = Convert.FromHexString(state.DataOrder);
         _history.Clear();
-        _history.AddRange(state["history"].Deserialize<List<HistoryPoint>>() ?? []);
+        _history.AddRange(state.History);
         LogResumed(_logger, checkpoint.Step, checkpoint.Directory);
     }
 
@@ -137,25 +137,25 @@ public sealed partial class TrainingSession : IDisposable
     {
         var previous = Phase;
         Phase = "checkpoint";
-        var state = new JsonObject
+        var state = new CheckpointState
         {
-            ["epoch"] = _cursor.Epoch,
-            ["batch_in_epoch"] = _cursor.BatchInEpoch,
-            ["rng"] = Convert.ToBase64String(RngState.Capture()),
-            ["samples"] = _samples,
-            ["train_seconds"] = _trainSeconds,
-            ["history"] = JsonSerializer.SerializeToNode(_history),
-            ["data_order"] = Convert.ToHexString(_dataOrder),
+            Epoch = _cursor.Epoch,
+            BatchInEpoch = _cursor.BatchInEpoch,
+            Rng = RngState.Capture(),
+            Samples = _samples,
+            TrainSeconds = _trainSeconds,
+            History = [.. _history],
+            DataOrder = Convert.ToHexString(_dataOrder),
             // What a user of the checkpoint needs without the run's files: the model and its tokenizer.
-            ["model_config"] = JsonNode.Parse(Config.ToJson()),
-            ["tokenizer"] = _tokenizer.Name,
+            ModelConfig = JsonSerializer.Deserialize<JsonElement>(Config.ToJson()),
+            Tokenizer = _tokenizer.Name,
         };
         var files = new Dictionary<string, Action<Stream>>
         {
             [CheckpointFiles.Model] = s => ModelState.Save(Model, s),
             [CheckpointFiles.Optimizer] = s => OptimizerState.Save((OptimizerHelper)_trainer.Optimizer, s),
         };
-        var committed = store.Commit(StepsDone, state, CheckpointConfig(), files, ct);
+        var committed = store.Commit(StepsDone, state.ToJson(), CheckpointConfig(), files, ct);
         Phase = previous;
         return committed;
     }

@@ -79,7 +79,7 @@ internal sealed partial class GenerationRun(
         var options = OptionsOf(assignment);
 
         bool leader = assignment.Rank == 0;
-        using var collectives = new CollectiveStepCollectives(group);
+        using var collectives = new GroupStepCollectives(group);
         _phase = "loading";
         using var session = new TrainingSession(options, collectives, _logger);
         _session = session;

@@ -57,18 +57,17 @@ public sealed class ModelSourceTests(TrainedRun run)
     public void Pretrained_weights_need_openais_vocabulary_and_a_text_tower_that_can_hold_it()
     {
         string weights = RepositoryFile("tests", "DistClip.Model.Tests", "Fixtures", "parity", "tiny-vit.pt");
-        string vocabulary = RepositoryFile("..", "shared", "testdata", "clip-bpe", "bpe_simple_vocab_16e6.txt.gz");
         string absentVocabulary = Path.Combine(run.Root, "bpe_simple_vocab_16e6.txt.gz");
 
         var noVocabulary = Cli.Run("classify", "--pretrained", weights, "--vocab", absentVocabulary, "--labels", "a,b", run.FirstImageOf("Bag"));
-        // The parity fixture's text tower has 256 ids: it imports, but cannot take OpenAI's tokens.
+        // The parity fixture's text tower has 256 ids: it imports, but cannot take OpenAI's tokens (the shipped vocabulary).
         var tooSmall = Cli.Run("classify", "--pretrained", weights, "--model", RepositoryFile("tests", "DistClip.Model.Tests", "Fixtures", "parity", "tiny-vit.json"),
-            "--vocab", vocabulary, "--labels", "a,b", run.FirstImageOf("Bag"));
+            "--labels", "a,b", run.FirstImageOf("Bag"));
 
         Assert.Equal(1, noVocabulary.ExitCode);
         Assert.Contains($"OpenAI CLIP BPE vocabulary not found: {absentVocabulary}", noVocabulary.Error);
         Assert.Equal(1, tooSmall.ExitCode);
-        Assert.Contains("model 'tiny-vit' has a 256-token vocabulary but tokenizer openai-clip-bpe emits ids up to 49407", tooSmall.Error);
+        Assert.Contains("model 'tiny-vit' has a 256-token vocabulary but tokenizer clip-bpe emits ids up to 49407", tooSmall.Error);
     }
 
     [Fact]
@@ -86,18 +85,19 @@ public sealed class ModelSourceTests(TrainedRun run)
             TorchSharp.PyBridge.Safetensors.SaveStateDict(file, model.state_dict());
         }
 
-        string vocabulary = RepositoryFile("..", "shared", "testdata", "clip-bpe", "bpe_simple_vocab_16e6.txt.gz");
         string index = Path.Combine(run.Root, "pretrained.index");
 
-        var classified = Cli.Ok("classify", "--pretrained", weights, "--vocab", vocabulary, "--labels", "bag,coat", "--json", run.FirstImageOf("Bag"));
-        Cli.Ok("index", "--pretrained", weights, "--vocab", vocabulary, "--images", run.ImagesDirectory, "--limit", "20", "--out", index);
-        var found = Cli.Ok("search", "--index", index, "--top-k", "3", "a photo of a bag"); // the index names the weights and the vocabulary
+        // No --vocab: OpenAI's vocabulary ships with DistClip.
+        var classified = Cli.Ok("classify", "--pretrained", weights, "--labels", "bag,coat", "--json", run.FirstImageOf("Bag"));
+        Cli.Ok("index", "--pretrained", weights, "--images", run.ImagesDirectory, "--limit", "20", "--out", index);
+        var found = Cli.Ok("search", "--index", index, "--top-k", "3", "a photo of a bag"); // the index names the weights
 
         Assert.Contains("small-vit from pretrained weights", classified.Out);
         Assert.Equal(4, found.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
         var recorded = IndexFile.Read(index).Header.Model;
         Assert.Equal(ModelIdentity.FromPretrained, recorded.Source);
-        Assert.Equal(vocabulary, recorded.Vocabulary);
+        Assert.Equal("clip-bpe", recorded.Tokenizer);
+        Assert.Null(recorded.Vocabulary); // the shipped copy
         Assert.Equal(config, ClipConfig.Parse(recorded.Config, "index")); // inferred from names and shapes, named after the file
     }
 

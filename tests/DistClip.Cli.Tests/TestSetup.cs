@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using TorchSharp;
 
 // One model is trained for the whole assembly and every test runs libtorch on both cores:
-// tests side by side would only oversubscribe them (TORCHSHARP.md).
+// tests side by side would only oversubscribe them (docs/torchsharp.md, "Threads").
 [assembly: CollectionBehavior(DisableTestParallelization = true)]
 
 namespace DistClip.Cli.Tests;

@@ -2,6 +2,7 @@ using DistClip.Training.Checkpointing;
 using System.Text.Json;
 using DistClip.Checkpoints;
 using DistClip.Model;
+using DistClip.Training;
 using TorchSharp;
 using DistClip.Config;
 
@@ -31,7 +32,7 @@ internal static class Runs
         var checkpoint = new CheckpointStore(new CheckpointOptions(Path.Combine(dir, "checkpoints"), name)).ResolveLatest(CancellationToken.None)
             ?? throw new InvalidOperationException($"run {name} left no checkpoint");
         using var scope = torch.NewDisposeScope();
-        var config = ClipConfig.Parse(checkpoint.State["model_config"]!.ToJsonString(), $"{name}'s checkpoint");
+        var config = ClipConfig.Parse(CheckpointState.Of(checkpoint).ModelConfig!.Value.GetRawText(), $"{name}'s checkpoint");
         using var clip = new ClipModel(config);
         using (var stream = checkpoint.Open(CheckpointFiles.Model))
         {

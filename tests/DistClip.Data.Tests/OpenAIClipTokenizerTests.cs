@@ -3,12 +3,12 @@ using System.Text.Json;
 namespace DistClip.Data.Tests;
 
 /// <summary>
-/// OpenAI's CLIP tokenizer against the ids its Python reference produced
-/// (<c>../shared/testdata/clip-bpe/token-ids.json</c>, read in place next to the repository).
+/// OpenAI's CLIP tokenizer, with the vocabulary shipped in DistClip.Data, against the ids its Python
+/// reference produced (<c>TestData/clip-bpe/token-ids.json</c>, copied beside the tests at build).
 /// </summary>
 public sealed class OpenAIClipTokenizerTests
 {
-    private static readonly Lazy<OpenAIClipTokenizer> Shared = new(() => OpenAIClipTokenizer.Load(DataFile(OpenAIClipTokenizer.FileName)));
+    private static OpenAIClipTokenizer Shared => OpenAIClipTokenizer.Shipped;
 
     public static TheoryData<string> Texts()
     {
@@ -29,9 +29,9 @@ public sealed class OpenAIClipTokenizerTests
         int[] bpe = [.. expected.GetProperty("bpe_ids").EnumerateArray().Select(e => e.GetInt32())];
         long[] framed = [.. expected.GetProperty("with_sot_eot").EnumerateArray().Select(e => e.GetInt64())];
 
-        Assert.Equal(bpe, Shared.Value.EncodeIds(text));
+        Assert.Equal(bpe, Shared.EncodeIds(text));
         var tokens = new long[framed.Length + 3];
-        int used = Shared.Value.Encode(text, tokens.Length, tokens);
+        int used = Shared.Encode(text, tokens.Length, tokens);
         Assert.Equal(framed.Length, used);
         Assert.Equal([.. framed, 0, 0, 0], tokens);
     }
@@ -41,9 +41,37 @@ public sealed class OpenAIClipTokenizerTests
     {
         using var document = JsonDocument.Parse(File.ReadAllText(DataFile("token-ids.json")));
         var root = document.RootElement;
-        Assert.Equal(root.GetProperty("vocab_size").GetInt32(), Shared.Value.VocabSize);
-        Assert.Equal(root.GetProperty("sot").GetInt32(), Shared.Value.StartOfText);
-        Assert.Equal(root.GetProperty("eot").GetInt32(), Shared.Value.EndOfText);
+        Assert.Equal(root.GetProperty("vocab_size").GetInt32(), Shared.VocabSize);
+        Assert.Equal(root.GetProperty("sot").GetInt32(), Shared.StartOfText);
+        Assert.Equal(root.GetProperty("eot").GetInt32(), Shared.EndOfText);
+    }
+
+    [Fact]
+    public void The_shipped_vocabulary_is_the_published_file_and_a_copy_by_path_reads_the_same()
+    {
+        string copy = Path.Combine(Path.GetTempPath(), $"clip-bpe-{Guid.NewGuid():N}.txt.gz");
+        using (var resource = typeof(OpenAIClipTokenizer).Assembly.GetManifestResourceStream("DistClip.Data.clip-bpe." + OpenAIClipTokenizer.FileName)!)
+        using (var file = File.Create(copy))
+        {
+            resource.CopyTo(file);
+        }
+
+        try
+        {
+            Assert.Equal("924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
+                Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(copy))).ToLowerInvariant());
+            var byPath = OpenAIClipTokenizer.Load(copy);
+            Assert.Equal(Path.GetFullPath(copy), byPath.Source);
+            Assert.Null(Shared.Source);
+            foreach (string text in Cases().Select(c => c.GetProperty("text").GetString()!))
+            {
+                Assert.Equal(Shared.EncodeIds(text), byPath.EncodeIds(text));
+            }
+        }
+        finally
+        {
+            File.Delete(copy);
+        }
     }
 
     [Fact]
@@ -52,11 +80,11 @@ public sealed class OpenAIClipTokenizerTests
         var tokens = new long[OpenAIClipTokenizer.ClipContextLength];
         string text = string.Join(' ', Enumerable.Repeat("sneaker", 200));
 
-        int used = Shared.Value.Encode(text, tokens.Length, tokens);
+        int used = Shared.Encode(text, tokens.Length, tokens);
 
         Assert.Equal(OpenAIClipTokenizer.ClipContextLength, used);
-        Assert.Equal(Shared.Value.StartOfText, tokens[0]);
-        Assert.Equal(Shared.Value.EndOfText, tokens[^1]);
+        Assert.Equal(Shared.StartOfText, tokens[0]);
+        Assert.Equal(Shared.EndOfText, tokens[^1]);
         Assert.Equal(24781, tokens[1]); // "sneaker</w>", as in the reference case "a photo of a sneaker."
     }
 
@@ -93,19 +121,11 @@ public sealed class OpenAIClipTokenizerTests
         return [.. document.RootElement.GetProperty("cases").EnumerateArray().Select(c => c.Clone())];
     }
 
-    /// <summary>The shared test data sits beside the repository: walk up to DistClip.sln, then ../shared.</summary>
+    /// <summary>A file of this project's <c>TestData/clip-bpe/</c>, as copied to the output directory.</summary>
     private static string DataFile(string name)
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "DistClip.sln")))
-            {
-                string path = Path.Combine(dir.FullName, "..", "shared", "testdata", "clip-bpe", name);
-                Assert.True(File.Exists(path), $"expected the shared tokenizer test data at {Path.GetFullPath(path)}");
-                return Path.GetFullPath(path);
-            }
-        }
-
-        throw new InvalidOperationException($"no DistClip.sln above {AppContext.BaseDirectory}");
+        string path = Path.Combine(AppContext.BaseDirectory, "TestData", "clip-bpe", name);
+        Assert.True(File.Exists(path), $"expected the tokenizer test data at {path}");
+        return path;
     }
 }

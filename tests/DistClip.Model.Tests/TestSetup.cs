@@ -9,7 +9,7 @@ internal static class TestSetup
 {
     /// <summary>
     /// Tests run one at a time on two threads: the machine has two cores and libtorch's OpenMP
-    /// workers spin when oversubscribed (see TORCHSHARP.md).
+    /// workers spin when oversubscribed (see docs/torchsharp.md, "Threads").
     /// </summary>
     [ModuleInitializer]
     internal static void Initialize() => torch.set_num_threads(2);

@@ -60,14 +60,13 @@ public sealed class InitTests : IDisposable
     [Fact]
     public void The_openai_clip_tokenizer_trains_a_model_with_its_vocabulary_and_a_smaller_one_is_refused()
     {
-        string vocab = SharedTestData("clip-bpe", "bpe_simple_vocab_16e6.txt.gz");
         string config = Path.Combine(_dir, "micro-49408.json");
         File.WriteAllText(config, ClipConfig.Load("clip-micro").ToJson()
             .Replace("\"vocab_size\":50257", "\"vocab_size\":49408", StringComparison.Ordinal)
             .Replace("\"vocab_size\": 50257", "\"vocab_size\": 49408", StringComparison.Ordinal));
         Assert.Equal(49408, ClipConfig.Load(config).Text.VocabSize);
 
-        var options = new TrainOptions { Model = config, Tokenizer = "clip-bpe:" + vocab, Steps = 2, GlobalBatch = 32, RetrievalSamples = 0, EvalSamples = 100 };
+        var options = new TrainOptions { Model = config, Tokenizer = "clip-bpe", Steps = 2, GlobalBatch = 32, RetrievalSamples = 0, EvalSamples = 100 };
         using (var session = new TrainingSession(options, SingleProcessCollectives.Instance, NullLogger.Instance))
         {
             session.Train(null, CancellationToken.None);
@@ -77,18 +76,5 @@ public sealed class InitTests : IDisposable
         var gpt2 = new TrainOptions { Model = config, Steps = 1, GlobalBatch = 32 }; // r50k has 50,257 ids
         var refused = Assert.Throws<ConfigException>(() => new TrainingSession(gpt2, SingleProcessCollectives.Instance, NullLogger.Instance));
         Assert.Equal("tokenizer", refused.Field);
-    }
-
-    private static string SharedTestData(params string[] parts)
-    {
-        string? dir = AppContext.BaseDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "DistClip.sln")))
-        {
-            dir = Path.GetDirectoryName(dir);
-        }
-
-        string path = Path.Combine([dir ?? throw new InvalidOperationException("repository root not found"), "..", "shared", "testdata", .. parts]);
-        Assert.True(File.Exists(path), $"{path} is missing (shared/testdata beside the repository)");
-        return path;
     }
 }

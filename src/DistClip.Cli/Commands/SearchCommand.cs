@@ -2,6 +2,7 @@ using System.Globalization;
 using DistClip.Cli.CommandLine;
 using DistClip.Cli.Indexing;
 using DistClip.Cli.Inference;
+using DistClip.Data;
 using DistClip.Model;
 using TorchSharp;
 using DistClip.Config;
@@ -90,7 +91,7 @@ internal sealed class SearchCommand : ICommand
     /// <summary>Refuses an index built by a different model, naming both.</summary>
     internal static void EnsureSameModel(string indexPath, ModelIdentity built, ModelIdentity given)
     {
-        if (built.ParametersSha256 == given.ParametersSha256 && built.Tokenizer == given.Tokenizer && built.EmbedDim == given.EmbedDim)
+        if (built.ParametersSha256 == given.ParametersSha256 && SameTokenizer(built, given) && built.EmbedDim == given.EmbedDim)
         {
             return;
         }
@@ -131,6 +132,10 @@ internal sealed class SearchCommand : ICommand
             Config = config,
         };
     }
+
+    // Indexes built before the tokenizer names were unified say r50k_base or openai-clip-bpe.
+    private static bool SameTokenizer(ModelIdentity built, ModelIdentity given) =>
+        TokenizerSpec.CanonicalName(built.Tokenizer) == TokenizerSpec.CanonicalName(given.Tokenizer);
 
     internal sealed record SearchHit(int Rank, double Score, string Id, string? Caption, string? Label);
 }

@@ -1,5 +1,6 @@
 using DistClip.Data;
 using DistClip.Model;
+using DistClip.Training.Evaluation;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -45,22 +46,11 @@ internal static class Embeddings
         return torch.cat(rows).MoveToOuterDisposeScope();
     }
 
-    /// <summary>
-    /// One unit vector per label: the label in every template, embedded, averaged and renormalised
-    /// (CLIP's prompt ensembling, with the same rule as the training evaluator's ZeroShotClassifier).
-    /// </summary>
+    /// <summary>One unit vector per label: CLIP's prompt ensembling, the training evaluator's rule (<see cref="PromptEnsemble"/>).</summary>
     /// <returns>[labels, D]</returns>
     public static Tensor Labels(LoadedModel model, IReadOnlyList<string> labels, IReadOnlyList<string> templates)
     {
         using var scope = torch.NewDisposeScope();
-        var rows = new List<Tensor>(labels.Count);
-        foreach (string label in labels)
-        {
-            string lower = label.ToLowerInvariant();
-            var mean = Texts(model, [.. templates.Select(t => PromptTemplates.Apply(t, lower))]).mean([0]); // [D]
-            rows.Add(mean / mean.norm());
-        }
-
-        return torch.stack(rows).MoveToOuterDisposeScope();
+        return PromptEnsemble.LabelEmbeddings(model.Model, model.Tokenizer, labels, templates, model.Device).cpu().MoveToOuterDisposeScope();
     }
 }

@@ -1,6 +1,5 @@
 using DistClip.Training.Checkpointing;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using DistClip.Checkpoints;
 using DistClip.Cli.CommandLine;
 using DistClip.Data;
@@ -19,11 +18,6 @@ namespace DistClip.Cli.Inference;
 /// </summary>
 internal static partial class ModelLoader
 {
-    // What TrainingSession writes today; a checkpoint may later name its tokenizer and carry its
-    // model config itself (state.json "tokenizer", "model_config"), which are then preferred.
-    private const string StateTokenizerKey = "tokenizer";
-    private const string StateModelConfigKey = "model_config";
-
     public static LoadedModel Load(ModelSourceOptions options, ILogger logger, CancellationToken ct)
     {
         TorchRuntime.SetThreads(options.Threads);
@@ -76,13 +70,18 @@ internal static partial class ModelLoader
             LogCheckpointWarning(logger, warning);
         }
 
-        var config = options.Config ?? CheckpointModelConfig(checkpoint, options.Model);
-        string tokenizerName = checkpoint.State[StateTokenizerKey]?.GetValue<string>() ?? "r50k_base";
-        ITextTokenizer tokenizer = tokenizerName switch
+        CheckpointState state;
+        try
         {
-            "r50k_base" => ClipTokenizer.CreateR50k(),
-            _ => OpenAITokenizer(options.Vocabulary, $"checkpoint {checkpoint.Directory} was trained with tokenizer '{tokenizerName}'"),
-        };
+            state = CheckpointState.Of(checkpoint);
+        }
+        catch (CorruptCheckpointException e)
+        {
+            throw new RefusedException($"checkpoint {checkpoint.Directory} is corrupt: {e.Message}", e);
+        }
+
+        var config = options.Config ?? CheckpointModelConfig(checkpoint, state, options.Model);
+        var tokenizer = OpenTokenizer(state.TokenizerName, options.Vocabulary, $"checkpoint {checkpoint.Directory} was trained with tokenizer '{state.Tokenizer}'");
         EnsureVocabulary(config, tokenizer);
 
         var model = new ClipModel(config);
@@ -106,7 +105,7 @@ internal static partial class ModelLoader
     }
 
     /// <summary>The model a checkpoint was trained as: --model, else the config stored in the checkpoint, else the name or file its run config names.</summary>
-    private static ClipConfig CheckpointModelConfig(ResolvedCheckpoint checkpoint, string? overrideModel)
+    private static ClipConfig CheckpointModelConfig(ResolvedCheckpoint checkpoint, CheckpointState state, string? overrideModel)
     {
         try
         {
@@ -115,9 +114,9 @@ internal static partial class ModelLoader
                 return ClipConfig.Load(overrideModel);
             }
 
-            if (checkpoint.State[StateModelConfigKey] is JsonObject stored)
+            if (state.ModelConfig is { } stored)
             {
-                return ClipConfig.Parse(stored.ToJsonString(), $"{checkpoint.Directory}/{CheckpointFiles.State}");
+                return ClipConfig.Parse(stored.GetRawText(), $"{checkpoint.Directory}/{CheckpointFiles.State}");
             }
 
             string model = checkpoint.Config.TryGetProperty("model", out var name) && name.ValueKind == JsonValueKind.String
@@ -140,7 +139,8 @@ internal static partial class ModelLoader
 
     private static LoadedModel LoadPretrained(string path, ModelSourceOptions options, TorchSharp.torch.Device device, ILogger logger)
     {
-        var tokenizer = OpenAITokenizer(options.Vocabulary, "published CLIP weights use OpenAI's BPE tokenizer");
+        // Published CLIP weights use OpenAI's BPE tokenizer: the shipped vocabulary unless --vocab names another.
+        var tokenizer = OpenTokenizer(TokenizerSpec.ClipBpe, options.Vocabulary, "published CLIP weights use OpenAI's BPE tokenizer");
         try
         {
             using var file = StateDictFile.Read(path);
@@ -162,7 +162,7 @@ internal static partial class ModelLoader
 
             clip.to(device);
             var identity = new ModelIdentity(config.Name, ModelIdentity.FromPretrained, file.Path, null, null,
-                ModelIdentity.HashParameters(clip), config.EmbedDim, tokenizer.Name, tokenizer.Source, config.ToJson());
+                ModelIdentity.HashParameters(clip), config.EmbedDim, tokenizer.Name, (tokenizer as OpenAIClipTokenizer)?.Source, config.ToJson());
             LogLoaded(logger, identity.Describe());
             return new LoadedModel(clip, tokenizer, SpecFor(config), device, identity);
         }
@@ -176,21 +176,16 @@ internal static partial class ModelLoader
         }
     }
 
-    private static OpenAIClipTokenizer OpenAITokenizer(string? vocabulary, string why)
+    /// <summary>The tokenizer a (canonical) name stands for; for clip-bpe, <paramref name="vocabulary"/> (--vocab) replaces the shipped vocabulary.</summary>
+    private static ITextTokenizer OpenTokenizer(string name, string? vocabulary, string why)
     {
-        if (vocabulary is null)
-        {
-            throw new RefusedException(
-                $"{why}: pass its vocabulary with --vocab PATH/{OpenAIClipTokenizer.FileName} (or set ${ModelSourceOptions.VocabularyVariable}); the file is not downloaded");
-        }
-
         try
         {
-            return OpenAIClipTokenizer.Load(vocabulary);
+            return TokenizerSpec.Parse(name).Open(vocabulary);
         }
         catch (DataException e)
         {
-            throw new RefusedException(e.Message, e);
+            throw new RefusedException($"{why}: {e.Message}", e);
         }
     }
 

@@ -7,7 +7,7 @@ namespace DistClip.Cli.Inference;
 /// <summary>
 /// Where a command's model comes from: a DistClip checkpoint (<c>--checkpoint</c>: a step directory,
 /// or a run directory whose <c>latest</c> is used) or published CLIP weights (<c>--pretrained</c>,
-/// with OpenAI's tokenizer vocabulary). The option table is defined here once for every command.
+/// with OpenAI's tokenizer, whose vocabulary ships with DistClip). The option table is defined here once for every command.
 /// </summary>
 internal sealed record ModelSourceOptions(
     string? Checkpoint,
@@ -18,7 +18,7 @@ internal sealed record ModelSourceOptions(
     string Device,
     int Threads)
 {
-    /// <summary>Environment variable naming OpenAI's <c>bpe_simple_vocab_16e6.txt.gz</c> when <c>--vocab</c> is not given.</summary>
+    /// <summary>Environment variable naming a copy of OpenAI's <c>bpe_simple_vocab_16e6.txt.gz</c> when <c>--vocab</c> is not given (neither: the shipped copy).</summary>
     public const string VocabularyVariable = "DISTCLIP_CLIP_VOCAB";
 
     public static IReadOnlyList<OptionSpec> Specs { get; } =
@@ -26,7 +26,7 @@ internal sealed record ModelSourceOptions(
         new("checkpoint", "DIR", "a checkpoint step directory, or a run directory (its latest checkpoint)"),
         new("pretrained", "FILE", "published CLIP weights instead: a PyTorch state dict (.pt/.bin) or .safetensors"),
         new("model", "NAME|FILE", "the model config (default: the checkpoint's; for --pretrained, inferred from the weights)"),
-        new("vocab", "FILE", $"OpenAI's bpe_simple_vocab_16e6.txt.gz, for --pretrained (default ${VocabularyVariable})"),
+        new("vocab", "FILE", $"your own copy of OpenAI's bpe_simple_vocab_16e6.txt.gz for --pretrained and clip-bpe checkpoints (default ${VocabularyVariable}, else the copy shipped with DistClip)"),
         new("activation", "NAME", "MLP activation of inferred --pretrained models: quick_gelu (OpenAI, default) or gelu (most LAION)"),
         new("device", "auto|cpu|cuda", "where the model runs (default auto)"),
         new("threads", "N", "libtorch threads (default: libtorch's choice)"),

@@ -9,7 +9,7 @@ namespace DistClip.Coordinator.Launchers;
 /// <summary>
 /// Starts the run's workers as child processes of this machine. Each gets cores / workers libtorch
 /// threads and OMP_WAIT_POLICY=PASSIVE in its environment, which is the only way that setting
-/// reaches libtorch (TORCHSHARP.md); the secret travels in the environment, never on the command line.
+/// reaches libtorch (docs/torchsharp.md, "Threads"); the secret travels in the environment, never on the command line.
 /// With <paramref name="slotGpus"/> each also gets its own GPU as its CUDA_VISIBLE_DEVICES.
 /// </summary>
 public sealed class LocalLauncher(RunCoordinator run, Uri coordinator, IReadOnlyList<string>? slotGpus, ILogger logger)

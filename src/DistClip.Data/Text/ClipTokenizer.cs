@@ -26,7 +26,7 @@ public sealed class ClipTokenizer : ITextTokenizer
     }
 
     /// <summary>Ids are in [0, VocabSize).</summary>
-    public string Name => "r50k_base";
+    public string Name => TokenizerSpec.R50k;
 
     public int VocabSize { get; }
 

@@ -8,7 +8,7 @@ namespace DistClip.Data;
 /// </summary>
 public interface ITextTokenizer
 {
-    /// <summary>A stable name recorded with what the tokens produce (e.g. an index), such as <c>r50k_base</c>.</summary>
+    /// <summary>A stable name recorded with what the tokens produce (a checkpoint, an index): a <see cref="TokenizerSpec"/> name, <c>r50k</c> or <c>clip-bpe</c>.</summary>
     string Name { get; }
 
     /// <summary>Ids are in [0, VocabSize).</summary>

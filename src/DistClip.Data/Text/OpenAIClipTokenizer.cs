@@ -9,8 +9,8 @@ namespace DistClip.Data;
 /// <summary>
 /// OpenAI CLIP's tokenizer: byte-level BPE over lower-cased text with an end-of-word marker,
 /// 49,408 ids (<c>&lt;|startoftext|&gt;</c> 49406, <c>&lt;|endoftext|&gt;</c> 49407), built from the
-/// published merges file <c>bpe_simple_vocab_16e6.txt.gz</c> given by path (it is not shipped or
-/// downloaded). The BPE itself is Microsoft.ML.Tokenizers' <see cref="BpeTokenizer"/>; this class adds
+/// published merges file <c>bpe_simple_vocab_16e6.txt.gz</c>: the copy built into this assembly
+/// (<see cref="Shipped"/>; licence and origin in <c>Text/clip-bpe/</c>) or one given by path. The BPE itself is Microsoft.ML.Tokenizers' <see cref="BpeTokenizer"/>; this class adds
 /// the reference's vocabulary layout, cleanup and pre-tokenisation. Thread-safe.
 /// </summary>
 /// <remarks>
@@ -39,18 +39,31 @@ public sealed class OpenAIClipTokenizer : ITextTokenizer
 
     private static readonly Regex Whitespace = new(@"\s+", RegexOptions.Compiled);
 
+    private const string ShippedResource = "DistClip.Data.clip-bpe." + FileName;
+
+    // Reading the 49k merges takes a moment and the result is immutable: build the shipped one once.
+    private static readonly Lazy<OpenAIClipTokenizer> ShippedCopy = new(() =>
+    {
+        using var resource = typeof(OpenAIClipTokenizer).Assembly.GetManifestResourceStream(ShippedResource)
+            ?? throw new InvalidOperationException($"embedded resource {ShippedResource} is missing from {typeof(OpenAIClipTokenizer).Assembly.GetName().Name}");
+        return Build(ReadMerges(resource, $"the shipped {FileName}"), source: null);
+    });
+
     private readonly BpeTokenizer _bpe;
 
-    private OpenAIClipTokenizer(BpeTokenizer bpe, string source)
+    private OpenAIClipTokenizer(BpeTokenizer bpe, string? source)
     {
         _bpe = bpe;
         Source = source;
     }
 
-    public string Name => "openai-clip-bpe";
+    /// <summary>OpenAI's vocabulary as shipped in this assembly (the same file open_clip ships).</summary>
+    public static OpenAIClipTokenizer Shipped => ShippedCopy.Value;
 
-    /// <summary>The vocabulary file this tokenizer was built from (full path).</summary>
-    public string Source { get; }
+    public string Name => TokenizerSpec.ClipBpe;
+
+    /// <summary>The vocabulary file this tokenizer was built from (full path); null for the <see cref="Shipped"/> copy.</summary>
+    public string? Source { get; }
 
     public int VocabSize => ClipVocabSize;
 
@@ -58,7 +71,7 @@ public sealed class OpenAIClipTokenizer : ITextTokenizer
 
     public int EndOfText => ClipVocabSize - 1;
 
-    /// <summary>Reads the merges file (gzip-compressed, as OpenAI publishes it, or plain text).</summary>
+    /// <summary>Reads a merges file of your own (gzip-compressed, as OpenAI publishes it, or plain text); <see cref="Shipped"/> needs none.</summary>
     /// <exception cref="DataException">The file is missing or is not a CLIP merges file; the message says which and where.</exception>
     public static OpenAIClipTokenizer Load(string vocabularyPath)
     {
@@ -68,10 +81,26 @@ public sealed class OpenAIClipTokenizer : ITextTokenizer
         {
             throw new DataException(
                 $"OpenAI CLIP BPE vocabulary not found: {path}. It is the file {FileName} published with OpenAI's CLIP " +
-                "(MIT licence); nothing is downloaded, so pass the path of a local copy.");
+                "(MIT licence); DistClip ships a copy, used when no path is given (--tokenizer clip-bpe), and downloads nothing.");
         }
 
-        List<string> merges = ReadMerges(path);
+        List<string> merges;
+        try
+        {
+            using var file = File.OpenRead(path);
+            merges = ReadMerges(file, path);
+        }
+        catch (IOException e)
+        {
+            throw new DataException($"{path}: cannot be read as {FileName} ({e.Message}).", e);
+        }
+
+        return Build(merges, path);
+    }
+
+    private static OpenAIClipTokenizer Build(List<string> merges, string? source)
+    {
+        string where = source ?? $"the shipped {FileName}";
         var vocabulary = new Dictionary<string, int>(ClipVocabSize, StringComparer.Ordinal);
         string[] byteSymbols = ByteSymbols();
         foreach (string symbol in byteSymbols)
@@ -89,7 +118,7 @@ public sealed class OpenAIClipTokenizer : ITextTokenizer
             // A repeated merge result would shift every later id; the published file has none.
             if (!vocabulary.TryAdd(merge.Replace(" ", "", StringComparison.Ordinal), vocabulary.Count))
             {
-                throw new DataException($"{path}: merge '{merge}' repeats an earlier symbol; not a CLIP merges file.");
+                throw new DataException($"{where}: merge '{merge}' repeats an earlier symbol; not a CLIP merges file.");
             }
         }
 
@@ -111,7 +140,7 @@ public sealed class OpenAIClipTokenizer : ITextTokenizer
             PreTokenizer = new RegexPreTokenizer(Pieces, special),
             SpecialTokens = special,
         });
-        return new OpenAIClipTokenizer(bpe, path);
+        return new OpenAIClipTokenizer(bpe, source);
     }
 
     /// <summary>The reference's cleanup: HTML-unescape twice, collapse whitespace, trim, lower-case.</summary>
@@ -130,14 +159,14 @@ public sealed class OpenAIClipTokenizer : ITextTokenizer
         return TokenSequence.Pack(EncodeIds(text), StartOfText, EndOfText, contextLength, tokens);
     }
 
-    private static List<string> ReadMerges(string path)
+    /// <summary>The merges of a gzip-compressed or plain merges file; <paramref name="path"/> names it in errors.</summary>
+    private static List<string> ReadMerges(Stream file, string path)
     {
         try
         {
-            using var file = File.OpenRead(path);
             bool gzip = file.ReadByte() == 0x1f && file.ReadByte() == 0x8b;
             file.Position = 0;
-            using Stream content = gzip ? new GZipStream(file, CompressionMode.Decompress) : file;
+            using Stream content = gzip ? new GZipStream(file, CompressionMode.Decompress, leaveOpen: true) : file;
             using var reader = new StreamReader(content, new UTF8Encoding(false, throwOnInvalidBytes: true));
 
             // Line 0 is the "#version" header; the vocabulary uses exactly the next MergeCount lines.

@@ -2,29 +2,19 @@ using DistClip.Config;
 
 namespace DistClip.Data;
 
-/// <summary>Opens the tokenizer a <see cref="TrainOptions.Tokenizer"/> string names.</summary>
+/// <summary>Opens the tokenizer a <see cref="TrainOptions.Tokenizer"/> spec names (read by <see cref="TokenizerSpec"/>), as a settings error when it cannot.</summary>
 public static class TokenizerSource
 {
     public static ITextTokenizer Open(string spec)
     {
-        if (spec == "r50k")
+        try
         {
-            return ClipTokenizer.CreateR50k();
+            return TokenizerSpec.Parse(spec).Open();
         }
-
-        if (spec.StartsWith("clip-bpe:", StringComparison.Ordinal))
+        catch (DataException e)
         {
-            try
-            {
-                return OpenAIClipTokenizer.Load(spec["clip-bpe:".Length..]);
-            }
-            catch (DataException e)
-            {
-                throw new ConfigException("tokenizer", e.Message);
-            }
+            throw new ConfigException("tokenizer", e.Message);
         }
-
-        throw new ConfigException("tokenizer", $"'{spec}' is not r50k or clip-bpe:PATH");
     }
 
     /// <summary>Refuses a model whose text vocabulary cannot hold every id the tokenizer produces.</summary>
@@ -34,7 +24,7 @@ public static class TokenizerSource
         {
             throw new ConfigException("tokenizer",
                 $"{model.Name} has a text vocabulary of {model.Text.VocabSize}, smaller than the {tokenizer.Name} tokenizer's {tokenizer.VocabSize}; " +
-                "choose a model with a larger vocabulary or the matching tokenizer (r50k: 50,257 ids; clip-bpe:PATH: 49,408)");
+                $"choose a model with a larger vocabulary or the matching tokenizer ({TokenizerSpec.R50k}: 50,257 ids; {TokenizerSpec.ClipBpe}: 49,408)");
         }
     }
 }

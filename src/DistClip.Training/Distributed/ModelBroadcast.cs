@@ -52,7 +52,7 @@ internal static class ModelBroadcast
                 Walk(tensors, first, end, chunk, (t, bytes) => Read(t, bytes));
             }
 
-            CollectiveStepCollectives.Wait(group.BroadcastAsync(chunk, root, ct));
+            GroupStepCollectives.Wait(group.BroadcastAsync(chunk, root, ct));
             if (!isRoot)
             {
                 Walk(tensors, first, end, chunk, (t, bytes) => Write(t, bytes));
@@ -70,13 +70,13 @@ internal static class ModelBroadcast
     {
         byte[] mine = Encoding.UTF8.GetBytes(string.Join('\n', lines));
         var length = BitConverter.GetBytes(mine.Length);
-        CollectiveStepCollectives.Wait(group.BroadcastAsync(length.AsMemory(), root, ct));
+        GroupStepCollectives.Wait(group.BroadcastAsync(length.AsMemory(), root, ct));
         var theirs = group.Rank == root ? mine : new byte[BitConverter.ToInt32(length)];
-        CollectiveStepCollectives.Wait(group.BroadcastAsync(theirs.AsMemory(), root, ct));
+        GroupStepCollectives.Wait(group.BroadcastAsync(theirs.AsMemory(), root, ct));
 
         string? difference = FirstDifference(lines, Encoding.UTF8.GetString(theirs).Split('\n'), group.Rank, root);
         var verdicts = new float[group.WorldSize];
-        CollectiveStepCollectives.Wait(group.AllGatherAsync(new float[] { difference is null ? 0f : 1f }, verdicts, ct));
+        GroupStepCollectives.Wait(group.AllGatherAsync(new float[] { difference is null ? 0f : 1f }, verdicts, ct));
         var differing = Enumerable.Range(0, group.WorldSize).Where(r => verdicts[r] != 0f).ToList();
         if (differing.Count > 0)
         {

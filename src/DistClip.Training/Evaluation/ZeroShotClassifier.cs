@@ -9,8 +9,7 @@ namespace DistClip.Training.Evaluation;
 public sealed record ZeroShotResult(double Top1, double Top5, int Samples);
 
 /// <summary>
-/// CLIP's zero-shot classifier: each class name goes through every prompt template, the normalised
-/// text embeddings are averaged per class and renormalised (the paper's prompt ensembling), and an
+/// CLIP's zero-shot classifier: one embedding per class name by <see cref="PromptEnsemble"/>, and an
 /// image is assigned the class whose embedding is most similar.
 /// </summary>
 public sealed class ZeroShotClassifier : IDisposable
@@ -28,38 +27,11 @@ public sealed class ZeroShotClassifier : IDisposable
     public static ZeroShotClassifier Build(ClipModel model, ITextTokenizer tokenizer, IReadOnlyList<string> classNames,
         IReadOnlyList<string> templates, Device device)
     {
-        if (classNames.Count == 0 || templates.Count == 0)
-        {
-            throw new ArgumentException("zero-shot classification needs at least one class name and one template");
-        }
-
-        int context = model.Config.Text.ContextLength;
-        var tokens = new long[templates.Count * context];
-        var lengths = new long[templates.Count];
-        var rows = new List<Tensor>(classNames.Count);
-        using var noGrad = torch.no_grad();
         bool wasTraining = model.training;
         model.eval();
         try
         {
-            using var scope = torch.NewDisposeScope();
-            foreach (string name in classNames)
-            {
-                string label = name.ToLowerInvariant();
-                for (int t = 0; t < templates.Count; t++)
-                {
-                    lengths[t] = tokenizer.Encode(PromptTemplates.Apply(templates[t], label), context, tokens.AsSpan(t * context, context));
-                }
-
-                var text = model.EncodeText(
-                    torch.tensor(tokens, [templates.Count, context]).to(device),
-                    torch.tensor(lengths).to(device));              // [T, D]
-                var mean = Features.Normalize(text).mean([0]);      // [D]
-                rows.Add(mean / mean.norm());
-            }
-
-            var weights = torch.stack(rows).MoveToOuterDisposeScope(); // [K, D]
-            return new ZeroShotClassifier(weights, classNames);
+            return new ZeroShotClassifier(PromptEnsemble.LabelEmbeddings(model, tokenizer, classNames, templates, device), classNames);
         }
         finally
         {

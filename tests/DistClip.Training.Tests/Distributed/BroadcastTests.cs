@@ -42,7 +42,7 @@ public class BroadcastTests(Xunit.Abstractions.ITestOutputHelper output)
         {
             var outcomes = RankThreads.Run(world, TimeSpan.FromSeconds(30), rank =>
             {
-                using var collectives = new CollectiveStepCollectives(groups[rank]);
+                using var collectives = new GroupStepCollectives(groups[rank]);
                 collectives.BroadcastParameters(models[rank], root, CancellationToken.None);
                 return Bytes(models[rank]);
             });
@@ -81,7 +81,7 @@ public class BroadcastTests(Xunit.Abstractions.ITestOutputHelper output)
         {
             var outcomes = RankThreads.Run(world, TimeSpan.FromSeconds(30), rank =>
             {
-                using var collectives = new CollectiveStepCollectives(groups[rank]);
+                using var collectives = new GroupStepCollectives(groups[rank]);
                 collectives.BroadcastParameters(models[rank], root: 0, CancellationToken.None);
                 return true;
             });

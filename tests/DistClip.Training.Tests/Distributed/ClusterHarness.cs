@@ -95,11 +95,11 @@ internal static class ClusterHarness
     public static ClipConfig ConfigFor(StepSettings? step) => step?.Loss == LossKind.Siglip ? Config.WithLogitBias() : Config;
 
     /// <summary>
-    /// N ranks on threads. Ranks other than 0 start from other seeds: <see cref="CollectiveStepCollectives.BroadcastParameters"/>
+    /// N ranks on threads. Ranks other than 0 start from other seeds: <see cref="GroupStepCollectives.BroadcastParameters"/>
     /// must give them rank 0's weights (the single process's).
     /// </summary>
     public static RunRecord[] RunRanks(
-        int world, OptimizerSettings settings, int steps, CollectiveStepOptions? options = null, IImageTextDataset? dataset = null,
+        int world, OptimizerSettings settings, int steps, GroupStepOptions? options = null, IImageTextDataset? dataset = null,
         StepSettings? step = null, int globalBatch = GlobalBatch)
     {
         var models = Enumerable.Range(0, world).Select(r => NewModel(r == 0 ? Seed : Seed + 100 + r, ConfigFor(step))).ToArray();
@@ -109,7 +109,7 @@ internal static class ClusterHarness
         {
             var outcomes = RankThreads.Run(world, TimeSpan.FromSeconds(60), rank =>
             {
-                using var collectives = new CollectiveStepCollectives(groups[rank], options);
+                using var collectives = new GroupStepCollectives(groups[rank], options);
                 collectives.BroadcastParameters(models[rank], root: 0, CancellationToken.None);
                 return Train1(models[rank], settings, steps, batches[rank], collectives, step, CancellationToken.None);
             });
@@ -145,7 +145,7 @@ internal static class ClusterHarness
             firstGradients ??= Gradients(model);
         }
 
-        int inBuffer = collectives is CollectiveStepCollectives real ? real.GradientsInBuffer(model.parameters()) : -1;
+        int inBuffer = collectives is GroupStepCollectives real ? real.GradientsInBuffer(model.parameters()) : -1;
         return new RunRecord(losses, samples, firstGradients!, Parameters(model), recorder.First ?? [], inBuffer);
     }
 

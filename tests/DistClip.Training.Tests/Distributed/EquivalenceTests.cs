@@ -7,8 +7,8 @@ using DistClip.Config;
 namespace DistClip.Training.Tests.Distributed;
 
 /// <summary>
-/// DESIGN.md's contract: N ranks hold the same parameters as one process that trained on the same
-/// global batches, to float32 tolerance (the sums only run in another order).
+/// The contract of docs/training-step.md: N ranks hold the same parameters as one process that
+/// trained on the same global batches, to float32 tolerance (the sums only run in another order).
 /// </summary>
 public class EquivalenceTests(ITestOutputHelper output)
 {
@@ -23,13 +23,13 @@ public class EquivalenceTests(ITestOutputHelper output)
     private static readonly Lazy<RunRecord> SgdReference = new(() => RunSingle(Sgd, Steps));
 
     [Theory]
-    [InlineData(1, CollectiveStepOptions.DefaultBucketBytes)]
-    [InlineData(2, CollectiveStepOptions.DefaultBucketBytes)]
+    [InlineData(1, GroupStepOptions.DefaultBucketBytes)]
+    [InlineData(2, GroupStepOptions.DefaultBucketBytes)]
     [InlineData(4, 256 << 10)] // many buckets: packing overlaps the transfers
     public void Sgd_on_N_ranks_matches_one_process_on_the_same_global_batches(int world, int bucketBytes)
     {
         var single = SgdReference.Value;
-        var ranks = RunRanks(world, Sgd, Steps, new CollectiveStepOptions { BucketBytes = bucketBytes });
+        var ranks = RunRanks(world, Sgd, Steps, new GroupStepOptions { BucketBytes = bucketBytes });
 
         var (gradName, gradError) = WorstRelativeError(ranks[0].FirstGradients, single.FirstGradients);
         var (paramName, paramError) = WorstRelativeError(ranks[0].Parameters, single.Parameters);

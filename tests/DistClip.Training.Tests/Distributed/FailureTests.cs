@@ -117,7 +117,7 @@ public class FailureTests(ITestOutputHelper output)
         {
             var outcomes = RankThreads.Run(World, Deadline, rank =>
             {
-                using var collectives = new CollectiveStepCollectives(groups[rank]);
+                using var collectives = new GroupStepCollectives(groups[rank]);
                 using var trainer = new ClipTrainer(models[rank], new OptimizerSettings(), 1, torch.CPU, collectives, step);
                 return trainer.Step(LocalBatches(World, rank, 1)[0], 0, token(rank));
             });

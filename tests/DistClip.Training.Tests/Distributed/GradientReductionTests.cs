@@ -29,7 +29,7 @@ public class GradientReductionTests
                 using var scope = torch.NewDisposeScope();
                 var ps = Shapes.Select(s => new Parameter(torch.zeros(s))).ToArray();
                 // 16-byte buckets: one or two parameters each, so several all-reduces pipeline.
-                using var collectives = new CollectiveStepCollectives(groups[rank], new CollectiveStepOptions { BucketBytes = 16 });
+                using var collectives = new GroupStepCollectives(groups[rank], new GroupStepOptions { BucketBytes = 16 });
                 var mine = rank == 0 ? round1[0] : round1[1];
                 SetGrad(ps[A], mine[A]);
                 if (rank == 1)

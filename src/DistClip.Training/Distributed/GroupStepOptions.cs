@@ -1,7 +1,7 @@
 namespace DistClip.Training.Distributed;
 
-/// <summary>How <see cref="CollectiveStepCollectives"/> moves gradients.</summary>
-public sealed record CollectiveStepOptions
+/// <summary>How <see cref="GroupStepCollectives"/> moves gradients.</summary>
+public sealed record GroupStepOptions
 {
     /// <summary>16 MiB: see <see cref="BucketBytes"/>.</summary>
     public const int DefaultBucketBytes = 16 << 20;

@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace DistClip.Training.Distributed;
 
 /// <summary>
-/// The step's collectives over a real <see cref="ICollectiveGroup"/> (docs/training-step.md): gRPC
+/// Adapts an <see cref="ICollectiveGroup"/> to the training step's <see cref="IStepCollectives"/> (docs/training-step.md): gRPC
 /// between worker processes, or in memory in tests. Blocks the training thread on each operation:
 /// TorchSharp dispose scopes are per thread, so no tensor work may continue on a thread-pool
 /// continuation. Row tensors are staged through host float32 buffers that are reused across steps.
@@ -19,7 +19,7 @@ namespace DistClip.Training.Distributed;
 /// throws; a rank that fails <em>outside</em> a collective should dispose its group so that its peers
 /// do not wait for the operation timeout.
 /// </remarks>
-public sealed class CollectiveStepCollectives : IStepCollectives, IDisposable
+public sealed class GroupStepCollectives : IStepCollectives, IDisposable
 {
     private readonly ICollectiveGroup _group;
     private readonly GradientReducer _reducer;
@@ -27,10 +27,10 @@ public sealed class CollectiveStepCollectives : IStepCollectives, IDisposable
     private float[] _receive = [];
 
     /// <param name="group">This rank's group; every rank of it must train the same model.</param>
-    public CollectiveStepCollectives(ICollectiveGroup group, CollectiveStepOptions? options = null)
+    public GroupStepCollectives(ICollectiveGroup group, GroupStepOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(group);
-        options ??= new CollectiveStepOptions();
+        options ??= new GroupStepOptions();
         options.Validate();
         _group = group;
         _reducer = new GradientReducer(group, options.BucketBytes);
