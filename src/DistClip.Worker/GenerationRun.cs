@@ -4,6 +4,7 @@ using System.Text.Json;
 using DistClip.Checkpoints;
 using DistClip.Collectives;
 using DistClip.Collectives.Grpc;
+using DistClip.Control;
 using DistClip.Control.V1;
 using DistClip.Training;
 using DistClip.Training.Distributed;
@@ -141,16 +142,25 @@ internal sealed partial class GenerationRun(
         };
     }
 
-    /// <summary>The run's settings as this process trains them: threads from DISTCLIP_THREADS unless the run sets them.</summary>
+    /// <summary>
+    /// The run's training settings as this process trains them, read from the assignment's typed
+    /// settings (refused by name when this worker does not know one). Threads 0 (automatic) become
+    /// this worker's share of its CPUs: <see cref="Environment.ProcessorCount"/> (a container's CPU
+    /// limit, rounded up) divided among the run's workers on this host.
+    /// </summary>
+    /// <exception cref="ConfigException">A setting this worker cannot use.</exception>
     public static TrainOptions OptionsOf(Assignment assignment)
     {
-        var options = TrainOptionsJson.Deserialize(assignment.ConfigJson);
-        if (options.Threads == 0 && int.TryParse(Environment.GetEnvironmentVariable("DISTCLIP_THREADS"), CultureInfo.InvariantCulture, out int threads))
-        {
-            options = options with { Threads = threads };
-        }
+        var options = RunConfigValuesMapping.FromMessage(assignment.Config ?? new RunConfigValues()).Training;
+        return options.Threads > 0 ? options : options with { Threads = AutomaticThreads(assignment, Environment.ProcessorCount) };
+    }
 
-        return options;
+    /// <summary>The CPUs of this host shared evenly by the run's workers on it (peers with this worker's host name).</summary>
+    internal static int AutomaticThreads(Assignment assignment, int processors)
+    {
+        string? host = assignment.Rank >= 0 && assignment.Rank < assignment.Peers.Count ? assignment.Peers[assignment.Rank].Host : null;
+        int here = host is null ? 1 : assignment.Peers.Count(p => p.Host == host);
+        return Math.Max(1, processors / Math.Max(1, here));
     }
 
     private void Commit(TrainingSession session, CheckpointStore store, CancellationToken ct)

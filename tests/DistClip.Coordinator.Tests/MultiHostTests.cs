@@ -66,7 +66,7 @@ public sealed class MultiHostTests(ITestOutputHelper output) : IDisposable
         [
             CoordinatorProcess.DllPath, "serve", "--bind", NetworkNamespaces.Address(0), "--port", "29400",
             "--advertise-host", NetworkNamespaces.Address(0), "--workers", "2", "--model", "clip-micro", "--global-batch", "32",
-            "--seed", "11", "--eval-samples", "200", "--retrieval-samples", "0", "--log-every", "1",
+            "--seed", "11", "--eval-samples", "200", "--retrieval-samples", "0", "--log-every", "1", "--threads", "1",
             "--run-id", name, "--run-dir", Path.Combine(_dir, name), "--checkpoint-dir", Path.Combine(_dir, "checkpoints"),
             "--heartbeat-timeout", "5", "--collective-timeout", "10", .. extra,
         ];
@@ -82,7 +82,6 @@ public sealed class MultiHostTests(ITestOutputHelper output) : IDisposable
             "--coordinator", $"{NetworkNamespaces.Address(0)}:29400", "--preferred-rank", rank.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--bind", address, "--advertise-host", address);
         psi.Environment["DISTCLIP_SECRET"] = Secret;
-        psi.Environment["DISTCLIP_THREADS"] = "1";
         return CoordinatorProcess.Start(psi);
     }
 }

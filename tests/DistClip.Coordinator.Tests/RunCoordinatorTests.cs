@@ -34,7 +34,7 @@ public sealed class RunCoordinatorTests
     {
         RunId = "test",
         Secret = "secret",
-        Training = new TrainOptions(),
+        Config = new RunConfig(),
         WorldSize = worldSize,
         RunDirectory = "unused",
         CheckpointRoot = "unused",

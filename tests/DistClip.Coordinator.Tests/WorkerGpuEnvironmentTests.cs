@@ -19,7 +19,7 @@ public sealed class WorkerGpuEnvironmentTests : IDisposable
         {
             RunId = "env",
             Secret = "not-a-real-secret",
-            Training = new TrainOptions(),
+            Config = new RunConfig(),
             WorldSize = 2,
             RunDirectory = _dir,
             CheckpointRoot = _dir,

@@ -95,19 +95,13 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/*
 Environment every DistClip container gets: libtorch's OpenMP threads sleep when idle only if
-OMP_WAIT_POLICY is set at process start; DISTCLIP_THREADS follows the container's CPU limit
-(rounded up; the node's allocatable CPUs when no limit is set).
+OMP_WAIT_POLICY is set at process start. The thread count is the run's `threads` setting; its
+default (0) makes each worker use its container's CPU limit (.NET reads the cgroup's quota).
 Usage: include "distclip.threadEnv" "worker"
 */}}
 {{- define "distclip.threadEnv" -}}
 - name: OMP_WAIT_POLICY
   value: PASSIVE
-- name: DISTCLIP_THREADS
-  valueFrom:
-    resourceFieldRef:
-      containerName: {{ . }}
-      resource: limits.cpu
-      divisor: "1"
 {{- end }}
 
 {{/* The run secret, as a read-only file (never an environment value or an argument). */}}

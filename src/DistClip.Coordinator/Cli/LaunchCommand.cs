@@ -38,7 +38,7 @@ internal static class LaunchCommand
         {
             RunId = plan.RunId,
             Secret = secret,
-            Training = s.Training,
+            Config = s,
             WorldSize = s.Workers,
             RunDirectory = plan.RunDirectory,
             CheckpointRoot = plan.CheckpointRoot,

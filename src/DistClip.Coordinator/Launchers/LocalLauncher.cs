@@ -7,18 +7,15 @@ using Microsoft.Extensions.Logging;
 namespace DistClip.Coordinator.Launchers;
 
 /// <summary>
-/// Starts the run's workers as child processes of this machine. Each gets cores / workers libtorch
-/// threads and OMP_WAIT_POLICY=PASSIVE in its environment, which is the only way that setting
-/// reaches libtorch (docs/torchsharp.md, "Threads"); the secret travels in the environment, never on the command line.
+/// Starts the run's workers as child processes of this machine. Each gets OMP_WAIT_POLICY=PASSIVE in
+/// its environment, which is the only way that setting reaches libtorch (docs/torchsharp.md,
+/// "Threads"); its thread count is the run's <c>threads</c> setting (0: the worker divides this
+/// host's cores among the run's workers here). The secret travels in the environment, never on the command line.
 /// With <paramref name="slotGpus"/> each also gets its own GPU as its CUDA_VISIBLE_DEVICES.
 /// </summary>
 public sealed class LocalLauncher(RunCoordinator run, Uri coordinator, IReadOnlyList<string>? slotGpus, ILogger logger)
     : WorkerLauncher(run, slotGpus, logger)
 {
-    private readonly int _threads = run.Settings.Training.Threads > 0
-        ? run.Settings.Training.Threads
-        : Math.Max(1, Environment.ProcessorCount / run.Settings.WorldSize);
-
     protected override string HostOf(int slot) => Environment.MachineName;
 
     protected override ProcessStartInfo StartInfo(int slot)
@@ -31,8 +28,6 @@ public sealed class LocalLauncher(RunCoordinator run, Uri coordinator, IReadOnly
         psi.ArgumentList.Add(slot.ToString(CultureInfo.InvariantCulture));
         psi.Environment[RunSecret.EnvironmentVariable] = Run.Settings.Secret;
         psi.Environment["OMP_WAIT_POLICY"] = "PASSIVE";
-        psi.Environment["OMP_NUM_THREADS"] = _threads.ToString(CultureInfo.InvariantCulture);
-        psi.Environment["DISTCLIP_THREADS"] = _threads.ToString(CultureInfo.InvariantCulture);
         if (GpuOf(slot) is { } gpu)
         {
             psi.Environment[GpuInventory.VisibleDevicesVariable] = gpu;

@@ -32,7 +32,6 @@ public sealed class SshLauncher(
     protected override ProcessStartInfo StartInfo(int slot)
     {
         var host = _slotHosts[slot];
-        int threads = Run.Settings.Training.Threads > 0 ? Run.Settings.Training.Threads : 1;
         var psi = new ProcessStartInfo("ssh");
         psi.ArgumentList.Add("-o");
         psi.ArgumentList.Add("BatchMode=yes");
@@ -49,10 +48,9 @@ public sealed class SshLauncher(
 
         psi.ArgumentList.Add(host.User is null ? host.Host : $"{host.User}@{host.Host}");
         // One remote shell line: read the secret from stdin, then become the worker.
-        string t = threads.ToString(CultureInfo.InvariantCulture);
         psi.ArgumentList.Add(
             $"read -r {RunSecret.EnvironmentVariable} && export {RunSecret.EnvironmentVariable} " +
-            $"OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS={t} DISTCLIP_THREADS={t}{GpuExport(slot)} && " +
+            $"OMP_WAIT_POLICY=PASSIVE{GpuExport(slot)} && " +
             $"exec {remoteWorker} --coordinator {Quote(coordinator.ToString())} --preferred-rank {slot} " +
             $"--bind {(Hostfile.AllLoopback([host]) ? "127.0.0.1" : "0.0.0.0")} --advertise-host {Quote(host.Host)}");
         return psi;

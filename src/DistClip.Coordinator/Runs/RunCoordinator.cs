@@ -1,6 +1,7 @@
 using DistClip.Config;
 using System.Text.Json;
 using System.Threading.Channels;
+using DistClip.Control;
 using DistClip.Control.V1;
 using Microsoft.Extensions.Logging;
 
@@ -21,7 +22,7 @@ public sealed partial class RunCoordinator : IDisposable
     private readonly Dictionary<string, Joiner> _joining = [];
     private readonly TaskCompletionSource<RunOutcome> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ITimer _monitor;
-    private readonly string _configJson;
+    private readonly RunConfigValues _config;
     private Member[] _members = [];
     private readonly HashSet<string> _alreadyLost = [];
 
@@ -42,7 +43,7 @@ public sealed partial class RunCoordinator : IDisposable
         _time = time ?? TimeProvider.System;
         _latestCheckpoint = settings.ResumeFrom;
         _formingSince = _time.GetUtcNow();
-        _configJson = TrainOptionsJson.Serialize(settings.Training);
+        _config = RunConfigValuesMapping.ToMessage(settings.Config);
         var period = settings.HeartbeatInterval / 2;
         _monitor = _time.CreateTimer(_ => CheckDeadlines(), null, period, period);
     }
@@ -262,7 +263,7 @@ public sealed partial class RunCoordinator : IDisposable
                 Generation = _generation,
                 Rank = r,
                 WorldSize = n,
-                ConfigJson = _configJson,
+                Config = _config,
                 ResumeFrom = _latestCheckpoint ?? "",
                 CheckpointRoot = _settings.CheckpointRoot,
                 CheckpointEvery = _settings.CheckpointEvery,

@@ -7,7 +7,10 @@ public sealed record RunSettings
 {
     public required string RunId { get; init; }
     public required string Secret { get; init; }
-    public required TrainOptions Training { get; init; }
+    /// <summary>The run's settings as the user gave them; each worker receives them all.</summary>
+    public required RunConfig Config { get; init; }
+
+    public TrainOptions Training => Config.Training;
     public required int WorldSize { get; init; }
     public required string RunDirectory { get; init; }
     public required string CheckpointRoot { get; init; }
