@@ -44,6 +44,14 @@ public sealed record GrpcTransportOptions
     /// <summary>Which client sends on this rank's outgoing link; both speak the same gRPC wire format.</summary>
     public LinkClient Client { get; init; } = LinkClient.Http2Direct;
 
+    /// <summary>These options with the client and server of <paramref name="stack"/>.</summary>
+    public GrpcTransportOptions WithLink(LinkStack stack) => stack switch
+    {
+        LinkStack.Direct => this with { Client = LinkClient.Http2Direct, Server = LinkServer.Http2Direct },
+        LinkStack.Grpc => this with { Client = LinkClient.GrpcNetClient, Server = LinkServer.Kestrel },
+        _ => throw new ArgumentOutOfRangeException(nameof(stack), stack, "not a link stack"),
+    };
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {
@@ -90,6 +98,23 @@ public sealed record GrpcTransportOptions
                 $"{nameof(KestrelBlockBytes)} must be 0 or 4 KiB..1 MiB, not {KestrelBlockBytes}.", nameof(KestrelBlockBytes));
         }
     }
+}
+
+/// <summary>
+/// The link stack a worker runs, as users choose it (<c>worker --link</c>, the chart's
+/// <c>workers.link</c>, <c>coordinator launch --link</c>). Both speak the same gRPC wire format, so
+/// workers on different stacks interoperate.
+/// </summary>
+public enum LinkStack
+{
+    /// <summary>DistClip's own HTTP/2 client and server for the link call: the fast path, and the default.</summary>
+    Direct,
+
+    /// <summary>
+    /// Stock Grpc.Net.Client and Kestrel with Grpc.AspNetCore: slower (more copies, 16 KiB frames), for
+    /// networks whose proxies or meshes the direct ends cannot talk through.
+    /// </summary>
+    Grpc,
 }
 
 /// <summary>The client that carries a rank's frames to its right neighbour's endpoint.</summary>

@@ -30,6 +30,11 @@ public sealed record RunConfig
     [Setting("host name workers use to reach the coordinator", DefaultDoc = "this host's name; 127.0.0.1 when every worker is local", InChart = false)]
     public string? AdvertiseHost { get; init; }
 
+    /// <summary>The link stack of the workers this coordinator starts (a worker's <c>--link</c>; in the chart, <c>workers.link</c>).</summary>
+    [Setting("link stack between the workers launch starts: direct (DistClip's HTTP/2 ends, fast) | grpc (stock Grpc.Net.Client and Kestrel, for proxies and meshes)",
+        Choices = ["direct", "grpc"], InChart = false)]
+    public string Link { get; init; } = "direct";
+
     [Setting("name of the run under the checkpoint directory", DefaultDoc = "a new one; with --resume latest, the newest run there",
         Pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]*$", PatternHint = "letters, digits, '-', '_' or '.', not starting with '.'", InChart = false)]
     public string? RunId { get; init; }

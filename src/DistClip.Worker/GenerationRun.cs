@@ -32,6 +32,9 @@ internal sealed partial class GenerationRun(
     private volatile string _phase = "joining";
     private volatile TrainingSession? _session;
 
+    /// <summary>The run's training settings as this worker trains them (checked when the assignment arrived).</summary>
+    private readonly TrainOptions _options = OptionsOf(assignment);
+
     public async Task<GenerationEnd> RunAsync(CancellationToken ct)
     {
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -43,7 +46,11 @@ internal sealed partial class GenerationRun(
         {
             var membership = new CollectiveMembership(assignment.Rank, assignment.Peers.Select(p => new Uri(p.CollectiveEndpoint)).ToList(), assignment.Generation);
             group = await endpoint.JoinAsync(membership,
-                new CollectiveOptions { OperationTimeout = TimeSpan.FromMilliseconds(assignment.CollectiveTimeoutMs) }, abort.Token).ConfigureAwait(false);
+                new CollectiveOptions
+                {
+                    OperationTimeout = TimeSpan.FromMilliseconds(assignment.CollectiveTimeoutMs),
+                    ChunkBytes = _options.ChunkKib << 10,
+                }, abort.Token).ConfigureAwait(false);
             var token = abort.Token;
             var finished = await Task.Factory.StartNew(() => Train(group, token), token, TaskCreationOptions.LongRunning, TaskScheduler.Default)
                 .ConfigureAwait(false);
@@ -77,10 +84,9 @@ internal sealed partial class GenerationRun(
     private WorkerFinished Train(ICollectiveGroup group, CancellationToken ct)
     {
         var wall = Stopwatch.StartNew();
-        var options = OptionsOf(assignment);
-
+        var options = _options;
         bool leader = assignment.Rank == 0;
-        using var collectives = new GroupStepCollectives(group);
+        using var collectives = new GroupStepCollectives(group, new GroupStepOptions { BucketBytes = options.BucketMib << 20 });
         _phase = "loading";
         using var session = new TrainingSession(options, collectives, _logger);
         _session = session;

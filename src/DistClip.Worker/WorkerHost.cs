@@ -47,7 +47,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
         }));
 
         await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(
-            new GrpcTransportOptions { Secret = secret, ListenAddress = options.Bind, Port = options.Port }, loggers, cancellationToken: ct).ConfigureAwait(false);
+            new GrpcTransportOptions { Secret = secret, ListenAddress = options.Bind, Port = options.Port }.WithLink(options.Link), loggers, cancellationToken: ct).ConfigureAwait(false);
         var advertised = new UriBuilder(endpoint.Address) { Host = options.AdvertiseHost }.Uri;
         await using var metrics = await MetricsServer.StartAsync("distclip-worker", options.Bind, options.MetricsPort, options.AdvertiseHost, ct).ConfigureAwait(false);
         LogMetrics(_logger, metrics.Address);

@@ -1,10 +1,11 @@
 using System.Globalization;
 using System.Net;
+using DistClip.Collectives.Grpc;
 
 namespace DistClip.Worker;
 
 /// <summary>
-/// <c>worker --coordinator URL [--preferred-rank N] [--secret-file F] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N]</c>.
+/// <c>worker --coordinator URL [--preferred-rank N] [--secret-file F] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N] [--link direct|grpc]</c>.
 /// The secret comes from the file or from DISTCLIP_SECRET; the preferred rank defaults to
 /// Kubernetes' JOB_COMPLETION_INDEX when set. The metrics port defaults to 0 (a free one): several
 /// workers share a host (one per device), and the coordinator's targets file says where each is.
@@ -17,6 +18,9 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
     /// <summary>Where Prometheus scrapes this worker (HTTP/1.1, on <see cref="Bind"/>); 0 takes a free port.</summary>
     public int MetricsPort { get; init; }
 
+    /// <summary>The link stack of this worker's collectives (<c>--link direct|grpc</c>).</summary>
+    public LinkStack Link { get; init; } = LinkStack.Direct;
+
     public static WorkerOptions Parse(string[] args)
     {
         Uri? coordinator = null;
@@ -27,6 +31,7 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
         string? advertise = null;
         var joinTimeout = TimeSpan.FromSeconds(60);
         int metricsPort = 0;
+        var link = LinkStack.Direct;
         for (int i = 0; i < args.Length; i++)
         {
             string name = args[i];
@@ -57,6 +62,14 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
                 case "--metrics-port":
                     metricsPort = Telemetry.MetricsServer.ParsePort(value);
                     break;
+                case "--link":
+                    link = value switch
+                    {
+                        "direct" => LinkStack.Direct,
+                        "grpc" => LinkStack.Grpc,
+                        _ => throw new ArgumentException($"--link: '{value}' is not direct or grpc"),
+                    };
+                    break;
                 default:
                     throw new ArgumentException($"unknown option {name}");
             }
@@ -69,6 +82,6 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
 
         // Peers must reach this worker: loopback when bound to loopback, else the host's name.
         advertise ??= IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName();
-        return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise) { MetricsPort = metricsPort, JoinTimeout = joinTimeout };
+        return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise) { MetricsPort = metricsPort, JoinTimeout = joinTimeout, Link = link };
     }
 }

@@ -115,6 +115,11 @@ public sealed class Setting
         {
             double x = Convert.ToDouble(value, CultureInfo.InvariantCulture);
             string shown = Format(value);
+            if (!double.IsFinite(x))
+            {
+                throw new ConfigException(JsonName, $"must be a finite number (got {shown})");
+            }
+
             if (a.Positive && !(x > 0))
             {
                 throw new ConfigException(JsonName, $"must be positive (got {shown})");

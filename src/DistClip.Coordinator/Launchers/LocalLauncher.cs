@@ -26,6 +26,8 @@ public sealed class LocalLauncher(RunCoordinator run, Uri coordinator, IReadOnly
         psi.ArgumentList.Add(coordinator.ToString());
         psi.ArgumentList.Add("--preferred-rank");
         psi.ArgumentList.Add(slot.ToString(CultureInfo.InvariantCulture));
+        psi.ArgumentList.Add("--link");
+        psi.ArgumentList.Add(Run.Settings.Config.Link);
         psi.Environment[RunSecret.EnvironmentVariable] = Run.Settings.Secret;
         psi.Environment["OMP_WAIT_POLICY"] = "PASSIVE";
         if (GpuOf(slot) is { } gpu)

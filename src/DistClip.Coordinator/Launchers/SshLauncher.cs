@@ -51,7 +51,7 @@ public sealed class SshLauncher(
         psi.ArgumentList.Add(
             $"read -r {RunSecret.EnvironmentVariable} && export {RunSecret.EnvironmentVariable} " +
             $"OMP_WAIT_POLICY=PASSIVE{GpuExport(slot)} && " +
-            $"exec {remoteWorker} --coordinator {Quote(coordinator.ToString())} --preferred-rank {slot} " +
+            $"exec {remoteWorker} --coordinator {Quote(coordinator.ToString())} --preferred-rank {slot} --link {Run.Settings.Config.Link} " +
             $"--bind {(Hostfile.AllLoopback([host]) ? "127.0.0.1" : "0.0.0.0")} --advertise-host {Quote(host.Host)}");
         return psi;
     }
