@@ -12,7 +12,7 @@ namespace DistClip.Coordinator.Launchers;
 /// reaches libtorch (TORCHSHARP.md); the secret travels in the environment, never on the command line.
 /// With <paramref name="slotGpus"/> each also gets its own GPU as its CUDA_VISIBLE_DEVICES.
 /// </summary>
-public sealed class LocalLauncher(RunCoordinator run, Uri coordinator, IReadOnlyList<string>? slotGpus, ILogger logger)
+public sealed class LocalLauncher(Membership run, Uri coordinator, IReadOnlyList<string>? slotGpus, ILogger logger)
     : WorkerLauncher(run, slotGpus, logger)
 {
     private readonly int _threads = run.Settings.Training.Threads > 0
