@@ -91,11 +91,11 @@ public sealed partial class Membership : IDisposable
                 _formingSince = _time.GetUtcNow();
             }
 
-            var joiner = new Joiner(worker, _joining.Count);
-            _joining[worker.WorkerId] = joiner; // a re-join of the same worker replaces its old entry
+            var added = new Joiner(worker, _joining.Count);
+            _joining[worker.WorkerId] = added; // a re-join of the same worker replaces its old entry
             LogJoined(_logger, worker.WorkerId, worker.Host, _joining.Count, _settings.WorldSize);
             FormIfComplete();
-            return joiner;
+            return added;
         });
         if (joiner is null)
         {
