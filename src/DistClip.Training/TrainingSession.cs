@@ -98,7 +98,7 @@ public sealed partial class TrainingSession : IDisposable
     public SamplerCursor Cursor => _cursor;
 
     /// <summary>Where the current step is (for heartbeats).</summary>
-    public string Phase { get; private set; } = "loading";
+    public TrainingPhase Phase { get; private set; } = TrainingPhase.Loading;
 
     /// <summary>The configuration a checkpoint records and a resume compares.</summary>
     public JsonElement CheckpointConfig() => CheckpointConfigOf(_options, _collectives.WorldSize);
@@ -136,7 +136,7 @@ public sealed partial class TrainingSession : IDisposable
     public CommittedCheckpoint Save(CheckpointStore store, CancellationToken ct)
     {
         var previous = Phase;
-        Phase = "checkpoint";
+        Phase = TrainingPhase.Checkpoint;
         var state = new CheckpointState
         {
             Epoch = _cursor.Epoch,
@@ -172,12 +172,12 @@ public sealed partial class TrainingSession : IDisposable
             return;
         }
 
-        Phase = "data";
+        Phase = TrainingPhase.Data;
         using var loader = new ClipDataLoader(_train, _spec, _tokenizer, Config.Text.ContextLength, _sampler, _collectives.Rank, _cursor,
             new DataLoaderOptions(_options.DecodeThreads, _options.Prefetch));
         while (StepsDone < end)
         {
-            Phase = "data";
+            Phase = TrainingPhase.Data;
             var batch = loader.Next(ct);
             while (batch.Count == 0 && _collectives.WorldSize == 1)
             {
@@ -188,7 +188,7 @@ public sealed partial class TrainingSession : IDisposable
 
             _cursor = loader.NextCursor;
             ChainDataOrder(batch.Indices);
-            Phase = "step";
+            Phase = TrainingPhase.Step;
             var metrics = _trainer.Step(batch, loader.LastWait.TotalSeconds, ct);
             TrainingMetrics.RecordStep(metrics, batch.Count, Config.MaxLogitScale);
             _trainSeconds += metrics.Times.Total;
@@ -216,7 +216,7 @@ public sealed partial class TrainingSession : IDisposable
             afterStep?.Invoke(metrics);
         }
 
-        Phase = "finished";
+        Phase = TrainingPhase.Finished;
     }
 
     /// <summary>h ← SHA-256(h ‖ indices): one value that changes if any sample or its position differs.</summary>
@@ -237,7 +237,7 @@ public sealed partial class TrainingSession : IDisposable
         }
 
         var previous = Phase;
-        Phase = "evaluate";
+        Phase = TrainingPhase.Evaluate;
         var result = new Evaluator(_heldOut, _tokenizer, _spec, _options.EvalSamples, _options.RetrievalSamples).Evaluate(Model, Device);
         LogEvaluation(_logger, StepsDone, result.ZeroShot.Top1);
         Phase = previous;

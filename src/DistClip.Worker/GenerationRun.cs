@@ -29,7 +29,7 @@ internal sealed partial class GenerationRun(
 {
     private readonly ILogger _logger = loggers.CreateLogger("DistClip.Worker");
     private long _step;
-    private volatile string _phase = "joining";
+    private volatile HeartbeatRequest.Types.Phase _phase = HeartbeatRequest.Types.Phase.Joining;
     private volatile TrainingSession? _session;
 
     /// <summary>The run's training settings as this worker trains them (checked when the assignment arrived).</summary>
@@ -38,9 +38,9 @@ internal sealed partial class GenerationRun(
     public async Task<GenerationEnd> RunAsync(CancellationToken ct)
     {
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var identity = new HeartbeatRequest { WorkerId = workerId, Generation = assignment.Generation, Rank = assignment.Rank };
+        var identity = new HeartbeatRequest { WorkerId = workerId, Generation = assignment.Generation };
         await using var heartbeats = new Heartbeats(client, identity, TimeSpan.FromMilliseconds(assignment.HeartbeatIntervalMs),
-            () => (Interlocked.Read(ref _step), _session?.Phase ?? _phase), abort);
+            () => (Interlocked.Read(ref _step), _session is { } session ? Heartbeats.PhaseOf(session.Phase) : _phase), abort);
         ICollectiveGroup? group = null;
         try
         {
@@ -54,7 +54,7 @@ internal sealed partial class GenerationRun(
             var token = abort.Token;
             var finished = await Task.Factory.StartNew(() => Train(group, token), token, TaskCreationOptions.LongRunning, TaskScheduler.Default)
                 .ConfigureAwait(false);
-            _phase = "finished";
+            _phase = HeartbeatRequest.Types.Phase.Finished;
             await client.FinishAsync(finished, cancellationToken: abort.Token).ConfigureAwait(false);
             LogFinished(_logger, assignment.Generation, assignment.Rank, Interlocked.Read(ref _step), finished.PeakRssBytes / (1024.0 * 1024.0), finished.PeakRssBytes);
             // Stay a member until the coordinator has heard every rank: stop, or abort if another rank fails late.
@@ -87,7 +87,7 @@ internal sealed partial class GenerationRun(
         var options = _options;
         bool leader = assignment.Rank == 0;
         using var collectives = new GroupStepCollectives(group, new GroupStepOptions { BucketBytes = options.BucketMib << 20 });
-        _phase = "loading";
+        _phase = HeartbeatRequest.Types.Phase.Loading;
         using var session = new TrainingSession(options, collectives, _logger);
         _session = session;
         if (assignment.ResumeFrom.Length > 0)
@@ -105,7 +105,7 @@ internal sealed partial class GenerationRun(
         session.Train(metrics =>
         {
             Interlocked.Exchange(ref _step, metrics.Step);
-            _phase = session.Phase;
+            _phase = Heartbeats.PhaseOf(session.Phase);
             if (!leader)
             {
                 return;
@@ -120,7 +120,6 @@ internal sealed partial class GenerationRun(
                 LearningRate = metrics.LearningRate,
                 LogitScale = metrics.LogitScale,
                 Samples = metrics.Samples,
-                SamplesPerSecond = metrics.Samples / Math.Max(metrics.Times.Total, 1e-9),
             }, cancellationToken: ct).ResponseAsync.ContinueWith(static _ => { }, TaskScheduler.Default);
             if (assignment.CheckpointEvery > 0 && metrics.Step % assignment.CheckpointEvery == 0)
             {
@@ -135,7 +134,7 @@ internal sealed partial class GenerationRun(
         }
 
         _session = null;
-        _phase = leader ? "evaluate" : "finished";
+        _phase = leader ? HeartbeatRequest.Types.Phase.Evaluate : HeartbeatRequest.Types.Phase.Finished;
         var summary = leader ? session.Summarize(wall.Elapsed.TotalSeconds) : null;
         return new WorkerFinished
         {
@@ -171,14 +170,13 @@ internal sealed partial class GenerationRun(
 
     private void Commit(TrainingSession session, CheckpointStore store, CancellationToken ct)
     {
-        _phase = "checkpoint";
+        _phase = HeartbeatRequest.Types.Phase.Checkpoint;
         var committed = session.Save(store, ct);
         client.ReportCheckpoint(new CheckpointCommitted
         {
             Generation = assignment.Generation,
             Step = committed.Step,
             Directory = committed.Directory,
-            Bytes = committed.Bytes,
         }, cancellationToken: ct);
     }
 

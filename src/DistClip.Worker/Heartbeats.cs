@@ -1,4 +1,5 @@
 using DistClip.Control.V1;
+using DistClip.Training;
 using Grpc.Core;
 
 namespace DistClip.Worker;
@@ -16,11 +17,11 @@ internal sealed class Heartbeats : IAsyncDisposable
     private readonly CancellationTokenSource _endCall = new();
     private readonly Task _beating;
     private readonly Task _listening;
-    private readonly Func<(long Step, string Phase)> _status;
+    private readonly Func<(long Step, HeartbeatRequest.Types.Phase Phase)> _status;
     private readonly HeartbeatRequest _identity;
 
     public Heartbeats(RunControl.RunControlClient client, HeartbeatRequest identity, TimeSpan interval,
-        Func<(long Step, string Phase)> status, CancellationTokenSource abort)
+        Func<(long Step, HeartbeatRequest.Types.Phase Phase)> status, CancellationTokenSource abort)
     {
         _identity = identity;
         _status = status;
@@ -29,6 +30,18 @@ internal sealed class Heartbeats : IAsyncDisposable
         _beating = BeatAsync(interval);
         _listening = ListenAsync();
     }
+
+    /// <summary>The training session's phase as the control protocol names it.</summary>
+    public static HeartbeatRequest.Types.Phase PhaseOf(TrainingPhase phase) => phase switch
+    {
+        TrainingPhase.Loading => HeartbeatRequest.Types.Phase.Loading,
+        TrainingPhase.Data => HeartbeatRequest.Types.Phase.Data,
+        TrainingPhase.Step => HeartbeatRequest.Types.Phase.Step,
+        TrainingPhase.Checkpoint => HeartbeatRequest.Types.Phase.Checkpoint,
+        TrainingPhase.Evaluate => HeartbeatRequest.Types.Phase.Evaluate,
+        TrainingPhase.Finished => HeartbeatRequest.Types.Phase.Finished,
+        _ => HeartbeatRequest.Types.Phase.Unspecified,
+    };
 
     /// <summary>The coordinator said the run is over.</summary>
     public bool StopRequested { get; private set; }

@@ -11,11 +11,11 @@ public sealed class WorkerGpuEnvironmentTests : IDisposable
 {
     private static readonly Uri Coordinator = new("http://127.0.0.1:29400");
     private readonly string _dir = Directory.CreateTempSubdirectory("distclip-env-").FullName;
-    private readonly RunCoordinator _run;
+    private readonly Membership _run;
 
     public WorkerGpuEnvironmentTests()
     {
-        _run = new RunCoordinator(new RunSettings
+        _run = new Membership(new RunSettings
         {
             RunId = "env",
             Secret = "not-a-real-secret",

@@ -51,7 +51,7 @@ internal static class LaunchCommand
             JoinTimeout = serve ? TimeSpan.FromHours(1) : TimeSpan.FromMinutes(5),
         };
 
-        using var run = new RunCoordinator(runSettings, loggers.CreateLogger<RunCoordinator>());
+        using var run = new Membership(runSettings, loggers.CreateLogger<Membership>());
         // Local workers reach the coordinator on loopback; remote ones (hostfile, serve) need an address they can reach.
         bool loopbackOnly = !serve && (plan.Hosts is null || Launchers.Hostfile.AllLoopback(plan.Hosts));
         var bind = serve ? command.Bind : loopbackOnly ? IPAddress.Loopback : IPAddress.Any;

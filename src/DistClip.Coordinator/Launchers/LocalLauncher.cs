@@ -13,7 +13,7 @@ namespace DistClip.Coordinator.Launchers;
 /// host's cores among the run's workers here). The secret travels in the environment, never on the command line.
 /// With <paramref name="slotGpus"/> each also gets its own GPU as its CUDA_VISIBLE_DEVICES.
 /// </summary>
-public sealed class LocalLauncher(RunCoordinator run, Uri coordinator, IReadOnlyList<string>? slotGpus, ILogger logger)
+public sealed class LocalLauncher(Membership run, Uri coordinator, IReadOnlyList<string>? slotGpus, ILogger logger)
     : WorkerLauncher(run, slotGpus, logger)
 {
     protected override string HostOf(int slot) => Environment.MachineName;

@@ -15,7 +15,7 @@ namespace DistClip.Coordinator.Launchers;
 /// <paramref name="slotGpus"/> the remote shell exports each slot's GPU as CUDA_VISIBLE_DEVICES.
 /// </summary>
 public sealed class SshLauncher(
-    RunCoordinator run, Uri coordinator, IReadOnlyList<HostEntry> hosts, IReadOnlyList<string>? slotGpus,
+    Membership run, Uri coordinator, IReadOnlyList<HostEntry> hosts, IReadOnlyList<string>? slotGpus,
     IReadOnlyList<string> sshOptions, string remoteWorker, ILogger logger)
     : WorkerLauncher(run, slotGpus, logger)
 {

@@ -17,7 +17,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
     /// <summary>The worker's exit status for a configuration it cannot run (WorkerExitCodes.BadArguments).</summary>
     private const int WorkerBadConfiguration = 2;
 
-    private readonly RunCoordinator _run;
+    private readonly Membership _run;
     private readonly IReadOnlyList<string>? _slotGpus;
     private readonly ILogger _logger;
     private readonly string _logDirectory;
@@ -26,7 +26,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
     private bool _stopping;
 
     /// <param name="slotGpus">The CUDA_VISIBLE_DEVICES of each slot; null leaves the workers' environment alone.</param>
-    protected WorkerLauncher(RunCoordinator run, IReadOnlyList<string>? slotGpus, ILogger logger)
+    protected WorkerLauncher(Membership run, IReadOnlyList<string>? slotGpus, ILogger logger)
     {
         _run = run;
         _slotGpus = slotGpus;
@@ -37,7 +37,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
     /// <summary>The worker program: worker.dll beside this program (the coordinator's build output carries it).</summary>
     public static string WorkerDll => Path.Combine(AppContext.BaseDirectory, "worker.dll");
 
-    protected RunCoordinator Run => _run;
+    protected Membership Run => _run;
 
     /// <summary>How many slots this launcher fills.</summary>
     protected virtual int Slots => _run.Settings.WorldSize;
@@ -177,7 +177,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
             return;
         }
 
-        if (_run.WorkerExited(slot, HostOf(slot), pid, code))
+        if (_run.WorkerExited(new WorkerExit(slot, HostOf(slot), pid, code)))
         {
             StartSlot(slot);
         }

@@ -32,7 +32,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
     /// <summary>Where workers reach the coordinator, e.g. <c>http://127.0.0.1:40123/</c>.</summary>
     public Uri Address { get; }
 
-    public static async Task<CoordinatorServer> StartAsync(RunCoordinator run, IPAddress bind, int port, string advertiseHost, CancellationToken ct)
+    public static async Task<CoordinatorServer> StartAsync(Membership run, IPAddress bind, int port, string advertiseHost, CancellationToken ct)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();

@@ -1,3 +1,5 @@
+using System.Threading.Channels;
+using DistClip.Control;
 using DistClip.Control.V1;
 using DistClip.Coordinator.Runs;
 using DistClip.Coordinator.Telemetry;
@@ -5,8 +7,11 @@ using Grpc.Core;
 
 namespace DistClip.Coordinator.Services;
 
-/// <summary>The gRPC face of <see cref="RunCoordinator"/>: translation only, no decisions.</summary>
-internal sealed class RunControlService(RunCoordinator run, PrometheusTargets targets) : RunControl.RunControlBase
+/// <summary>
+/// The gRPC face of <see cref="Membership"/>: translation only, no decisions. The control protocol's
+/// messages are mapped to the membership's records here and nowhere else.
+/// </summary>
+internal sealed class RunControlService(Membership run, PrometheusTargets targets) : RunControl.RunControlBase
 {
     private static readonly Ack Done = new();
 
@@ -17,7 +22,9 @@ internal sealed class RunControlService(RunCoordinator run, PrometheusTargets ta
             throw new RpcException(new Status(StatusCode.InvalidArgument, "join needs a worker_id and an absolute collective_endpoint"));
         }
 
-        var assignment = await run.JoinAsync(request, context.CancellationToken).ConfigureAwait(false);
+        var worker = new WorkerIdentity(request.WorkerId, request.Host, request.Pid, request.CollectiveEndpoint, request.PreferredRank);
+        var reply = await run.JoinAsync(worker, context.CancellationToken).ConfigureAwait(false);
+        var assignment = AssignmentOf(reply, run.Settings);
         targets.Assigned(request, assignment);
         return assignment;
     }
@@ -31,7 +38,7 @@ internal sealed class RunControlService(RunCoordinator run, PrometheusTargets ta
         }
 
         var first = requestStream.Current;
-        var commands = run.AttachHeartbeat(first);
+        var commands = run.AttachHeartbeat(BeatOf(first));
         if (commands is null)
         {
             // Not a member of the current generation (it has already moved on): tell it to rejoin.
@@ -45,7 +52,7 @@ internal sealed class RunControlService(RunCoordinator run, PrometheusTargets ta
         {
             while (await requestStream.MoveNext(ct).ConfigureAwait(false))
             {
-                run.RecordHeartbeat(requestStream.Current);
+                run.Heartbeat(BeatOf(requestStream.Current));
             }
         }
         catch (Exception e) when (e is IOException or RpcException or OperationCanceledException or InvalidOperationException)
@@ -62,13 +69,13 @@ internal sealed class RunControlService(RunCoordinator run, PrometheusTargets ta
         await forward.ConfigureAwait(false);
     }
 
-    private static async Task ForwardCommandsAsync(System.Threading.Channels.ChannelReader<Command> commands, IServerStreamWriter<Command> responseStream, CancellationToken ct)
+    private static async Task ForwardCommandsAsync(ChannelReader<MemberCommand> commands, IServerStreamWriter<Command> responseStream, CancellationToken ct)
     {
         try
         {
             await foreach (var command in commands.ReadAllAsync(ct).ConfigureAwait(false))
             {
-                await responseStream.WriteAsync(command, ct).ConfigureAwait(false);
+                await responseStream.WriteAsync(CommandOf(command), ct).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or InvalidOperationException)
@@ -79,19 +86,64 @@ internal sealed class RunControlService(RunCoordinator run, PrometheusTargets ta
 
     public override Task<Ack> ReportProgress(Progress request, ServerCallContext context)
     {
-        run.ReportProgress(request);
+        run.ReportProgress(new ProgressReport(request.Generation, request.Step, request.TotalSteps, request.Loss, request.LearningRate, request.LogitScale, request.Samples));
         return Task.FromResult(Done);
     }
 
     public override Task<Ack> ReportCheckpoint(CheckpointCommitted request, ServerCallContext context)
     {
-        run.ReportCheckpoint(request);
+        run.ReportCheckpoint(new CheckpointReport(request.Generation, request.Step, request.Directory));
         return Task.FromResult(Done);
     }
 
     public override Task<Ack> Finish(WorkerFinished request, ServerCallContext context)
     {
-        run.Finish(request);
+        run.Finish(new FinishReport(request.Generation, request.Rank, request.ParametersSha256,
+            request.SummaryJson.Length == 0 ? null : request.SummaryJson, request.PeakRssBytes));
         return Task.FromResult(Done);
     }
+
+    /// <summary>A seat as the worker's assignment: its generation and rank, its peers, and the run's settings.</summary>
+    internal static Assignment AssignmentOf(JoinReply reply, RunSettings settings)
+    {
+        if (reply is not Seated seat)
+        {
+            return new Assignment { RunId = settings.RunId, Stop = true };
+        }
+
+        var plan = seat.Plan;
+        var assignment = new Assignment
+        {
+            RunId = settings.RunId,
+            Generation = plan.Generation,
+            Rank = seat.Rank,
+            WorldSize = plan.WorldSize,
+            Config = RunConfigValuesMapping.ToMessage(settings.Config),
+            ResumeFrom = plan.ResumeFrom ?? "",
+            CheckpointRoot = settings.CheckpointRoot,
+            CheckpointEvery = settings.CheckpointEvery,
+            KeepCheckpoints = settings.KeepCheckpoints,
+            HeartbeatIntervalMs = (int)settings.HeartbeatInterval.TotalMilliseconds,
+            CollectiveTimeoutMs = (int)settings.CollectiveTimeout.TotalMilliseconds,
+        };
+        assignment.Peers.AddRange(plan.Ranks.Select((w, r) => new Peer { Rank = r, CollectiveEndpoint = w.CollectiveEndpoint, Host = w.Host }));
+        return assignment;
+    }
+
+    /// <summary>The phase as the membership names it in its messages: <c>PHASE_STEP</c> is "step".</summary>
+    internal static string PhaseName(HeartbeatRequest.Types.Phase phase) => phase.ToString().ToLowerInvariant();
+
+    private static MemberBeat BeatOf(HeartbeatRequest beat) => new(beat.WorkerId, beat.Generation, beat.Step, PhaseName(beat.Phase));
+
+    private static Command CommandOf(MemberCommand command) => new()
+    {
+        Kind = command.Kind switch
+        {
+            MemberCommandKind.Abort => Command.Types.Kind.Abort,
+            MemberCommandKind.Stop => Command.Types.Kind.Stop,
+            _ => throw new ArgumentOutOfRangeException(nameof(command), command.Kind, "no such command"),
+        },
+        Generation = command.Generation,
+        Reason = command.Reason,
+    };
 }

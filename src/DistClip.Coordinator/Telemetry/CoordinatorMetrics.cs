@@ -15,7 +15,7 @@ internal sealed class CoordinatorMetrics : IDisposable
 
     private readonly Meter _meter;
 
-    public CoordinatorMetrics(IMeterFactory meters, RunCoordinator run)
+    public CoordinatorMetrics(IMeterFactory meters, Membership run)
     {
         _meter = meters.Create(MeterName);
         _meter.CreateObservableGauge("distclip.coordinator.workers.up", () => run.Health().WorkersUp,
@@ -30,7 +30,7 @@ internal sealed class CoordinatorMetrics : IDisposable
             unit: "s", description: "Seconds since each rank's last heartbeat.");
     }
 
-    private static IEnumerable<Measurement<double>> HeartbeatAges(RunCoordinator run)
+    private static IEnumerable<Measurement<double>> HeartbeatAges(Membership run)
     {
         var ages = run.Health().HeartbeatAgeSeconds;
         for (int rank = 0; rank < ages.Count; rank++)

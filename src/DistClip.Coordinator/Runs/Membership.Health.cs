@@ -10,18 +10,15 @@ namespace DistClip.Coordinator.Runs;
 /// <param name="HeartbeatAgeSeconds">Seconds since each member's last heartbeat, by rank; empty while a generation forms.</param>
 internal sealed record RunHealth(long Generation, int Restarts, int WorldSize, int WorkersUp, IReadOnlyList<double> HeartbeatAgeSeconds);
 
-public sealed partial class RunCoordinator
+public sealed partial class Membership
 {
     /// <summary>The run's logger, for the parts of the coordinator that report on it (the targets file).</summary>
     internal ILogger Logger => _logger;
 
-    internal RunHealth Health()
+    internal RunHealth Health() => Locked(() =>
     {
-        lock (_lock)
-        {
-            var now = _time.GetUtcNow();
-            return new RunHealth(_generation, _restarts, _settings.WorldSize, _members.Length + _joining.Count,
-                [.. _members.Select(m => Math.Max(0, (now - m.LastSeen).TotalSeconds))]);
-        }
-    }
+        var now = _time.GetUtcNow();
+        return new RunHealth(_generation, _restarts, _settings.WorldSize, _members.Length + _joining.Count,
+            [.. _members.Select(m => Math.Max(0, (now - m.LastSeen).TotalSeconds))]);
+    });
 }

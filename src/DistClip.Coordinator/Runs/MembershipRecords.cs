@@ -1,0 +1,71 @@
+namespace DistClip.Coordinator.Runs;
+
+// What the membership speaks in. The gRPC service (Services/RunControlService.cs) maps the control
+// protocol's messages to and from these; nothing in Runs/ knows the protocol.
+
+/// <summary>Where a run's membership stands.</summary>
+public enum MembershipState
+{
+    /// <summary>Workers are joining; a generation forms once every rank is present.</summary>
+    Forming,
+
+    /// <summary>A generation trains; its members beat, and losing one aborts it.</summary>
+    Running,
+
+    /// <summary>The outcome is decided; some workers of the last generation have not heard yet.</summary>
+    Ending,
+
+    /// <summary>The outcome is decided and every worker of the last generation has been told.</summary>
+    Ended,
+}
+
+/// <summary>A worker process as it introduced itself when it joined.</summary>
+/// <param name="WorkerId">Unique per worker process.</param>
+/// <param name="Host">The host name the worker reports.</param>
+/// <param name="Pid">Its process id on that host.</param>
+/// <param name="CollectiveEndpoint">Where its ring neighbour reaches it.</param>
+/// <param name="PreferredRank">The rank it asks for (a launcher slot, a Kubernetes index); -1 for any.</param>
+public sealed record WorkerIdentity(string WorkerId, string Host, int Pid, string CollectiveEndpoint, int PreferredRank = -1);
+
+/// <summary>One generation: its number, its members by rank, and the checkpoint it starts from (null: the seed).</summary>
+public sealed record GenerationPlan(long Generation, IReadOnlyList<WorkerIdentity> Ranks, string? ResumeFrom)
+{
+    public int WorldSize => Ranks.Count;
+}
+
+/// <summary>The answer to a join: a seat in a generation, or the news that the run is over.</summary>
+public abstract record JoinReply;
+
+/// <summary>The worker has rank <paramref name="Rank"/> of <paramref name="Plan"/>.</summary>
+public sealed record Seated(GenerationPlan Plan, int Rank) : JoinReply;
+
+/// <summary>The run is over: the worker exits.</summary>
+public sealed record RunOver : JoinReply
+{
+    public static readonly RunOver Instance = new();
+}
+
+/// <summary>One heartbeat of a member.</summary>
+/// <param name="Phase">What the member says it is doing (a label for messages, e.g. "step").</param>
+public sealed record MemberBeat(string WorkerId, long Generation, long Step, string Phase);
+
+public enum MemberCommandKind
+{
+    /// <summary>Abandon the generation at once and join again.</summary>
+    Abort,
+
+    /// <summary>The run is over: exit.</summary>
+    Stop,
+}
+
+/// <summary>What the coordinator tells a member on its heartbeat stream.</summary>
+public sealed record MemberCommand(MemberCommandKind Kind, long Generation, string Reason);
+
+/// <summary>A rank finished its last step; rank 0's report carries the run's summary (JSON).</summary>
+public sealed record FinishReport(long Generation, int Rank, string ParametersSha256, string? SummaryJson, long PeakRssBytes);
+
+/// <summary>A training step rank 0 reports.</summary>
+public sealed record ProgressReport(long Generation, long Step, long TotalSteps, double Loss, double LearningRate, double LogitScale, int Samples);
+
+/// <summary>A checkpoint rank 0 committed to shared storage.</summary>
+public sealed record CheckpointReport(long Generation, long Step, string Directory);
