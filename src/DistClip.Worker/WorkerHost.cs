@@ -49,6 +49,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
         await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(
             new GrpcTransportOptions { Secret = secret, ListenAddress = options.Bind, Port = options.Port }.WithLink(options.Link), loggers, cancellationToken: ct).ConfigureAwait(false);
         var advertised = new UriBuilder(endpoint.Address) { Host = options.AdvertiseHost }.Uri;
+        LogEndpoint(_logger, advertised, options.Link.ToString().ToLowerInvariant());
         await using var metrics = await MetricsServer.StartAsync("distclip-worker", options.Bind, options.MetricsPort, options.AdvertiseHost, ct).ConfigureAwait(false);
         LogMetrics(_logger, metrics.Address);
         string workerId = $"{Environment.MachineName}-{Environment.ProcessId}-{Convert.ToHexString(RandomNumberGenerator.GetBytes(3)).ToLowerInvariant()}";
@@ -120,6 +121,9 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
         TorchRuntime.SetThreads(options.Threads);
         LogDevice(_logger, TorchRuntime.Describe(TorchRuntime.SelectDevice(options.Device)));
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Collectives endpoint at {Address} (link stack: {Link})")]
+    private static partial void LogEndpoint(ILogger logger, Uri address, string link);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Device: {Device}")]
     private static partial void LogDevice(ILogger logger, string device);

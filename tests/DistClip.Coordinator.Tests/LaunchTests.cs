@@ -51,6 +51,10 @@ public sealed class LaunchTests : IDisposable
     [InlineData("dataset", "--dataset", "wds:/nonexistent/shard-{000..003}.tar")]
     [InlineData("checkpoint_dir", "--checkpoint-dir", "/proc/distclip-cannot-write-here")]
     [InlineData("workers", "--workers", "-1")]
+    [InlineData("global_batch", "--dataset", "synthetic:100", "--global-batch", "128")] // needs the dataset's size
+    [InlineData("link", "--link", "quic")]
+    [InlineData("bind", "--bind", "0.0.0.0")] // a serve option
+    [InlineData("metrics_port", "--metrics-port", "70000")]
     public async Task A_bad_configuration_exits_2_naming_the_field_before_any_worker_starts(string field, params string[] args)
     {
         var result = await CoordinatorProcess.RunAsync(TimeSpan.FromSeconds(60),
@@ -60,6 +64,25 @@ public sealed class LaunchTests : IDisposable
         Assert.Contains(field + ":", result.Stderr);
         Assert.DoesNotContain("Started worker", result.Stdout);
         Assert.False(File.Exists(Path.Combine(_dir, "summary.json")), "nothing may be written for a refused run");
+    }
+
+    [Fact]
+    public async Task The_stock_grpc_link_stack_trains_the_same_replicas_as_the_direct_one()
+    {
+        string[] run = ["--workers", "2", "--steps", "3", "--eval-samples", "100", "--retrieval-samples", "0"];
+        var direct = await CoordinatorProcess.RunAsync(TimeSpan.FromMinutes(3), [.. Runs.Quick(_dir, "direct"), .. run]);
+        var grpc = await CoordinatorProcess.RunAsync(TimeSpan.FromMinutes(3), [.. Runs.Quick(_dir, "grpc"), .. run, "--link", "grpc"]);
+
+        Assert.True(direct.ExitCode == 0 && grpc.ExitCode == 0, $"exits {direct.ExitCode}, {grpc.ExitCode}\n{grpc.Stdout}\n{grpc.Stderr}");
+        for (int rank = 0; rank < 2; rank++)
+        {
+            Assert.Contains("(link stack: grpc)", File.ReadAllText(Path.Combine(_dir, "grpc", "logs", $"worker-{rank}.log")));
+            Assert.Contains("(link stack: direct)", File.ReadAllText(Path.Combine(_dir, "direct", "logs", $"worker-{rank}.log")));
+        }
+
+        // The link stack moves the same bytes: the same seed trains bit-identical replicas either way.
+        Assert.Equal(Runs.Summary(_dir, "direct").GetProperty("parameters_sha256").GetString(),
+            Runs.Summary(_dir, "grpc").GetProperty("parameters_sha256").GetString());
     }
 
     [Fact]

@@ -63,6 +63,15 @@ public sealed class WorkerJobTests
         Assert.Contains($"--port {grpc.Port} ", Assert.Single(container.Args));
     }
 
+    [Fact]
+    public void The_link_stack_is_a_worker_value_direct_unless_set()
+    {
+        Assert.Equal("direct", Option(RenderedChart.Of(null).WorkerContainer, "--link"));
+        Assert.Equal("grpc", Option(RenderedChart.Of(null, "workers.link=grpc").WorkerContainer, "--link"));
+        var refused = HelmProcess.Run(RenderedChart.TemplateArguments(HelmProcess.ChartDirectory, null, "workers.link=quic"));
+        Assert.True(refused.ExitCode != 0, $"workers.link=quic rendered: {refused.Describe()}");
+    }
+
     [Theory]
     [MemberData(nameof(CiValues))]
     public void Each_worker_advertises_its_stable_name_in_the_headless_service(string ciValuesFile)
