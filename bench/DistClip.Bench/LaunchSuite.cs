@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using DistClip.Training;
 using DistClip.Config;
+using DistClip.Training;
 
 namespace DistClip.Bench;
 

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using DistClip.Training;
 using DistClip.Config;
+using DistClip.Training;
 
 namespace DistClip.Bench;
 

@@ -1,13 +1,13 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Model;
 using DistClip.Training;
 using DistClip.Training.Optimization;
 using DistClip.Training.Steps;
 using TorchSharp;
-using DistClip.Config;
 
 namespace DistClip.Bench;
 

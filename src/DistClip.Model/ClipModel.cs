@@ -1,3 +1,4 @@
+using DistClip.Config;
 using DistClip.Model.Layers;
 using DistClip.Model.Text;
 using DistClip.Model.Vision;
@@ -5,7 +6,6 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using Embedding = DistClip.Model.Layers.Embedding;
-using DistClip.Config;
 
 namespace DistClip.Model;
 

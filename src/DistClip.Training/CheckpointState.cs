@@ -1,8 +1,8 @@
-using DistClip.Config;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using DistClip.Checkpoints;
+using DistClip.Config;
 
 namespace DistClip.Training;
 

@@ -1,7 +1,7 @@
 using System.Diagnostics;
+using DistClip.Config;
 using DistClip.Training.Steps;
 using Microsoft.Extensions.Logging;
-using DistClip.Config;
 
 namespace DistClip.Training;
 

@@ -1,7 +1,7 @@
+using DistClip.Config;
 using DistClip.Model;
 using TorchSharp;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Training;
 

@@ -3,8 +3,10 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using DistClip.Checkpoints;
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Model;
+using DistClip.Training.Checkpointing;
 using DistClip.Training.Evaluation;
 using DistClip.Training.Steps;
 using DistClip.Training.Telemetry;
@@ -12,10 +14,8 @@ using Microsoft.Extensions.Logging;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using DistClip.Training.Checkpointing;
 using OptimizerState = DistClip.Training.Checkpointing.OptimizerState;
 using PretrainedImport = DistClip.Model.Import.PretrainedImport;
-using DistClip.Config;
 
 namespace DistClip.Training;
 

@@ -4,12 +4,12 @@ using System.Text.Json;
 using DistClip.Checkpoints;
 using DistClip.Collectives;
 using DistClip.Collectives.Grpc;
+using DistClip.Config;
 using DistClip.Control;
 using DistClip.Control.V1;
 using DistClip.Training;
 using DistClip.Training.Distributed;
 using Microsoft.Extensions.Logging;
-using DistClip.Config;
 
 namespace DistClip.Worker;
 

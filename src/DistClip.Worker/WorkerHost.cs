@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using DistClip.Collectives;
 using DistClip.Collectives.Grpc;
+using DistClip.Config;
 using DistClip.Control;
 using DistClip.Control.V1;
 using DistClip.Model;
@@ -10,7 +11,6 @@ using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
-using DistClip.Config;
 
 namespace DistClip.Worker;
 

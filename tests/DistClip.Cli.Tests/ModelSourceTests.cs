@@ -1,11 +1,11 @@
 using DistClip.Checkpoints;
 using DistClip.Cli.Indexing;
 using DistClip.Cli.Inference;
+using DistClip.Config;
 using DistClip.Model;
 using DistClip.Training;
 using DistClip.Training.Steps;
 using Microsoft.Extensions.Logging.Abstractions;
-using DistClip.Config;
 
 namespace DistClip.Cli.Tests;
 

@@ -1,4 +1,5 @@
 using DistClip.Checkpoints;
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Training;
 using DistClip.Training.Evaluation;
@@ -7,7 +8,6 @@ using DistClip.Training.Steps;
 using Microsoft.Extensions.Logging.Abstractions;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
-using DistClip.Config;
 
 namespace DistClip.Cli.Tests;
 

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
-using Xunit.Abstractions;
 using DistClip.Config;
+using Xunit.Abstractions;
 
 namespace DistClip.Coordinator.Tests;
 

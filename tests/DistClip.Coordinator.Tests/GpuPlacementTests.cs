@@ -1,6 +1,6 @@
+using DistClip.Config;
 using DistClip.Coordinator.Launchers;
 using DistClip.Model;
-using DistClip.Config;
 
 namespace DistClip.Coordinator.Tests;
 

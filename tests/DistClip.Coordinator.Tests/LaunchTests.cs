@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using DistClip.Coordinator.Cli;
 using DistClip.Config;
+using DistClip.Coordinator.Cli;
 
 namespace DistClip.Coordinator.Tests;
 

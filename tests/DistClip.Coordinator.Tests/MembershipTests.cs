@@ -1,8 +1,8 @@
 using System.Threading.Channels;
+using DistClip.Config;
 using DistClip.Control.V1;
 using DistClip.Coordinator.Runs;
 using DistClip.Coordinator.Services;
-using DistClip.Config;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 

@@ -1,10 +1,10 @@
-using DistClip.Training.Checkpointing;
 using System.Text.Json;
 using DistClip.Checkpoints;
+using DistClip.Config;
 using DistClip.Model;
 using DistClip.Training;
+using DistClip.Training.Checkpointing;
 using TorchSharp;
-using DistClip.Config;
 
 namespace DistClip.Coordinator.Tests;
 

@@ -1,8 +1,8 @@
+using DistClip.Config;
 using DistClip.Coordinator.Launchers;
 using DistClip.Coordinator.Runs;
 using DistClip.Training;
 using Microsoft.Extensions.Logging.Abstractions;
-using DistClip.Config;
 
 namespace DistClip.Coordinator.Tests;
 

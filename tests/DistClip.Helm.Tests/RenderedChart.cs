@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
+using DistClip.Config;
 using k8s;
 using k8s.Models;
-using DistClip.Config;
 
 namespace DistClip.Helm.Tests;
 

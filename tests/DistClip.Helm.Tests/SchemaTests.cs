@@ -1,8 +1,8 @@
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using DistClip.Config.Settings;
 using DistClip.Config;
+using DistClip.Config.Settings;
 
 namespace DistClip.Helm.Tests;
 

@@ -1,6 +1,6 @@
 using System.Text;
-using k8s.Models;
 using DistClip.Config;
+using k8s.Models;
 
 namespace DistClip.Helm.Tests;
 

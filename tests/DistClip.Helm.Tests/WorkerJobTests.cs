@@ -1,5 +1,5 @@
-using k8s.Models;
 using DistClip.Config;
+using k8s.Models;
 
 namespace DistClip.Helm.Tests;
 

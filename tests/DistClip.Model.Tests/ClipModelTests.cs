@@ -1,7 +1,7 @@
+using DistClip.Config;
 using DistClip.Model.Losses;
 using TorchSharp;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Model.Tests;
 

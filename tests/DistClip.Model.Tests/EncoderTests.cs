@@ -1,5 +1,5 @@
-using static TorchSharp.torch;
 using DistClip.Config;
+using static TorchSharp.torch;
 
 namespace DistClip.Model.Tests;
 

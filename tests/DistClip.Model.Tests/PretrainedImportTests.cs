@@ -1,9 +1,9 @@
 using System.IO.Compression;
+using DistClip.Config;
 using DistClip.Model.Import;
 using TorchSharp.PyBridge;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Model.Tests;
 

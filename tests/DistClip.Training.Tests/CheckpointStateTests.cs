@@ -1,7 +1,7 @@
-using DistClip.Config;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using DistClip.Checkpoints;
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Model;
 using DistClip.Training.Steps;

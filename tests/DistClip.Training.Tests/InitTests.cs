@@ -1,9 +1,9 @@
+using DistClip.Config;
 using DistClip.Model;
 using DistClip.Training.Steps;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
 using TorchSharp.PyBridge;
-using DistClip.Config;
 
 namespace DistClip.Training.Tests;
 

@@ -1,3 +1,4 @@
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Model;
 using DistClip.Training.Optimization;
@@ -5,7 +6,6 @@ using DistClip.Training.Steps;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
 using Xunit.Abstractions;
-using DistClip.Config;
 
 namespace DistClip.Training.Tests;
 

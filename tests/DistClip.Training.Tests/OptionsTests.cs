@@ -1,6 +1,6 @@
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Model;
-using DistClip.Config;
 
 namespace DistClip.Training.Tests;
 

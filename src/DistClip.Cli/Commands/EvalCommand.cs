@@ -3,10 +3,10 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using DistClip.Cli.CommandLine;
 using DistClip.Cli.Inference;
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Training;
 using DistClip.Training.Evaluation;
-using DistClip.Config;
 
 namespace DistClip.Cli.Commands;
 

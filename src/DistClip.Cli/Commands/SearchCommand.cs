@@ -2,10 +2,10 @@ using System.Globalization;
 using DistClip.Cli.CommandLine;
 using DistClip.Cli.Indexing;
 using DistClip.Cli.Inference;
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Model;
 using TorchSharp;
-using DistClip.Config;
 
 namespace DistClip.Cli.Commands;
 

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
+using DistClip.Config;
 using DistClip.Model;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Cli.Inference;
 

@@ -1,14 +1,14 @@
-using DistClip.Training.Checkpointing;
 using System.Text.Json;
 using DistClip.Checkpoints;
 using DistClip.Cli.CommandLine;
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Model;
 using DistClip.Model.Import;
 using DistClip.Training;
+using DistClip.Training.Checkpointing;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
-using DistClip.Config;
 
 namespace DistClip.Cli.Inference;
 

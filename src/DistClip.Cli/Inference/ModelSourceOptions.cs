@@ -1,6 +1,6 @@
 using DistClip.Cli.CommandLine;
-using DistClip.Model;
 using DistClip.Config;
+using DistClip.Model;
 
 namespace DistClip.Cli.Inference;
 

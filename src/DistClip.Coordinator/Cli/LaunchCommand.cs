@@ -1,12 +1,12 @@
 using System.Globalization;
 using System.Net;
+using DistClip.Config;
 using DistClip.Control;
 using DistClip.Coordinator.Launchers;
 using DistClip.Coordinator.Reports;
 using DistClip.Coordinator.Runs;
 using DistClip.Coordinator.Services;
 using Microsoft.Extensions.Logging;
-using DistClip.Config;
 
 namespace DistClip.Coordinator.Cli;
 

@@ -1,7 +1,7 @@
 using System.Globalization;
 using DistClip.Checkpoints;
-using DistClip.Data;
 using DistClip.Config;
+using DistClip.Data;
 
 namespace DistClip.Coordinator.Cli;
 

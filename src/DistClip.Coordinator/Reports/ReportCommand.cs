@@ -1,5 +1,5 @@
-using DistClip.Coordinator.Cli;
 using DistClip.Config;
+using DistClip.Coordinator.Cli;
 
 namespace DistClip.Coordinator.Reports;
 

@@ -1,5 +1,5 @@
-using ScottPlot;
 using DistClip.Config;
+using ScottPlot;
 
 namespace DistClip.Coordinator.Reports;
 

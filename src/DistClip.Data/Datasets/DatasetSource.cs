@@ -1,5 +1,5 @@
-using Microsoft.Extensions.Logging;
 using DistClip.Config;
+using Microsoft.Extensions.Logging;
 
 namespace DistClip.Data;
 

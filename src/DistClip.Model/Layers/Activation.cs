@@ -1,6 +1,6 @@
+using DistClip.Config;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
-using DistClip.Config;
 
 namespace DistClip.Model.Layers;
 

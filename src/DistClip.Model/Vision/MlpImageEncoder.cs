@@ -1,6 +1,6 @@
+using DistClip.Config;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Model.Vision;
 

@@ -1,7 +1,7 @@
+using DistClip.Config;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
-using DistClip.Config;
 
 namespace DistClip.Model.Vision;
 

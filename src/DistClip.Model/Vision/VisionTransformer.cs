@@ -1,7 +1,7 @@
+using DistClip.Config;
 using DistClip.Model.Layers;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Model.Vision;
 

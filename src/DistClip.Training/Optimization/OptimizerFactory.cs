@@ -1,7 +1,7 @@
+using DistClip.Config;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Training.Optimization;
 

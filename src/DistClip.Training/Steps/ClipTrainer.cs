@@ -1,11 +1,11 @@
 using System.Diagnostics;
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Model;
 using DistClip.Training.Optimization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Training.Steps;
 

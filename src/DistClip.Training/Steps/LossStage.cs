@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using static TorchSharp.torch;
 using DistClip.Config;
+using static TorchSharp.torch;
 
 namespace DistClip.Training.Steps;
 

@@ -1,6 +1,6 @@
+using DistClip.Config;
 using DistClip.Model.Losses;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Training.Steps;
 

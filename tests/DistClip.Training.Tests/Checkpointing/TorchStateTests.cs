@@ -1,9 +1,9 @@
 using DistClip.Checkpoints;
 using DistClip.Training.Checkpointing;
-using OptimizerState = DistClip.Training.Checkpointing.OptimizerState;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using OptimizerState = DistClip.Training.Checkpointing.OptimizerState;
 
 namespace DistClip.Training.Tests.Checkpointing;
 

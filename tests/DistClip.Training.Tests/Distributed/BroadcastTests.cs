@@ -1,10 +1,10 @@
 using DistClip.Collectives.InMemory;
+using DistClip.Config;
 using DistClip.Model;
 using DistClip.Training.Distributed;
 using TorchSharp;
 using static DistClip.Training.Tests.Distributed.ClusterHarness;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Training.Tests.Distributed;
 

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using DistClip.Collectives;
 using DistClip.Collectives.InMemory;
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Model;
 using DistClip.Training.Distributed;
@@ -9,7 +10,6 @@ using DistClip.Training.Steps;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Training.Tests.Distributed;
 

@@ -1,5 +1,6 @@
 using DistClip.Collectives;
 using DistClip.Collectives.InMemory;
+using DistClip.Config;
 using DistClip.Model;
 using DistClip.Training.Distributed;
 using DistClip.Training.Optimization;
@@ -7,7 +8,6 @@ using DistClip.Training.Steps;
 using TorchSharp;
 using Xunit.Abstractions;
 using static DistClip.Training.Tests.Distributed.ClusterHarness;
-using DistClip.Config;
 
 namespace DistClip.Training.Tests.Distributed;
 

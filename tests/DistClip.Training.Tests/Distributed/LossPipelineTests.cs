@@ -1,3 +1,4 @@
+using DistClip.Config;
 using DistClip.Model.Losses;
 using DistClip.Training.Optimization;
 using DistClip.Training.Steps;
@@ -5,7 +6,6 @@ using TorchSharp;
 using Xunit.Abstractions;
 using static DistClip.Training.Tests.Distributed.ClusterHarness;
 using static TorchSharp.torch;
-using DistClip.Config;
 
 namespace DistClip.Training.Tests.Distributed;
 

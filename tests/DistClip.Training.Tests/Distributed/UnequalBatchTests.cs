@@ -1,8 +1,8 @@
+using DistClip.Config;
 using DistClip.Data;
 using DistClip.Training.Optimization;
 using Xunit.Abstractions;
 using static DistClip.Training.Tests.Distributed.ClusterHarness;
-using DistClip.Config;
 
 namespace DistClip.Training.Tests.Distributed;
 
