@@ -25,7 +25,7 @@ public sealed record TrainOptions
     /// <summary><c>fashion-mnist</c>, <c>wds:PATTERN</c> (tar shards), <c>csv:FILE</c> or <c>synthetic:N</c> (1 to 100,000,000 generated samples).</summary>
     [Setting("fashion-mnist | wds:PATTERN | csv:FILE | synthetic:N (N generated samples, 1 to 100000000)",
         Pattern = "^(fashion-mnist|wds:.+|csv:.+|synthetic:0*([1-9][0-9]{0,7}|100000000))$",
-        PatternHint = "fashion-mnist, wds:PATTERN, csv:FILE or synthetic:N with N from 1 to 100000000")]
+        PatternHint = "fashion-mnist, wds:PATTERN, csv:FILE or synthetic:N with N from 1 to 100,000,000")]
     public string Dataset { get; init; } = "fashion-mnist";
 
     [Setting("optimizer steps", Min = 1, Resumable = true)]

@@ -32,8 +32,8 @@ internal sealed partial class GenerationRun(
     private volatile HeartbeatRequest.Types.Phase _phase = HeartbeatRequest.Types.Phase.Joining;
     private volatile TrainingSession? _session;
 
-    /// <summary>The run's training settings as this worker trains them (checked when the assignment arrived).</summary>
-    private readonly TrainOptions _options = OptionsOf(assignment);
+    /// <summary>The run's settings as this worker runs them (checked when the assignment arrived).</summary>
+    private readonly RunConfig _config = ConfigOf(assignment);
 
     public async Task<GenerationEnd> RunAsync(CancellationToken ct)
     {
@@ -48,8 +48,8 @@ internal sealed partial class GenerationRun(
             group = await endpoint.JoinAsync(membership,
                 new CollectiveOptions
                 {
-                    OperationTimeout = TimeSpan.FromMilliseconds(assignment.CollectiveTimeoutMs),
-                    ChunkBytes = _options.ChunkKib << 10,
+                    OperationTimeout = TimeSpan.FromSeconds(_config.CollectiveTimeoutSeconds),
+                    ChunkBytes = _config.Training.ChunkKib << 10,
                 }, abort.Token).ConfigureAwait(false);
             var token = abort.Token;
             var finished = await Task.Factory.StartNew(() => Train(group, token), token, TaskCreationOptions.LongRunning, TaskScheduler.Default)
@@ -84,7 +84,7 @@ internal sealed partial class GenerationRun(
     private WorkerFinished Train(ICollectiveGroup group, CancellationToken ct)
     {
         var wall = Stopwatch.StartNew();
-        var options = _options;
+        var options = _config.Training;
         bool leader = assignment.Rank == 0;
         using var collectives = new GroupStepCollectives(group, new GroupStepOptions { BucketBytes = options.BucketMib << 20 });
         _phase = HeartbeatRequest.Types.Phase.Loading;
@@ -100,7 +100,7 @@ internal sealed partial class GenerationRun(
         }
 
         Interlocked.Exchange(ref _step, session.StepsDone);
-        var store = leader ? new CheckpointStore(new CheckpointOptions(assignment.CheckpointRoot, assignment.RunId, assignment.KeepCheckpoints), _logger) : null;
+        var store = leader ? new CheckpointStore(new CheckpointOptions(assignment.CheckpointRoot, assignment.RunId, _config.Keep), _logger) : null;
         long lastSaved = session.StepsDone;
         session.Train(metrics =>
         {
@@ -121,7 +121,7 @@ internal sealed partial class GenerationRun(
                 LogitScale = metrics.LogitScale,
                 Samples = metrics.Samples,
             }, cancellationToken: ct).ResponseAsync.ContinueWith(static _ => { }, TaskScheduler.Default);
-            if (assignment.CheckpointEvery > 0 && metrics.Step % assignment.CheckpointEvery == 0)
+            if (_config.CheckpointEvery > 0 && metrics.Step % _config.CheckpointEvery == 0)
             {
                 Commit(session, store!, ct);
                 lastSaved = metrics.Step;
@@ -148,16 +148,19 @@ internal sealed partial class GenerationRun(
     }
 
     /// <summary>
-    /// The run's training settings as this process trains them, read from the assignment's typed
-    /// settings (refused by name when this worker does not know one). Threads 0 (automatic) become
-    /// this worker's share of its CPUs: <see cref="Environment.ProcessorCount"/> (a container's CPU
-    /// limit, rounded up) divided among the run's workers on this host.
+    /// The run's settings as this process runs them, read from the assignment's typed settings
+    /// (refused by name when this worker does not know one, or one breaks a rule between settings).
+    /// Threads 0 (automatic) become this worker's share of its CPUs:
+    /// <see cref="Environment.ProcessorCount"/> (a container's CPU limit, rounded up) divided among
+    /// the run's workers on this host.
     /// </summary>
     /// <exception cref="ConfigException">A setting this worker cannot use.</exception>
-    public static TrainOptions OptionsOf(Assignment assignment)
+    public static RunConfig ConfigOf(Assignment assignment)
     {
-        var options = RunConfigValuesMapping.FromMessage(assignment.Config ?? new RunConfigValues()).Training;
-        return options.Threads > 0 ? options : options with { Threads = AutomaticThreads(assignment, Environment.ProcessorCount) };
+        var config = RunConfigValuesMapping.FromMessage(assignment.Config ?? new RunConfigValues());
+        config.Training.Validate(Math.Max(1, assignment.WorldSize));
+        return config.Training.Threads > 0 ? config
+            : config with { Training = config.Training with { Threads = AutomaticThreads(assignment, Environment.ProcessorCount) } };
     }
 
     /// <summary>The CPUs of this host shared evenly by the run's workers on it (peers with this worker's host name).</summary>

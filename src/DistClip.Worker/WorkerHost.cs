@@ -97,7 +97,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
 
             if (!joinedOnce)
             {
-                ReportDevice(GenerationRun.OptionsOf(assignment));
+                ReportDevice(GenerationRun.ConfigOf(assignment).Training);
             }
 
             joinedOnce = true;

@@ -260,7 +260,7 @@ public sealed class MembershipTests : IDisposable
     {
         var settings = Settings(worldSize: 2, maxRestarts: 3) with
         {
-            Config = new RunConfig { Training = new TrainOptions { GlobalBatch = 64, Loss = LossKind.Siglip, Dataset = "synthetic:1000" } },
+            Config = new RunConfig { Workers = 2, CheckpointEvery = 7, Training = new TrainOptions { GlobalBatch = 64, Loss = LossKind.Siglip, Dataset = "synthetic:1000" } },
         };
         var plan = new GenerationPlan(4, [Worker("w0", 0), Worker("w1", 1)], "/ckpt/step-8");
 
@@ -287,11 +287,9 @@ public sealed class MembershipTests : IDisposable
     {
         RunId = "test",
         Secret = "secret",
-        Config = new RunConfig(),
-        WorldSize = worldSize,
+        Config = new RunConfig { Workers = worldSize, MaxRestarts = maxRestarts },
         RunDirectory = "unused",
         CheckpointRoot = "unused",
-        MaxRestarts = maxRestarts,
     };
 
     /// <summary>Every worker joins asking for its position in <paramref name="workers"/> as its rank; returns once the generation formed.</summary>

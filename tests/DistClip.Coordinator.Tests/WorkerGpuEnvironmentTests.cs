@@ -19,8 +19,7 @@ public sealed class WorkerGpuEnvironmentTests : IDisposable
         {
             RunId = "env",
             Secret = "not-a-real-secret",
-            Config = new RunConfig(),
-            WorldSize = 2,
+            Config = new RunConfig { Workers = 2 },
             RunDirectory = _dir,
             CheckpointRoot = _dir,
         }, NullLogger.Instance);

@@ -39,15 +39,9 @@ internal static class LaunchCommand
             RunId = plan.RunId,
             Secret = secret,
             Config = s,
-            WorldSize = s.Workers,
             RunDirectory = plan.RunDirectory,
             CheckpointRoot = plan.CheckpointRoot,
-            CheckpointEvery = s.CheckpointEvery,
-            KeepCheckpoints = s.Keep,
             ResumeFrom = plan.Resume?.Directory,
-            MaxRestarts = s.MaxRestarts,
-            HeartbeatTimeout = TimeSpan.FromSeconds(s.HeartbeatTimeoutSeconds),
-            CollectiveTimeout = TimeSpan.FromSeconds(s.CollectiveTimeoutSeconds),
             JoinTimeout = serve ? TimeSpan.FromHours(1) : TimeSpan.FromMinutes(5),
         };
 

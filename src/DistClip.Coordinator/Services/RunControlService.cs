@@ -121,10 +121,7 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
             Config = RunConfigValuesMapping.ToMessage(settings.Config),
             ResumeFrom = plan.ResumeFrom ?? "",
             CheckpointRoot = settings.CheckpointRoot,
-            CheckpointEvery = settings.CheckpointEvery,
-            KeepCheckpoints = settings.KeepCheckpoints,
             HeartbeatIntervalMs = (int)settings.HeartbeatInterval.TotalMilliseconds,
-            CollectiveTimeoutMs = (int)settings.CollectiveTimeout.TotalMilliseconds,
         };
         assignment.Peers.AddRange(plan.Ranks.Select((w, r) => new Peer { Rank = r, CollectiveEndpoint = w.CollectiveEndpoint, Host = w.Host }));
         return assignment;
