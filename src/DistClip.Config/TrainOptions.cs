@@ -62,7 +62,10 @@ public sealed record TrainOptions
 
     /// <summary>Rows and columns of one tile of logits in the loss stage (its memory is O(chunk²)).</summary>
     [Setting("rows and columns of one tile of logits in the loss stage", Min = 1, Max = 65536, Resumable = true)]
-    public int LossChunk { get; init; } = 2048;
+    public int LossChunk { get; init; } = DefaultLossChunk;
+
+    /// <summary>2048: a tile of logits is 16 MiB of float32, whatever the batch.</summary>
+    public const int DefaultLossChunk = 2048;
 
     /// <summary>Target size of one gradient all-reduce (PyTorch DDP's bucket_cap_mb): buckets hold whole parameters.</summary>
     [Setting("MiB of gradients per all-reduce bucket (like DDP's bucket_cap_mb)", Min = 1, Max = 1024, Resumable = true)]

@@ -101,10 +101,7 @@ public sealed partial class TrainingSession : IDisposable
     public TrainingPhase Phase { get; private set; } = TrainingPhase.Loading;
 
     /// <summary>The configuration a checkpoint records and a resume compares.</summary>
-    public JsonElement CheckpointConfig() => CheckpointConfigOf(_options, _collectives.WorldSize);
-
-    /// <summary>The configuration a run of these options over <paramref name="worldSize"/> ranks records in its checkpoints.</summary>
-    public static JsonElement CheckpointConfigOf(TrainOptions options, int worldSize) => TrainOptionsJson.CheckpointConfig(options, worldSize);
+    public JsonElement CheckpointConfig() => TrainOptionsJson.CheckpointConfig(_options, _collectives.WorldSize);
 
     /// <summary>Restores model, optimizer, step, data cursor, RNG and curve from a verified checkpoint.</summary>
     public void Load(ResolvedCheckpoint checkpoint)

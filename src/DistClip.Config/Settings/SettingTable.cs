@@ -88,7 +88,7 @@ public static class SettingTable<T>
         }
     }
 
-    /// <summary>The settings whose value differs from the default, as <c>name → text</c> (for logs and diagnostics).</summary>
+    /// <summary>Every setting with its value in <paramref name="config"/>.</summary>
     public static IEnumerable<(Setting Setting, object? Value)> Values(T config) =>
         Settings.Select(s => (s, s.Get(config)));
 

@@ -6,7 +6,7 @@ namespace DistClip.Training.Steps;
 public sealed record StepSettings
 {
     /// <summary>Rows and columns of one tile of logits in the loss stage: its memory is O(chunk²), not O(B²).</summary>
-    public const int DefaultLossChunk = 2048;
+    public const int DefaultLossChunk = TrainOptions.DefaultLossChunk;
 
     public LossKind Loss { get; init; } = LossKind.Softmax;
 
