@@ -100,7 +100,7 @@ public sealed record TrainOptions
     /// <summary>The settings that may differ when a run resumes (the names a checkpoint's config records).</summary>
     public static readonly IReadOnlySet<string> ResumableChanges = SettingTable<TrainOptions>.Settings
         .Where(s => s.Attribute.Resumable)
-        .Select(s => CheckpointName(s.PropertyName))
+        .Select(s => Setting.Words(s.PropertyName, '_')) // a checkpoint's config.json names properties, not settings
         .ToHashSet(StringComparer.Ordinal);
 
     /// <summary>
@@ -117,9 +117,6 @@ public sealed record TrainOptions
             $"{GlobalBatch} is not divisible by {worldSize} workers; choose a multiple of {worldSize}");
         Require(Optimizer.MinLearningRate <= Optimizer.LearningRate, "min_lr", $"must be between 0 and lr (got {Optimizer.MinLearningRate})");
     }
-
-    private static string CheckpointName(string property) =>
-        string.Concat(property.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "_" : "") + char.ToLowerInvariant(c) : c.ToString()));
 
     private static void Require(bool ok, string field, string message)
     {

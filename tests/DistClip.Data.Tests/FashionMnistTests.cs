@@ -22,6 +22,15 @@ public sealed class FashionMnistTests(FashionMnistFixture data) : IClassFixture<
     }
 
     [Fact]
+    public void The_count_from_the_label_header_alone_matches_the_opened_splits()
+    {
+        Assert.Equal(data.Train.Count, FashionMnistDataset.CountOf(FashionMnistSplit.Train));
+        Assert.Equal(data.Test.Count, FashionMnistDataset.CountOf(FashionMnistSplit.Test));
+        Assert.Equal(data.Train.Count, DatasetSource.CountTrain("fashion-mnist"));
+        Assert.Throws<DataException>(() => FashionMnistDataset.CountOf(FashionMnistSplit.Train, Path.Combine(Path.GetTempPath(), "no-such-fashion-mnist")));
+    }
+
+    [Fact]
     public void First_test_sample_is_an_ankle_boot()
     {
         Assert.Equal(9, data.Test.Label(0));

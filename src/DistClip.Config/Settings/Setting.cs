@@ -27,7 +27,7 @@ public sealed class Setting
         _path = path;
         var property = path[^1];
         Attribute = attribute;
-        Name = attribute.Name ?? Kebab(property.Name);
+        Name = attribute.Name ?? Words(property.Name, '-');
         JsonName = Name.Replace('-', '_');
         PropertyName = property.Name;
         ValueType = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
@@ -195,6 +195,7 @@ public sealed class Setting
 
     private static string Number(double x) => x.ToString("R", CultureInfo.InvariantCulture);
 
-    private static string Kebab(string pascal) =>
-        string.Concat(pascal.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "-" : "") + char.ToLowerInvariant(c) : c.ToString()));
+    /// <summary>A PascalCase name in lower case with <paramref name="separator"/> between its words: <c>GlobalBatch</c> → <c>global-batch</c>.</summary>
+    internal static string Words(string pascal, char separator) =>
+        string.Concat(pascal.Select((c, i) => char.IsUpper(c) ? (i > 0 ? separator.ToString() : "") + char.ToLowerInvariant(c) : c.ToString()));
 }

@@ -40,7 +40,7 @@ public static class DatasetSource
     {
         if (spec == "fashion-mnist")
         {
-            string dir = Environment.GetEnvironmentVariable(FashionMnistDataset.DirectoryVariable) is { Length: > 0 } d ? d : FashionMnistDataset.DefaultDirectory;
+            string dir = FashionMnistDataset.ResolveDirectory();
             foreach (string name in new[] { "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte" })
             {
                 string path = Path.Combine(dir, name);
@@ -89,7 +89,7 @@ public static class DatasetSource
     /// <summary>
     /// How many training samples the spec holds, counted before any worker starts (a global batch
     /// larger than this would fail in every worker). Fashion-MNIST's count is read from its label
-    /// file's header; tar shards and CSV files are indexed as the workers will index them (headers
+    /// file's header (<see cref="FashionMnistDataset.CountOf"/>); tar shards and CSV files are indexed as the workers will index them (headers
     /// and lines, no image is decoded). Call <see cref="EnsureAvailable"/> first.
     /// </summary>
     /// <exception cref="ConfigException">The data cannot be read (named by <c>dataset</c>).</exception>
@@ -99,7 +99,7 @@ public static class DatasetSource
         {
             if (spec == "fashion-mnist")
             {
-                return FashionMnistTrainCount();
+                return FashionMnistDataset.CountOf(FashionMnistSplit.Train);
             }
 
             var dataset = OpenTrain(spec, logger);
@@ -112,19 +112,6 @@ public static class DatasetSource
         {
             throw new ConfigException("dataset", $"cannot read {spec}: {e.Message}");
         }
-    }
-
-    private static int FashionMnistTrainCount()
-    {
-        string dir = Environment.GetEnvironmentVariable(FashionMnistDataset.DirectoryVariable) is { Length: > 0 } d ? d : FashionMnistDataset.DefaultDirectory;
-        string path = Path.Combine(dir, "train-labels-idx1-ubyte");
-        using Stream file = File.Exists(path) ? File.OpenRead(path) : File.OpenRead(path + ".gz");
-        using Stream stream = File.Exists(path) ? file : new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionMode.Decompress);
-        Span<byte> header = stackalloc byte[8];
-        stream.ReadExactly(header);
-        int magic = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header);
-        int count = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header[4..]);
-        return magic == 0x801 && count > 0 ? count : throw new InvalidDataException($"{path} is not an idx1 label file");
     }
 
     /// <summary>

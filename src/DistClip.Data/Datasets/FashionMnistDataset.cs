@@ -64,7 +64,7 @@ public sealed class FashionMnistDataset : IImageTextDataset
     /// <exception cref="DataException">A file is missing (the message says how to install it) or malformed.</exception>
     public static FashionMnistDataset Open(FashionMnistSplit split, string? directory = null, int captionSeed = 0, ILogger? logger = null)
     {
-        directory ??= Environment.GetEnvironmentVariable(DirectoryVariable) is { Length: > 0 } fromEnv ? fromEnv : DefaultDirectory;
+        directory = ResolveDirectory(directory);
         string prefix = split == FashionMnistSplit.Train ? "train" : "t10k";
         string imagesPath = Locate(directory, $"{prefix}-images-idx3-ubyte");
         string labelsPath = Locate(directory, $"{prefix}-labels-idx1-ubyte");
@@ -89,6 +89,15 @@ public sealed class FashionMnistDataset : IImageTextDataset
 
         return new FashionMnistDataset(split, images, labels, captionSeed, new SkipCounters(logger));
     }
+
+    /// <summary>The samples of <paramref name="split"/>, read from its label file's header (nothing else is read).</summary>
+    /// <exception cref="DataException">The file is missing or not an IDX label file.</exception>
+    public static int CountOf(FashionMnistSplit split, string? directory = null) =>
+        IdxFile.ReadShape(Locate(ResolveDirectory(directory), $"{(split == FashionMnistSplit.Train ? "train" : "t10k")}-labels-idx1-ubyte"), rank: 1)[0];
+
+    /// <summary>The directory given, else $DISTCLIP_FASHION_MNIST_DIR, else <see cref="DefaultDirectory"/>.</summary>
+    public static string ResolveDirectory(string? directory = null) =>
+        directory ?? (Environment.GetEnvironmentVariable(DirectoryVariable) is { Length: > 0 } fromEnv ? fromEnv : DefaultDirectory);
 
     public byte Label(int index)
     {

@@ -12,11 +12,33 @@ internal static class IdxFile
     /// <summary>Reads a file of unsigned bytes with <paramref name="rank"/> dimensions; returns its shape and data.</summary>
     public static (int[] Shape, byte[] Data) Read(string path, int rank)
     {
-        using Stream file = File.OpenRead(path);
-        using Stream stream = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)
-            ? new GZipStream(file, CompressionMode.Decompress)
-            : file;
+        using Stream stream = Open(path);
+        var (shape, total) = ReadShape(stream, path, rank);
+        var data = new byte[total];
+        ReadExactly(stream, data, path, "data");
+        if (stream.ReadByte() != -1)
+        {
+            throw new DataException($"{path}: data continues past the declared shape [{string.Join(", ", shape)}].");
+        }
 
+        return (shape, data);
+    }
+
+    /// <summary>The shape of a file of unsigned bytes with <paramref name="rank"/> dimensions, from its header alone.</summary>
+    public static int[] ReadShape(string path, int rank)
+    {
+        using Stream stream = Open(path);
+        return ReadShape(stream, path, rank).Shape;
+    }
+
+    private static Stream Open(string path)
+    {
+        Stream file = File.OpenRead(path);
+        return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionMode.Decompress) : file;
+    }
+
+    private static (int[] Shape, long Total) ReadShape(Stream stream, string path, int rank)
+    {
         Span<byte> header = stackalloc byte[4];
         ReadExactly(stream, header, path, "magic number");
         int magic = BinaryPrimitives.ReadInt32BigEndian(header);
@@ -45,14 +67,7 @@ internal static class IdxFile
             throw new DataException($"{path}: shape [{string.Join(", ", shape)}] is too large to hold in memory.");
         }
 
-        var data = new byte[total];
-        ReadExactly(stream, data, path, "data");
-        if (stream.ReadByte() != -1)
-        {
-            throw new DataException($"{path}: data continues past the declared shape [{string.Join(", ", shape)}].");
-        }
-
-        return (shape, data);
+        return (shape, total);
     }
 
     private static void ReadExactly(Stream stream, Span<byte> buffer, string path, string what)
