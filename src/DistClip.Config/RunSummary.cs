@@ -39,6 +39,13 @@ public sealed record RunSummary
     [JsonPropertyName("restarts")] public int Restarts { get; init; }
 
     /// <summary>
+    /// Steps trained twice because a generation restarted below the most steps any rank had
+    /// completed (set by the coordinator): at most the interrupted one per lost worker when a
+    /// survivor hands over its state, up to the checkpoint interval when the run falls back to storage.
+    /// </summary>
+    [JsonPropertyName("steps_redone")] public long StepsRedone { get; init; }
+
+    /// <summary>
     /// Each worker's peak resident set size in bytes, indexed by rank, as the worker read it (VmHWM)
     /// when it finished: the last incarnation of a replaced rank. 0 where a worker could not tell.
     /// Set by the coordinator; absent from a single-process run.

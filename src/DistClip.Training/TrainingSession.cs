@@ -44,6 +44,9 @@ public sealed partial class TrainingSession : IDisposable
     private StepMetrics? _last;
     private byte[] _dataOrder = new byte[32];
 
+    // libtorch's generator as it was after the last completed step (null: untouched since the seed).
+    private byte[]? _boundaryRng;
+
     // Steady-state timing: the first steps of a launch pay for warm-up (allocator, caches, links).
     private const int TimingWarmupSteps = 3;
     private readonly double[] _phaseSeconds = new double[PhaseTimes.Names.Length];
@@ -107,25 +110,9 @@ public sealed partial class TrainingSession : IDisposable
     public void Load(ResolvedCheckpoint checkpoint)
     {
         checkpoint.EnsureConfigCompatible(CheckpointConfig(), TrainOptions.ResumableChanges);
-        using (var model = checkpoint.Open(CheckpointFiles.Model))
-        {
-            ModelState.Load(Model, model);
-        }
-
-        using (var optimizer = checkpoint.Open(CheckpointFiles.Optimizer))
-        {
-            OptimizerState.Load((OptimizerHelper)_trainer.Optimizer, optimizer);
-        }
-
-        var state = CheckpointState.Of(checkpoint);
-        _trainer.StepsDone = checkpoint.Step;
-        _cursor = new SamplerCursor(state.Epoch, state.BatchInEpoch);
-        RngState.Restore(state.Rng);
-        _samples = state.Samples;
-        _trainSeconds = state.TrainSeconds;
-        _dataOrder = Convert.FromHexString(state.DataOrder);
-        _history.Clear();
-        _history.AddRange(state.History);
+        using var model = checkpoint.Open(CheckpointFiles.Model);
+        using var optimizer = checkpoint.Open(CheckpointFiles.Optimizer);
+        Restore(checkpoint.Step, CheckpointState.Of(checkpoint), model, optimizer);
         LogResumed(_logger, checkpoint.Step, checkpoint.Directory);
     }
 
@@ -134,27 +121,72 @@ public sealed partial class TrainingSession : IDisposable
     {
         var previous = Phase;
         Phase = TrainingPhase.Checkpoint;
-        var state = new CheckpointState
-        {
-            Epoch = _cursor.Epoch,
-            BatchInEpoch = _cursor.BatchInEpoch,
-            Rng = RngState.Capture(),
-            Samples = _samples,
-            TrainSeconds = _trainSeconds,
-            History = [.. _history],
-            DataOrder = Convert.ToHexString(_dataOrder),
-            // What a user of the checkpoint needs without the run's files: the model and its tokenizer.
-            ModelConfig = JsonSerializer.Deserialize<JsonElement>(Config.ToJson()),
-            Tokenizer = _tokenizer.Name,
-        };
         var files = new Dictionary<string, Action<Stream>>
         {
             [CheckpointFiles.Model] = s => ModelState.Save(Model, s),
             [CheckpointFiles.Optimizer] = s => OptimizerState.Save((OptimizerHelper)_trainer.Optimizer, s),
         };
-        var committed = store.Commit(StepsDone, state.ToJson(), CheckpointConfig(), files, ct);
+        var committed = store.Commit(StepsDone, CaptureCheckpointState().ToJson(), CheckpointConfig(), files, ct);
         Phase = previous;
         return committed;
+    }
+
+    /// <summary>
+    /// The whole training state after the last completed step, in memory: what a checkpoint holds
+    /// (model, optimizer, step, data cursor, RNG, curve), for a survivor to hand to the next
+    /// generation over the data plane (<see cref="ReplicaState"/>). Consistent whenever it is taken:
+    /// a step that was cut off (a lost peer, an abort) has changed nothing of it.
+    /// </summary>
+    public ReplicaState CaptureReplicaState()
+    {
+        using var model = new MemoryStream();
+        ModelState.Save(Model, model);
+        using var optimizer = new MemoryStream();
+        OptimizerState.Save((OptimizerHelper)_trainer.Optimizer, optimizer);
+        var state = System.Text.Encoding.UTF8.GetBytes(CaptureCheckpointState().ToJson().ToJsonString());
+        return ReplicaState.Pack(StepsDone, state, model.ToArray(), optimizer.ToArray());
+    }
+
+    /// <summary>Takes over a replica's state (<see cref="CaptureReplicaState"/> on the same run's rank).</summary>
+    /// <exception cref="InvalidDataException">The state is damaged or not a replica state.</exception>
+    public void RestoreReplicaState(ReplicaState replica)
+    {
+        ArgumentNullException.ThrowIfNull(replica);
+        var (step, state, model, optimizer) = replica.Unpack();
+        using var modelStream = new MemoryStream(model.ToArray(), writable: false);
+        using var optimizerStream = new MemoryStream(optimizer.ToArray(), writable: false);
+        var json = JsonNode.Parse(state.Span) as JsonObject ?? throw new InvalidDataException("a replica state without its state document");
+        Restore(step, CheckpointState.FromJson(json, "(replica state)"), modelStream, optimizerStream);
+        LogTookOver(_logger, step);
+    }
+
+    private CheckpointState CaptureCheckpointState() => new()
+    {
+        Epoch = _cursor.Epoch,
+        BatchInEpoch = _cursor.BatchInEpoch,
+        Rng = _boundaryRng ?? RngState.Capture(),
+        Samples = _samples,
+        TrainSeconds = _trainSeconds,
+        History = [.. _history],
+        DataOrder = Convert.ToHexString(_dataOrder),
+        // What a user of the checkpoint needs without the run's files: the model and its tokenizer.
+        ModelConfig = JsonSerializer.Deserialize<JsonElement>(Config.ToJson()),
+        Tokenizer = _tokenizer.Name,
+    };
+
+    private void Restore(long step, CheckpointState state, Stream model, Stream optimizer)
+    {
+        ModelState.Load(Model, model);
+        OptimizerState.Load((OptimizerHelper)_trainer.Optimizer, optimizer);
+        _trainer.StepsDone = step;
+        _cursor = new SamplerCursor(state.Epoch, state.BatchInEpoch);
+        RngState.Restore(state.Rng);
+        _boundaryRng = state.Rng;
+        _samples = state.Samples;
+        _trainSeconds = state.TrainSeconds;
+        _dataOrder = Convert.FromHexString(state.DataOrder);
+        _history.Clear();
+        _history.AddRange(state.History);
     }
 
     /// <summary>
@@ -169,6 +201,7 @@ public sealed partial class TrainingSession : IDisposable
             return;
         }
 
+        _boundaryRng ??= RngState.Capture();
         Phase = TrainingPhase.Data;
         using var loader = new ClipDataLoader(_train, _spec, _tokenizer, Config.Text.ContextLength, _sampler, _collectives.Rank, _cursor,
             new DataLoaderOptions(_options.DecodeThreads, _options.Prefetch));
@@ -183,10 +216,15 @@ public sealed partial class TrainingSession : IDisposable
                 batch = loader.Next(ct);
             }
 
-            _cursor = loader.NextCursor;
-            ChainDataOrder(batch.Indices);
+            // The cursor and the data order move only with a completed step: a step cut off by a
+            // lost peer leaves the whole state as it was (CaptureReplicaState).
+            var next = loader.NextCursor;
+            var order = ChainDataOrder(_dataOrder, batch.Indices);
             Phase = TrainingPhase.Step;
             var metrics = _trainer.Step(batch, loader.LastWait.TotalSeconds, ct);
+            _cursor = next;
+            _dataOrder = order;
+            _boundaryRng = RngState.Capture();
             TrainingMetrics.RecordStep(metrics, batch.Count, Config.MaxLogitScale);
             _trainSeconds += metrics.Times.Total;
             _samples += metrics.Samples;
@@ -217,12 +255,12 @@ public sealed partial class TrainingSession : IDisposable
     }
 
     /// <summary>h ← SHA-256(h ‖ indices): one value that changes if any sample or its position differs.</summary>
-    private void ChainDataOrder(int[] indices)
+    private static byte[] ChainDataOrder(byte[] previous, int[] indices)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        hash.AppendData(_dataOrder);
+        hash.AppendData(previous);
         hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(indices.AsSpan()));
-        _dataOrder = hash.GetHashAndReset();
+        return hash.GetHashAndReset();
     }
 
     /// <summary>Zero-shot accuracy and retrieval recall on the held-out split (rank 0 only).</summary>
@@ -304,6 +342,9 @@ public sealed partial class TrainingSession : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Resumed at step {Step} from {Directory}")]
     private static partial void LogResumed(ILogger logger, long step, string directory);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Took over a replica's state at step {Step}")]
+    private static partial void LogTookOver(ILogger logger, long step);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Step {Step}: zero-shot top-1 {Top1:P1}")]
     private static partial void LogEvaluation(ILogger logger, long step, double top1);

@@ -25,8 +25,16 @@ internal enum GenerationEnd
 /// because a peer is gone, ends it with <see cref="GenerationEnd.Rejoin"/>.
 /// </summary>
 internal sealed partial class GenerationRun(
-    RunControl.RunControlClient client, GrpcCollectiveEndpoint endpoint, Assignment assignment, string workerId, ILoggerFactory loggers)
+    RunControl.RunControlClient client, GrpcCollectiveEndpoint endpoint, Assignment assignment, string workerId, ILoggerFactory loggers,
+    ReplicaState? kept)
 {
+    /// <summary>
+    /// The replica state this worker keeps for the next generation: what it held when this one began,
+    /// replaced by its state at the moment this one was cut off once it had loaded (consistent at a
+    /// step boundary), and none after a finished run (the final checkpoint is then as new).
+    /// </summary>
+    public ReplicaState? Kept { get; private set; } = kept;
+
     private readonly ILogger _logger = loggers.CreateLogger("DistClip.Worker");
     private long _step;
     private volatile HeartbeatRequest.Types.Phase _phase = HeartbeatRequest.Types.Phase.Joining;
@@ -90,7 +98,15 @@ internal sealed partial class GenerationRun(
         _phase = HeartbeatRequest.Types.Phase.Loading;
         using var session = new TrainingSession(options, collectives, _logger);
         _session = session;
-        if (assignment.ResumeFrom.Length > 0)
+        if (assignment.StateSource >= 0)
+        {
+            // Recovery from live peers: a survivor's kept state, handed over on the data plane.
+            var state = collectives.HandOverState(assignment.Rank == assignment.StateSource ? Kept : null,
+                assignment.StateSource, assignment.StateStep, session.Model, ct);
+            session.RestoreReplicaState(state);
+            LogHandedOver(_logger, assignment.Generation, assignment.StateSource, assignment.StateStep, state.Bytes.Length);
+        }
+        else if (assignment.ResumeFrom.Length > 0)
         {
             session.Load(CheckpointStore.ResolveDirectory(assignment.ResumeFrom, ct));
         }
@@ -100,6 +116,53 @@ internal sealed partial class GenerationRun(
         }
 
         Interlocked.Exchange(ref _step, session.StepsDone);
+        try
+        {
+            TrainLoaded(session, ct);
+        }
+        catch (Exception e) when (ct.IsCancellationRequested || e is CollectiveException or OperationCanceledException)
+        {
+            // Cut off by a lost peer or an abort: the state as of the last completed step survives
+            // this generation, for the next one to start from.
+            Kept = Capture(session);
+            throw;
+        }
+
+        Kept = null;
+        _session = null;
+        _phase = leader ? HeartbeatRequest.Types.Phase.Evaluate : HeartbeatRequest.Types.Phase.Finished;
+        var summary = leader ? session.Summarize(wall.Elapsed.TotalSeconds) : null;
+        return new WorkerFinished
+        {
+            Generation = assignment.Generation,
+            Rank = assignment.Rank,
+            ParametersSha256 = session.ParametersSha256(),
+            SummaryJson = summary is null ? "" : summary.ToJson(),
+            // Read after the last step, the final checkpoint and rank 0's evaluation: the peak of the whole run.
+            PeakRssBytes = PeakMemory.ResidentBytes(),
+        };
+    }
+
+    private ReplicaState? Capture(TrainingSession session)
+    {
+        try
+        {
+            var state = session.CaptureReplicaState();
+            LogKept(_logger, assignment.Generation, state.Step, state.Bytes.Length);
+            return state;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            LogNotKept(_logger, assignment.Generation, e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>The steps from the loaded state on: progress, checkpoints (rank 0), the final checkpoint.</summary>
+    private void TrainLoaded(TrainingSession session, CancellationToken ct)
+    {
+        var options = _config.Training;
+        bool leader = assignment.Rank == 0;
         var store = leader ? new CheckpointStore(new CheckpointOptions(assignment.CheckpointRoot, assignment.RunId, _config.Keep), _logger) : null;
         long lastSaved = session.StepsDone;
         session.Train(metrics =>
@@ -132,19 +195,6 @@ internal sealed partial class GenerationRun(
         {
             Commit(session, store!, ct);
         }
-
-        _session = null;
-        _phase = leader ? HeartbeatRequest.Types.Phase.Evaluate : HeartbeatRequest.Types.Phase.Finished;
-        var summary = leader ? session.Summarize(wall.Elapsed.TotalSeconds) : null;
-        return new WorkerFinished
-        {
-            Generation = assignment.Generation,
-            Rank = assignment.Rank,
-            ParametersSha256 = session.ParametersSha256(),
-            SummaryJson = summary is null ? "" : summary.ToJson(),
-            // Read after the last step, the final checkpoint and rank 0's evaluation: the peak of the whole run.
-            PeakRssBytes = PeakMemory.ResidentBytes(),
-        };
     }
 
     /// <summary>
@@ -185,6 +235,15 @@ internal sealed partial class GenerationRun(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Generation {Generation}: rank {Rank} finished at step {Step}; peak RSS {PeakRssMiB:F0} MiB ({PeakRssBytes} bytes)")]
     private static partial void LogFinished(ILogger logger, long generation, int rank, long step, double peakRssMiB, long peakRssBytes);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Generation {Generation}: took rank {Source}'s state at step {Step} ({Bytes} bytes over the data plane)")]
+    private static partial void LogHandedOver(ILogger logger, long generation, int source, long step, int bytes);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Generation {Generation} cut off: keeping this replica's state at step {Step} ({Bytes} bytes) for the next")]
+    private static partial void LogKept(ILogger logger, long generation, long step, int bytes);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Generation {Generation} cut off, and this replica's state could not be kept: {Reason}")]
+    private static partial void LogNotKept(ILogger logger, long generation, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Generation {Generation} abandoned: {Reason}")]
     private static partial void LogAbandoned(ILogger logger, long generation, string reason);

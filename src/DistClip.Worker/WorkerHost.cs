@@ -65,8 +65,14 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
 
         bool joinedOnce = false;
         var joinDeadline = DateTime.UtcNow + options.JoinTimeout;
+        // The replica state kept from an aborted generation, offered to the next (docs/architecture.md,
+        // "Recovery from live peers"), and the run it belongs to.
+        ReplicaState? kept = null;
+        string keptRun = "";
         while (true)
         {
+            request.HeldStep = kept?.Step ?? -1;
+            request.HeldRunId = kept is null ? "" : keptRun;
             Assignment assignment;
             try
             {
@@ -103,8 +109,10 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             joinedOnce = true;
 
             LogAssigned(_logger, assignment.Generation, assignment.Rank, assignment.WorldSize);
-            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers);
-            if (await generation.RunAsync(ct).ConfigureAwait(false) == GenerationEnd.Stop)
+            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, kept?.Step >= 0 && keptRun == assignment.RunId ? kept : null);
+            var end = await generation.RunAsync(ct).ConfigureAwait(false);
+            (kept, keptRun) = (generation.Kept, assignment.RunId);
+            if (end == GenerationEnd.Stop)
             {
                 return WorkerExitCodes.Success;
             }

@@ -58,7 +58,7 @@ internal static class LaunchCommand
         using var progress = new ProgressReporter(s.Training.Steps, s.Training.LogEvery, Console.Out, interactive: !Console.IsOutputRedirected);
         run.ProgressReported += p => progress.Report(p.Step, p.TotalSteps, p.Loss, p.LearningRate, p.LogitScale, p.Samples);
         run.CheckpointReported += c => progress.Note($"checkpoint of step {c.Step} committed: {c.Directory}");
-        run.GenerationAborted += why => progress.Note($"generation aborted: {why}; restarting from the latest checkpoint");
+        run.GenerationAborted += why => progress.Note($"generation aborted: {why}; restarting from a survivor's state (or the latest checkpoint when none can serve)");
         await using WorkerLauncher? launcher = serve ? null
             : plan.Hosts is null ? new LocalLauncher(run, server.Address, plan.WorkerGpus, loggers.CreateLogger<LocalLauncher>())
             : new SshLauncher(run, server.Address, plan.Hosts, plan.WorkerGpus, (s.SshOptions ?? "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries),
@@ -104,7 +104,7 @@ internal static class LaunchCommand
     private static void Report(RunSummary summary, string summaryPath)
     {
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"trained {summary.Steps} steps of {summary.Model} on {summary.WorldSize} worker(s) at {summary.SamplesPerSecond:F0} samples/s; final loss {summary.FinalLoss:F3}; restarts {summary.Restarts}"));
+            $"trained {summary.Steps} steps of {summary.Model} on {summary.WorldSize} worker(s) at {summary.SamplesPerSecond:F0} samples/s; final loss {summary.FinalLoss:F3}; restarts {summary.Restarts}, steps redone {summary.StepsRedone}"));
         if (summary.PeakRssBytesMax is long peak && peak > 0)
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -50,6 +50,7 @@ public sealed partial class Membership
         End(RunOutcome.Success(summary with
         {
             Restarts = _restarts,
+            StepsRedone = _stepsRedone,
             WorldSize = _settings.WorldSize,
             ParametersSha256 = hashes[0],
             PeakRssBytes = peaks,

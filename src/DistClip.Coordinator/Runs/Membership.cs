@@ -35,6 +35,12 @@ public sealed partial class Membership : IDisposable
     private long _generation;
     private int _restarts;
     private string? _latestCheckpoint;
+    private long _latestCheckpointStep;
+
+    // The most steps any rank is known to have completed (heartbeats, kept states), and the steps
+    // trained twice because a generation restarted below it.
+    private long _reached;
+    private long _stepsRedone;
     private DateTimeOffset _formingSince;
 
     // The current generation's members, by rank: while Running, and after the run ends the last
@@ -50,6 +56,7 @@ public sealed partial class Membership : IDisposable
         _logger = logger;
         _time = time ?? TimeProvider.System;
         _latestCheckpoint = settings.ResumeFrom;
+        _latestCheckpointStep = StepOfCheckpoint(settings.ResumeFrom);
         _formingSince = _time.GetUtcNow();
         var period = settings.HeartbeatInterval / 2;
         _monitor = _time.CreateTimer(_ => Tick(), null, period, period);
@@ -180,6 +187,7 @@ public sealed partial class Membership : IDisposable
     public void ReportCheckpoint(CheckpointReport checkpoint) => Transition(() =>
     {
         _latestCheckpoint = checkpoint.Directory;
+        _latestCheckpointStep = checkpoint.Step;
         LogCheckpoint(_logger, checkpoint.Step, checkpoint.Directory);
         Raise(CheckpointReported, checkpoint);
     });
@@ -235,7 +243,7 @@ public sealed partial class Membership : IDisposable
         }
 
         var now = _time.GetUtcNow();
-        var plan = new GenerationPlan(_generation, [.. byRank.Select(j => j!.Worker)], _latestCheckpoint);
+        var plan = PlanStart(_generation, [.. byRank.Select(j => j!.Worker)]);
         _members = [.. byRank.Select(j => new Member(j!.Worker, now))];
         _survivors = [];
         _joining.Clear();
@@ -245,13 +253,54 @@ public sealed partial class Membership : IDisposable
             byRank[r]!.Reply.TrySetResult(new Seated(plan, r));
         }
 
-        LogGeneration(_logger, _generation, n, _latestCheckpoint ?? "the seed");
+        string from = plan.StateSource >= 0 ? $"rank {plan.StateSource}'s kept state at step {plan.StateStep}" : _latestCheckpoint ?? "the seed";
+        LogGeneration(_logger, _generation, n, from);
+    }
+
+    /// <summary>
+    /// Where a generation's state comes from (docs/architecture.md, "Recovery from live peers"): the
+    /// member that kept the most steps, when that is no fewer than the latest checkpoint's (ties: the
+    /// lowest rank; all who completed a step hold it bit for bit); else the latest checkpoint; else
+    /// the seed. Counts the steps this sends back below the most any rank had completed.
+    /// </summary>
+    private GenerationPlan PlanStart(long generation, WorkerIdentity[] ranks)
+    {
+        int source = -1;
+        for (int r = 0; r < ranks.Length; r++)
+        {
+            if (ranks[r].HeldStep >= 0 && (source < 0 || ranks[r].HeldStep > ranks[source].HeldStep))
+            {
+                source = r;
+            }
+        }
+
+        if (source >= 0)
+        {
+            _reached = Math.Max(_reached, ranks[source].HeldStep);
+        }
+
+        long checkpointStep = _latestCheckpoint is null ? 0 : _latestCheckpointStep;
+        bool fromSurvivor = source >= 0 && (_latestCheckpoint is null || ranks[source].HeldStep >= _latestCheckpointStep);
+        long start = fromSurvivor ? ranks[source].HeldStep : checkpointStep;
+        _stepsRedone += Math.Max(0, _reached - start);
+        _reached = Math.Max(_reached, start);
+        return fromSurvivor
+            ? new GenerationPlan(generation, ranks, _latestCheckpoint, source, ranks[source].HeldStep)
+            : new GenerationPlan(generation, ranks, _latestCheckpoint);
+    }
+
+    /// <summary>The step of a checkpoint directory named like <c>step-000001200</c>; 0 when the name does not say.</summary>
+    private static long StepOfCheckpoint(string? directory)
+    {
+        string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(directory ?? ""));
+        return name.StartsWith("step-", StringComparison.Ordinal) && long.TryParse(name.AsSpan(5), out long step) ? step : 0;
     }
 
     /// <summary>Running → Forming (or Ending when it was one loss too many): a member is gone; its generation aborts and everyone joins again.</summary>
     private void Lose(Member lost, string why)
     {
         int rank = Array.IndexOf(_members, lost);
+        _reached = Math.Max(_reached, _members.Max(m => m.Step));
         _launchers.Lost(lost.Worker);
         string what = $"rank {rank} (worker {lost.Worker.WorkerId} on {lost.Worker.Host}, step {lost.Step}, phase {lost.Phase}) was lost: {why}";
         LogLost(_logger, _generation, what);

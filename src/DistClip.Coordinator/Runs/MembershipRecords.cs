@@ -25,10 +25,18 @@ public enum MembershipState
 /// <param name="Pid">Its process id on that host.</param>
 /// <param name="CollectiveEndpoint">Where its ring neighbour reaches it.</param>
 /// <param name="PreferredRank">The rank it asks for (a launcher slot, a Kubernetes index); -1 for any.</param>
-public sealed record WorkerIdentity(string WorkerId, string Host, int Pid, string CollectiveEndpoint, int PreferredRank = -1);
+/// <param name="HeldStep">
+/// The steps of the replica state it kept from an aborted generation of this run, or -1 for none
+/// (docs/architecture.md, "Recovery from live peers").
+/// </param>
+public sealed record WorkerIdentity(string WorkerId, string Host, int Pid, string CollectiveEndpoint, int PreferredRank = -1, long HeldStep = -1);
 
-/// <summary>One generation: its number, its members by rank, and the checkpoint it starts from (null: the seed).</summary>
-public sealed record GenerationPlan(long Generation, IReadOnlyList<WorkerIdentity> Ranks, string? ResumeFrom)
+/// <summary>
+/// One generation: its number, its members by rank, and where its state comes from: the replica
+/// state of rank <paramref name="StateSource"/> (a survivor that completed <paramref name="StateStep"/>
+/// steps; -1: none), else the checkpoint <paramref name="ResumeFrom"/>, else (null) the seed.
+/// </summary>
+public sealed record GenerationPlan(long Generation, IReadOnlyList<WorkerIdentity> Ranks, string? ResumeFrom, int StateSource = -1, long StateStep = -1)
 {
     public int WorldSize => Ranks.Count;
 }

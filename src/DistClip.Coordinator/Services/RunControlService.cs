@@ -22,7 +22,9 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
             throw new RpcException(new Status(StatusCode.InvalidArgument, "join needs a worker_id and an absolute collective_endpoint"));
         }
 
-        var worker = new WorkerIdentity(request.WorkerId, request.Host, request.Pid, request.CollectiveEndpoint, request.PreferredRank);
+        // Kept state counts only for this run (a worker of an earlier run that joins this one holds none).
+        long held = request.HeldRunId == run.Settings.RunId && request.HeldStep >= 0 ? request.HeldStep : -1;
+        var worker = new WorkerIdentity(request.WorkerId, request.Host, request.Pid, request.CollectiveEndpoint, request.PreferredRank, held);
         var reply = await run.JoinAsync(worker, context.CancellationToken).ConfigureAwait(false);
         var assignment = AssignmentOf(reply, run.Settings);
         targets.Assigned(request, assignment);
@@ -120,6 +122,8 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
             WorldSize = plan.WorldSize,
             Config = RunConfigValuesMapping.ToMessage(settings.Config),
             ResumeFrom = plan.ResumeFrom ?? "",
+            StateSource = plan.StateSource,
+            StateStep = plan.StateStep,
             CheckpointRoot = settings.CheckpointRoot,
             HeartbeatIntervalMs = (int)settings.HeartbeatInterval.TotalMilliseconds,
         };

@@ -143,6 +143,17 @@ public sealed class GroupStepCollectives : IStepCollectives, IDisposable
         ModelBroadcast.Run(_group, model, root, ct);
     }
 
+    /// <summary>
+    /// Every rank receives <paramref name="root"/>'s replica state of <paramref name="step"/> (the
+    /// root passes its own; the others null) over the data plane, checked (<see cref="ReplicaBroadcast"/>).
+    /// </summary>
+    public ReplicaState HandOverState(ReplicaState? mine, int root, long step, nn.Module model, CancellationToken ct)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(root);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(root, WorldSize);
+        return ReplicaBroadcast.Run(_group, mine, root, step, model, ct);
+    }
+
     public void Dispose() => _reducer.Dispose();
 
     internal static void Wait(Task task) => task.GetAwaiter().GetResult();
