@@ -9,6 +9,7 @@ using DistClip.Control;
 using DistClip.Control.V1;
 using DistClip.Training;
 using DistClip.Training.Distributed;
+using DistClip.Training.Faults;
 using Microsoft.Extensions.Logging;
 
 namespace DistClip.Worker;
@@ -25,7 +26,8 @@ internal enum GenerationEnd
 /// because a peer is gone, ends it with <see cref="GenerationEnd.Rejoin"/>.
 /// </summary>
 internal sealed partial class GenerationRun(
-    RunControl.RunControlClient client, GrpcCollectiveEndpoint endpoint, Assignment assignment, string workerId, ILoggerFactory loggers)
+    RunControl.RunControlClient client, GrpcCollectiveEndpoint endpoint, Assignment assignment, string workerId, ILoggerFactory loggers,
+    FaultPlan faults)
 {
     private readonly ILogger _logger = loggers.CreateLogger("DistClip.Worker");
     private long _step;
@@ -88,7 +90,7 @@ internal sealed partial class GenerationRun(
         bool leader = assignment.Rank == 0;
         using var collectives = new GroupStepCollectives(group, new GroupStepOptions { BucketBytes = options.BucketMib << 20 });
         _phase = HeartbeatRequest.Types.Phase.Loading;
-        using var session = new TrainingSession(options, collectives, _logger);
+        using var session = new TrainingSession(options, collectives, _logger, Faults.HooksFor(faults, assignment.RunId, assignment.Rank));
         _session = session;
         if (assignment.ResumeFrom.Length > 0)
         {

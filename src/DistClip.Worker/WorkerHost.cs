@@ -103,7 +103,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             joinedOnce = true;
 
             LogAssigned(_logger, assignment.Generation, assignment.Rank, assignment.WorldSize);
-            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers);
+            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, options.Faults);
             if (await generation.RunAsync(ct).ConfigureAwait(false) == GenerationEnd.Stop)
             {
                 return WorkerExitCodes.Success;
