@@ -37,6 +37,8 @@ public sealed partial class TrainingSession : IDisposable
     private readonly ImageSpec _spec;
     private readonly GlobalBatchSampler _sampler;
     private readonly ClipTrainer _trainer;
+    private readonly IStepHooks _hooks;
+    private volatile TrainingPhase _phase = TrainingPhase.Loading;
     private readonly List<HistoryPoint> _history = [];
     private SamplerCursor _cursor = SamplerCursor.Start;
     private double _trainSeconds;
@@ -54,12 +56,14 @@ public sealed partial class TrainingSession : IDisposable
     private long _timedSamples;
     private int _stepsThisLaunch;
 
-    public TrainingSession(TrainOptions options, IStepCollectives collectives, ILogger logger)
+    /// <param name="hooks">Where a test steps into the loop (<see cref="Faults.FaultInjector"/>); none by default.</param>
+    public TrainingSession(TrainOptions options, IStepCollectives collectives, ILogger logger, IStepHooks? hooks = null)
     {
         options.Validate(collectives.WorldSize);
         _options = options;
         _collectives = collectives;
         _logger = logger;
+        _hooks = hooks ?? NoStepHooks.Instance;
         var config = ClipConfig.Load(options.Model);
         // The sigmoid loss learns a bias too, starting at SigLIP's temperature and bias.
         Config = options.Loss == LossKind.Siglip ? config.WithLogitBias() : config;
@@ -86,7 +90,7 @@ public sealed partial class TrainingSession : IDisposable
         Model.to(Device);
         _spec = DatasetSource.ImageSpecFor(Config.Vision.Channels, Config.Vision.ImageSize);
         _sampler = new GlobalBatchSampler(_train.Count, options.GlobalBatch, collectives.WorldSize, options.Seed);
-        _trainer = new ClipTrainer(Model, options.Optimizer, options.Steps, Device, collectives, StepSettings.Of(options));
+        _trainer = new ClipTrainer(Model, options.Optimizer, options.Steps, Device, collectives, StepSettings.Of(options), _hooks);
     }
 
     public ClipConfig Config { get; }
@@ -100,8 +104,12 @@ public sealed partial class TrainingSession : IDisposable
     /// <summary>The sampler cursor of the next batch to train on.</summary>
     public SamplerCursor Cursor => _cursor;
 
-    /// <summary>Where the current step is (for heartbeats).</summary>
-    public TrainingPhase Phase { get; private set; } = TrainingPhase.Loading;
+    /// <summary>Where the current step is (for heartbeats, from any thread): inside a step, the trainer's phase.</summary>
+    public TrainingPhase Phase
+    {
+        get => _phase == TrainingPhase.Step ? _trainer.Phase : _phase;
+        private set => _phase = value;
+    }
 
     /// <summary>The configuration a checkpoint records and a resume compares.</summary>
     public JsonElement CheckpointConfig() => TrainOptionsJson.CheckpointConfig(_options, _collectives.WorldSize);
@@ -119,16 +127,31 @@ public sealed partial class TrainingSession : IDisposable
     /// <summary>Commits a checkpoint of the current state (rank 0 calls this; every rank holds the same state).</summary>
     public CommittedCheckpoint Save(CheckpointStore store, CancellationToken ct)
     {
-        var previous = Phase;
-        Phase = TrainingPhase.Checkpoint;
+        var previous = _phase;
+        _phase = TrainingPhase.Checkpoint;
+        try
+        {
+            return Commit(store, ct);
+        }
+        finally
+        {
+            _phase = previous;
+        }
+    }
+
+    private CommittedCheckpoint Commit(CheckpointStore store, CancellationToken ct)
+    {
         var files = new Dictionary<string, Action<Stream>>
         {
-            [CheckpointFiles.Model] = s => ModelState.Save(Model, s),
+            [CheckpointFiles.Model] = s =>
+            {
+                // Inside the write, so that a fault injected here takes the store's real cleanup path.
+                _hooks.At(TrainingPhase.Checkpoint, StepsDone);
+                ModelState.Save(Model, s);
+            },
             [CheckpointFiles.Optimizer] = s => OptimizerState.Save((OptimizerHelper)_trainer.Optimizer, s),
         };
-        var committed = store.Commit(StepsDone, CaptureCheckpointState().ToJson(), CheckpointConfig(), files, ct);
-        Phase = previous;
-        return committed;
+        return store.Commit(StepsDone, CaptureCheckpointState().ToJson(), CheckpointConfig(), files, ct);
     }
 
     /// <summary>
@@ -208,6 +231,7 @@ public sealed partial class TrainingSession : IDisposable
         while (StepsDone < end)
         {
             Phase = TrainingPhase.Data;
+            _hooks.At(TrainingPhase.Data, StepsDone + 1);
             var batch = loader.Next(ct);
             while (batch.Count == 0 && _collectives.WorldSize == 1)
             {
@@ -271,12 +295,18 @@ public sealed partial class TrainingSession : IDisposable
             throw new InvalidOperationException("only rank 0 of a labelled dataset evaluates");
         }
 
-        var previous = Phase;
-        Phase = TrainingPhase.Evaluate;
-        var result = new Evaluator(_heldOut, _tokenizer, _spec, _options.EvalSamples, _options.RetrievalSamples).Evaluate(Model, Device);
-        LogEvaluation(_logger, StepsDone, result.ZeroShot.Top1);
-        Phase = previous;
-        return result;
+        var previous = _phase;
+        _phase = TrainingPhase.Evaluate;
+        try
+        {
+            var result = new Evaluator(_heldOut, _tokenizer, _spec, _options.EvalSamples, _options.RetrievalSamples).Evaluate(Model, Device);
+            LogEvaluation(_logger, StepsDone, result.ZeroShot.Top1);
+            return result;
+        }
+        finally
+        {
+            _phase = previous;
+        }
     }
 
     /// <summary>The run's summary as this rank sees it (rank 0's is the run's), with a final evaluation when there is a held-out set.</summary>

@@ -9,6 +9,7 @@ using DistClip.Control;
 using DistClip.Control.V1;
 using DistClip.Training;
 using DistClip.Training.Distributed;
+using DistClip.Training.Faults;
 using Microsoft.Extensions.Logging;
 
 namespace DistClip.Worker;
@@ -26,7 +27,7 @@ internal enum GenerationEnd
 /// </summary>
 internal sealed partial class GenerationRun(
     RunControl.RunControlClient client, GrpcCollectiveEndpoint endpoint, Assignment assignment, string workerId, ILoggerFactory loggers,
-    ReplicaState? kept)
+    FaultPlan faults, ReplicaState? kept)
 {
     /// <summary>
     /// The replica state this worker keeps for the next generation: what it held when this one began,
@@ -96,7 +97,7 @@ internal sealed partial class GenerationRun(
         bool leader = assignment.Rank == 0;
         using var collectives = new GroupStepCollectives(group, new GroupStepOptions { BucketBytes = options.BucketMib << 20 });
         _phase = HeartbeatRequest.Types.Phase.Loading;
-        using var session = new TrainingSession(options, collectives, _logger);
+        using var session = new TrainingSession(options, collectives, _logger, Faults.HooksFor(faults, assignment.RunId, assignment.Rank));
         _session = session;
         if (assignment.StateSource >= 0)
         {

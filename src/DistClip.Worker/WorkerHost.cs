@@ -109,7 +109,8 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             joinedOnce = true;
 
             LogAssigned(_logger, assignment.Generation, assignment.Rank, assignment.WorldSize);
-            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, kept?.Step >= 0 && keptRun == assignment.RunId ? kept : null);
+            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, options.Faults,
+                kept?.Step >= 0 && keptRun == assignment.RunId ? kept : null);
             var end = await generation.RunAsync(ct).ConfigureAwait(false);
             (kept, keptRun) = (generation.Kept, assignment.RunId);
             if (end == GenerationEnd.Stop)

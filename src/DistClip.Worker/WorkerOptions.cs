@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using DistClip.Collectives.Grpc;
+using DistClip.Training.Faults;
 
 namespace DistClip.Worker;
 
@@ -20,6 +21,9 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
 
     /// <summary>The link stack of this worker's collectives (<c>--link direct|grpc</c>).</summary>
     public LinkStack Link { get; init; } = LinkStack.Direct;
+
+    /// <summary>Faults to inject, for tests (<c>DISTCLIP_FAULTS</c>, see <see cref="Worker.Faults"/>); none by default.</summary>
+    public FaultPlan Faults { get; init; } = FaultPlan.None;
 
     public static WorkerOptions Parse(string[] args)
     {
@@ -82,6 +86,12 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
 
         // Peers must reach this worker: loopback when bound to loopback, else the host's name.
         advertise ??= IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName();
-        return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise) { MetricsPort = metricsPort, JoinTimeout = joinTimeout, Link = link };
+        return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise)
+        {
+            MetricsPort = metricsPort,
+            JoinTimeout = joinTimeout,
+            Link = link,
+            Faults = Worker.Faults.FromEnvironment(),
+        };
     }
 }

@@ -32,9 +32,12 @@ public sealed class ClipTrainer : IDisposable
     private readonly StepSettings _step;
     private readonly List<Parameter> _parameters;
     private readonly double _gradClip;
+    private readonly IStepHooks _hooks;
+    private volatile TrainingPhase _phase = TrainingPhase.Step;
 
     public ClipTrainer(
-        ClipModel model, OptimizerSettings options, int totalSteps, Device device, IStepCollectives? collectives = null, StepSettings? step = null)
+        ClipModel model, OptimizerSettings options, int totalSteps, Device device, IStepCollectives? collectives = null, StepSettings? step = null,
+        IStepHooks? hooks = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         Model = model;
@@ -53,6 +56,7 @@ public sealed class ClipTrainer : IDisposable
         _optimizer = OptimizerFactory.Create(model, options);
         _schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, totalSteps, options.MinLearningRate);
         _gradClip = options.GradClipNorm;
+        _hooks = hooks ?? NoStepHooks.Instance;
     }
 
     public ClipModel Model { get; }
@@ -64,12 +68,16 @@ public sealed class ClipTrainer : IDisposable
     /// <summary>Optimizer steps taken so far; the schedule and checkpoints key on it.</summary>
     public long StepsDone { get; set; }
 
+    /// <summary>The phase of the step in progress (read by other threads for heartbeats); <see cref="TrainingPhase.Step"/> before the first.</summary>
+    public TrainingPhase Phase => _phase;
+
     /// <summary>Takes one optimizer step on this rank's part of a global batch.</summary>
     /// <param name="batch">This rank's local batch.</param>
     /// <param name="dataSeconds">How long the caller waited for the batch (reported, not measured here).</param>
     public StepMetrics Step(Batch batch, double dataSeconds, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
+        Enter(TrainingPhase.Forward);
         Model.train();
         using var scope = torch.NewDisposeScope();
         double rate = _schedule.At(StepsDone);
@@ -104,10 +112,12 @@ public sealed class ClipTrainer : IDisposable
         double forward = Lap(clock);
 
         // The loss stage: this rank's share of the global B × B loss, and dL/d(its features) [b, D].
+        Enter(TrainingPhase.Exchange);
         var loss = _loss.Compute(imageFeatures.detach(), textFeatures.detach(), Model.LogitScale, Model.LogitBias, ct);
         double lossAndGather = Lap(clock);
 
         // Backward of the features' gradient through the towers; the scalars take the stage's partial sums.
+        Enter(TrainingPhase.Backward);
         _optimizer.zero_grad();
         var scalars = new List<Tensor> { Model.LogitScale };
         var scalarGradients = new List<Tensor> { loss.ScaleGradient };
@@ -134,10 +144,17 @@ public sealed class ClipTrainer : IDisposable
         }
 
         double backward = Lap(clock);
+        if (_hooks.PoisonGradients(StepsDone + 1))
+        {
+            // A fault injected for a test: one NaN here makes the all-reduced sum NaN on every rank.
+            _parameters[0].grad!.view(-1)[0] = float.NaN;
+        }
 
+        Enter(TrainingPhase.Reduce);
         _collectives.ReduceGradients(_parameters, ct);
         double reduce = Lap(clock);
 
+        Enter(TrainingPhase.Optimizer);
         // An infinite bound measures the norm without clipping.
         double gradNorm = torch.nn.utils.clip_grad_norm_(_parameters, _gradClip > 0 ? _gradClip : double.PositiveInfinity);
         _optimizer.step();
@@ -148,6 +165,13 @@ public sealed class ClipTrainer : IDisposable
         double logitScale = Model.LogitScale.item<float>();
         return new StepMetrics(StepsDone, loss.GlobalBatch, loss.Loss, rate, logitScale, gradNorm, loss.ImageToTextAccuracy, loss.TextToImageAccuracy,
             new PhaseTimes(dataSeconds, forward, loss.CommunicationSeconds, lossAndGather - loss.CommunicationSeconds, backward, reduce, optimizer));
+    }
+
+    /// <summary>Marks the phase (for heartbeats) and lets the hooks step in at it, for the step being computed.</summary>
+    private void Enter(TrainingPhase phase)
+    {
+        _phase = phase;
+        _hooks.At(phase, StepsDone + 1);
     }
 
     /// <summary>[n, C, H, W] images and [n, L] tokens → [n, D] unit vectors each.</summary>
