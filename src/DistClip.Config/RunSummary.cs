@@ -34,7 +34,7 @@ public sealed record RunSummary
     /// <summary>SHA-256 of the final parameters, the same on every rank (the coordinator checks).</summary>
     [JsonPropertyName("parameters_sha256")] public string? ParametersSha256 { get; init; }
 
-    /// <summary>SHA-256 chained over the sample indices rank 0 trained on, step by step: equal iff the data order was.</summary>
+    /// <summary>SHA-256 chained over each step's global batch (its sample indices in rank order): equal iff the data order was.</summary>
     [JsonPropertyName("data_order_sha256")] public string? DataOrderSha256 { get; init; }
     [JsonPropertyName("restarts")] public int Restarts { get; init; }
 

@@ -243,7 +243,7 @@ public sealed partial class TrainingSession : IDisposable
             // The cursor and the data order move only with a completed step: a step cut off by a
             // lost peer leaves the whole state as it was (CaptureReplicaState).
             var next = loader.NextCursor;
-            var order = ChainDataOrder(_dataOrder, batch.Indices);
+            var order = ChainDataOrder(_dataOrder, _sampler.GlobalBatch(batch.Cursor));
             Phase = TrainingPhase.Step;
             var metrics = _trainer.Step(batch, loader.LastWait.TotalSeconds, ct);
             _cursor = next;
@@ -278,7 +278,10 @@ public sealed partial class TrainingSession : IDisposable
         Phase = TrainingPhase.Finished;
     }
 
-    /// <summary>h ← SHA-256(h ‖ indices): one value that changes if any sample or its position differs.</summary>
+    /// <summary>
+    /// h ← SHA-256(h ‖ the global batch's indices): one value that changes if any sample or its
+    /// position differs, the same on every rank (so any survivor can hand it over).
+    /// </summary>
     private static byte[] ChainDataOrder(byte[] previous, int[] indices)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
