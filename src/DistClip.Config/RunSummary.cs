@@ -38,6 +38,15 @@ public sealed record RunSummary
     [JsonPropertyName("data_order_sha256")] public string? DataOrderSha256 { get; init; }
     [JsonPropertyName("restarts")] public int Restarts { get; init; }
 
+    /// <summary>Steps trained again after a recovery (the coordinator counts them over the run).</summary>
+    [JsonPropertyName("steps_redone")] public long StepsRedone { get; init; }
+
+    /// <summary>Steps whose global gradient norm or loss was not finite: no update was applied (rank 0's count, over the run).</summary>
+    [JsonPropertyName("skipped_steps")] public long SkippedSteps { get; init; }
+
+    /// <summary>Checkpoints rank 0 could not write (disk full, read-only storage) in its last process; training went on.</summary>
+    [JsonPropertyName("checkpoint_failures")] public int CheckpointFailures { get; init; }
+
     /// <summary>
     /// Each worker's peak resident set size in bytes, indexed by rank, as the worker read it (VmHWM)
     /// when it finished: the last incarnation of a replaced rank. 0 where a worker could not tell.

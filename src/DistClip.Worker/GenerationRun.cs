@@ -27,7 +27,7 @@ internal enum GenerationEnd
 /// </summary>
 internal sealed partial class GenerationRun(
     RunControl.RunControlClient client, GrpcCollectiveEndpoint endpoint, Assignment assignment, string workerId, ILoggerFactory loggers,
-    FaultPlan faults)
+    FaultPlan faults, CheckpointFailures checkpointFailures)
 {
     private readonly ILogger _logger = loggers.CreateLogger("DistClip.Worker");
     private long _step;
@@ -137,7 +137,7 @@ internal sealed partial class GenerationRun(
 
         _session = null;
         _phase = leader ? HeartbeatRequest.Types.Phase.Evaluate : HeartbeatRequest.Types.Phase.Finished;
-        var summary = leader ? session.Summarize(wall.Elapsed.TotalSeconds) : null;
+        var summary = leader ? session.Summarize(wall.Elapsed.TotalSeconds) with { CheckpointFailures = checkpointFailures.Total } : null;
         return new WorkerFinished
         {
             Generation = assignment.Generation,
@@ -176,7 +176,20 @@ internal sealed partial class GenerationRun(
     private void Commit(TrainingSession session, CheckpointStore store, CancellationToken ct)
     {
         _phase = HeartbeatRequest.Types.Phase.Checkpoint;
-        var committed = session.Save(store, ct);
+        CommittedCheckpoint committed;
+        try
+        {
+            committed = session.Save(store, ct);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Disk full or read-only: the store removed its temporary directory and `latest` still names
+            // the previous checkpoint. Train on; the next interval tries again (or the limit ends the run).
+            checkpointFailures.Failed(session.StepsDone, store.RunDirectory, e, _config.CheckpointFailures);
+            return;
+        }
+
+        checkpointFailures.Succeeded();
         client.ReportCheckpoint(new CheckpointCommitted
         {
             Generation = assignment.Generation,

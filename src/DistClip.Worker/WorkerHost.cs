@@ -63,6 +63,8 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             MetricsEndpoint = metrics.Address.ToString(),
         };
 
+        // Outlives the generations: failed checkpoints in a row count across a rejoin.
+        var checkpointFailures = new CheckpointFailures(_logger);
         bool joinedOnce = false;
         var joinDeadline = DateTime.UtcNow + options.JoinTimeout;
         while (true)
@@ -103,7 +105,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             joinedOnce = true;
 
             LogAssigned(_logger, assignment.Generation, assignment.Rank, assignment.WorldSize);
-            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, options.Faults);
+            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, options.Faults, checkpointFailures);
             if (await generation.RunAsync(ct).ConfigureAwait(false) == GenerationEnd.Stop)
             {
                 return WorkerExitCodes.Success;
