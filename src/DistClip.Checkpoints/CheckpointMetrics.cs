@@ -22,6 +22,14 @@ internal static class CheckpointMetrics
     private static readonly Gauge<double> LastSuccess = Meter.CreateGauge<double>(
         "distclip.checkpoint.last_success.timestamp", unit: "s", description: "Unix time at which the last checkpoint was committed.");
 
+    private static readonly Counter<long> Failures = Meter.CreateCounter<long>(
+        "distclip.checkpoint.failures", unit: "{checkpoint}", description: "Checkpoints that could not be written (disk full, read-only storage); the previous one stays.");
+
+    /// <summary>Makes the failure series exist at 0, so "never failed" is a value rather than no data.</summary>
+    public static void Announce() => Failures.Add(0);
+
+    public static void RecordFailure() => Failures.Add(1);
+
     public static void RecordCommit(long bytes, TimeSpan duration, DateTimeOffset committedAt)
     {
         Duration.Record(duration.TotalSeconds);

@@ -35,6 +35,7 @@ public sealed class CheckpointStore
         RunDirectory = Path.GetFullPath(Path.Combine(options.Root, options.RunId));
         _committer = new CheckpointCommitter(RunDirectory, _logger);
         _pruner = new CheckpointPruner(RunDirectory, options.Keep, _logger);
+        CheckpointMetrics.Announce();
     }
 
     /// <summary><c>&lt;root&gt;/&lt;run-id&gt;</c>, as a full path.</summary>
@@ -56,6 +57,8 @@ public sealed class CheckpointStore
     /// </param>
     /// <param name="ct">Honoured between files and up to the rename that publishes the checkpoint.</param>
     /// <exception cref="OperationCanceledException">Cancelled before publishing; nothing on disk changed.</exception>
+    /// <exception cref="IOException">The storage refused a write (full, gone): counted as a failed checkpoint; the temporary directory is removed and <c>latest</c> is unchanged.</exception>
+    /// <exception cref="UnauthorizedAccessException">The storage is read-only or not ours: counted the same way.</exception>
     public CommittedCheckpoint Commit(
         long step, JsonObject state, JsonElement config, IReadOnlyDictionary<string, Action<Stream>> files, CancellationToken ct)
     {
@@ -64,6 +67,20 @@ public sealed class CheckpointStore
         ArgumentNullException.ThrowIfNull(files);
         ValidateArguments(state, config, files);
         ct.ThrowIfCancellationRequested();
+        try
+        {
+            return CommitValidated(step, state, config, files, ct);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            CheckpointMetrics.RecordFailure();
+            throw;
+        }
+    }
+
+    private CommittedCheckpoint CommitValidated(
+        long step, JsonObject state, JsonElement config, IReadOnlyDictionary<string, Action<Stream>> files, CancellationToken ct)
+    {
 
         long started = _time.GetTimestamp();
         _committer.EnsureRunDirectory();

@@ -48,6 +48,10 @@ public sealed record RunConfig
     [Setting("rank 0 checkpoints every N steps; 0 = only at the end", Min = 0)]
     public int CheckpointEvery { get; init; } = 100;
 
+    /// <summary>Checkpoints in a row that may fail to be written (disk full, read-only storage) before the run stops; training goes on in between.</summary>
+    [Setting("consecutive checkpoints that may fail to be written (disk full, read-only) before the run stops; training goes on in between", Min = 1)]
+    public int CheckpointFailures { get; init; } = 3;
+
     [Setting("checkpoints kept", Min = 1)]
     public int Keep { get; init; } = 3;
 

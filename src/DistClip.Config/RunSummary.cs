@@ -38,6 +38,13 @@ public sealed record RunSummary
     [JsonPropertyName("data_order_sha256")] public string? DataOrderSha256 { get; init; }
     [JsonPropertyName("restarts")] public int Restarts { get; init; }
 
+
+    /// <summary>Steps whose global gradient norm or loss was not finite: no update was applied (rank 0's count, over the run).</summary>
+    [JsonPropertyName("skipped_steps")] public long SkippedSteps { get; init; }
+
+    /// <summary>Checkpoints rank 0 could not write (disk full, read-only storage) in its last process; training went on.</summary>
+    [JsonPropertyName("checkpoint_failures")] public int CheckpointFailures { get; init; }
+
     /// <summary>
     /// Steps trained twice because a generation restarted below the most steps any rank had
     /// completed (set by the coordinator): at most the interrupted one per lost worker when a

@@ -75,6 +75,14 @@ public sealed record TrainOptions
     [Setting("KiB of payload per collective frame on the links between workers", Min = 4, Max = 1024, Resumable = true)]
     public int ChunkKib { get; init; } = 1024;
 
+    /// <summary>
+    /// Steps in a row whose global gradient norm or loss is not finite that are skipped (no update,
+    /// the same on every rank) before the run stops as diverged.
+    /// </summary>
+    [Setting("consecutive steps with a non-finite gradient norm or loss that are skipped (no update) before the run stops as diverged",
+        Min = 1, Resumable = true)]
+    public int MaxSkippedSteps { get; init; } = 3;
+
     [SettingGroup]
     public OptimizerSettings Optimizer { get; init; } = new();
 

@@ -39,6 +39,11 @@ public sealed record CheckpointState
     [JsonPropertyName("history")]
     public IReadOnlyList<HistoryPoint> History { get; init; } = [];
 
+    /// <summary>Steps skipped so far because their gradient norm or loss was not finite (absent, 0, in older checkpoints).</summary>
+    [JsonPropertyName("skipped_steps")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] // a run that never skipped writes what it always wrote
+    public long SkippedSteps { get; init; }
+
     /// <summary>The chained SHA-256 of every batch's sample indices so far, hex in the file.</summary>
     [JsonPropertyName("data_order")]
     public required string DataOrder { get; init; }
@@ -59,8 +64,11 @@ public sealed record CheckpointState
     [JsonIgnore]
     public string TokenizerName => Data.TokenizerSpec.CanonicalName(Tokenizer ?? Data.TokenizerSpec.R50k);
 
+    // A diverging run's curve holds NaN or infinite losses: written as "NaN" / "Infinity", never a failed checkpoint.
+    private static readonly JsonSerializerOptions Options = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
     /// <summary>The document handed to <see cref="CheckpointStore.Commit"/>.</summary>
-    public JsonObject ToJson() => JsonSerializer.SerializeToNode(this)!.AsObject();
+    public JsonObject ToJson() => JsonSerializer.SerializeToNode(this, Options)!.AsObject();
 
     /// <summary>Reads the training state of a verified checkpoint.</summary>
     /// <exception cref="CorruptCheckpointException">state.json lacks a field or holds one of the wrong type.</exception>
@@ -72,7 +80,7 @@ public sealed record CheckpointState
     {
         try
         {
-            var read = state.Deserialize<CheckpointState>()
+            var read = state.Deserialize<CheckpointState>(Options)
                 ?? throw new CorruptCheckpointException(directory, CheckpointFiles.State, "holds no training state");
             // A JSON null reads as a Null element; the field means "not recorded" either way.
             return read.ModelConfig is { ValueKind: JsonValueKind.Null } ? read with { ModelConfig = null } : read;

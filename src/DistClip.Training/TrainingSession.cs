@@ -44,6 +44,8 @@ public sealed partial class TrainingSession : IDisposable
     private double _trainSeconds;
     private long _samples;
     private StepMetrics? _last;
+    private long _skippedSteps;
+    private readonly List<StepMetrics> _skippedInARow = [];
     private byte[] _dataOrder = new byte[32];
 
     // libtorch's generator as it was after the last completed step (null: untouched since the seed).
@@ -101,6 +103,9 @@ public sealed partial class TrainingSession : IDisposable
 
     public long StepsDone => _trainer.StepsDone;
 
+    /// <summary>The optimizer (for tests that look at its moments).</summary>
+    internal optim.Optimizer Optimizer => _trainer.Optimizer;
+
     /// <summary>The sampler cursor of the next batch to train on.</summary>
     public SamplerCursor Cursor => _cursor;
 
@@ -124,9 +129,14 @@ public sealed partial class TrainingSession : IDisposable
         LogResumed(_logger, checkpoint.Step, checkpoint.Directory);
     }
 
+    /// <summary>Steps skipped so far because their global gradient norm or loss was not finite (resumed from the checkpoint).</summary>
+    public long SkippedSteps => _skippedSteps;
+
     /// <summary>Commits a checkpoint of the current state (rank 0 calls this; every rank holds the same state).</summary>
+    /// <exception cref="InvalidOperationException">A parameter or optimizer moment is not finite: nothing is written, so pruning can never drop the last finite checkpoint for it.</exception>
     public CommittedCheckpoint Save(CheckpointStore store, CancellationToken ct)
     {
+        EnsureFinite();
         var previous = _phase;
         _phase = TrainingPhase.Checkpoint;
         try
@@ -190,6 +200,7 @@ public sealed partial class TrainingSession : IDisposable
         Rng = _boundaryRng ?? RngState.Capture(),
         Samples = _samples,
         TrainSeconds = _trainSeconds,
+        SkippedSteps = _skippedSteps,
         History = [.. _history],
         DataOrder = Convert.ToHexString(_dataOrder),
         // What a user of the checkpoint needs without the run's files: the model and its tokenizer.
@@ -207,10 +218,48 @@ public sealed partial class TrainingSession : IDisposable
         _boundaryRng = state.Rng;
         _samples = state.Samples;
         _trainSeconds = state.TrainSeconds;
+        _skippedSteps = state.SkippedSteps;
         _dataOrder = Convert.FromHexString(state.DataOrder);
         _history.Clear();
         _history.AddRange(state.History);
     }
+
+    /// <summary>Throws, naming the first tensor (parameter, or optimizer moment of one) holding a NaN or an infinity.</summary>
+    private void EnsureFinite()
+    {
+        using var scope = torch.NewDisposeScope();
+        foreach (var (name, parameter) in Model.named_parameters())
+        {
+            if (!torch.isfinite(parameter).all().item<bool>())
+            {
+                throw new InvalidOperationException($"not committing a checkpoint at step {StepsDone}: parameter {name} is not finite");
+            }
+        }
+
+        // The optimizer's state is one entry per parameter, group after group (OptimizerFactory's decay / no-decay).
+        var optimizer = (OptimizerHelper)_trainer.Optimizer;
+        var names = Model.named_parameters().ToDictionary(p => p.parameter.Handle, p => p.name);
+        var owners = optimizer.ParamGroups.OfType<ParamGroup>().SelectMany(g => g.Parameters).Select(p => names.GetValueOrDefault(p.Handle, "a parameter")).ToList();
+        var states = optimizer.state_dict().State;
+        for (int i = 0; i < states.Count; i++)
+        {
+            string owner = i < owners.Count ? owners[i] : "a parameter";
+            foreach (var (moment, tensor) in MomentsOf(states[i]))
+            {
+                if (tensor is not null && !torch.isfinite(tensor).all().item<bool>())
+                {
+                    throw new InvalidOperationException($"not committing a checkpoint at step {StepsDone}: the optimizer's {moment} of {owner} is not finite");
+                }
+            }
+        }
+    }
+
+    private static IEnumerable<(string Name, Tensor? Tensor)> MomentsOf(TorchSharp.Modules.OptimizerState state) => state switch
+    {
+        AdamW.State a => [("exp_avg", a.exp_avg), ("exp_avg_sq", a.exp_avg_sq), ("max_exp_avg_sq", a.max_exp_avg_sq)],
+        SGD.State g => [("momentum_buffer", g.momentum_buffer)],
+        _ => [],
+    };
 
     /// <summary>
     /// Trains from the current step to <see cref="TrainOptions.Steps"/> (or <see cref="TrainOptions.StopAtStep"/>),
@@ -250,6 +299,7 @@ public sealed partial class TrainingSession : IDisposable
             _dataOrder = order;
             _boundaryRng = RngState.Capture();
             TrainingMetrics.RecordStep(metrics, batch.Count, Config.MaxLogitScale);
+            CountSkipped(metrics);
             _trainSeconds += metrics.Times.Total;
             _samples += metrics.Samples;
             if (++_stepsThisLaunch > TimingWarmupSteps)
@@ -276,6 +326,27 @@ public sealed partial class TrainingSession : IDisposable
         }
 
         Phase = TrainingPhase.Finished;
+    }
+
+    /// <summary>
+    /// Counts a skipped step and stops the run when more than <see cref="TrainOptions.MaxSkippedSteps"/>
+    /// come in a row. The values are global, so every rank counts and stops alike.
+    /// </summary>
+    private void CountSkipped(StepMetrics metrics)
+    {
+        if (!metrics.Skipped)
+        {
+            _skippedInARow.Clear();
+            return;
+        }
+
+        _skippedSteps++;
+        _skippedInARow.Add(metrics);
+        LogSkipped(_logger, metrics.Step, metrics.GradNorm, metrics.Loss, _skippedInARow.Count, _options.MaxSkippedSteps);
+        if (_skippedInARow.Count > _options.MaxSkippedSteps)
+        {
+            throw new TrainingDivergedException([.. _skippedInARow], _options.MaxSkippedSteps);
+        }
     }
 
     /// <summary>
@@ -345,6 +416,7 @@ public sealed partial class TrainingSession : IDisposable
             DataOrderSha256 = Convert.ToHexString(_dataOrder).ToLowerInvariant(),
             SteadySamplesPerSecond = _timedSteps == 0 ? null : _timedSamples / _phaseSeconds.Sum(),
             PhaseSeconds = _timedSteps == 0 ? null : PhaseTimes.Names.Zip(_phaseSeconds).ToDictionary(p => p.First, p => p.Second / _timedSteps),
+            SkippedSteps = _skippedSteps,
             SkippedSamples = _train.Skips.Total,
             SkippedByReason = _train.Skips.Snapshot().ToDictionary(kv => kv.Key.ToString(), kv => kv.Value),
             History = history,
@@ -378,6 +450,9 @@ public sealed partial class TrainingSession : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Took over a replica's state at step {Step}")]
     private static partial void LogTookOver(ILogger logger, long step);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Step {Step} skipped: gradient norm {GradNorm}, loss {Loss} (not finite; no update on any rank); {InARow} in a row, max_skipped_steps {Max}")]
+    private static partial void LogSkipped(ILogger logger, long step, double gradNorm, double loss, int inARow, int max);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Step {Step}: zero-shot top-1 {Top1:P1}")]
     private static partial void LogEvaluation(ILogger logger, long step, double top1);

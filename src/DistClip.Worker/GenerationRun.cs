@@ -27,7 +27,7 @@ internal enum GenerationEnd
 /// </summary>
 internal sealed partial class GenerationRun(
     RunControl.RunControlClient client, GrpcCollectiveEndpoint endpoint, Assignment assignment, string workerId, ILoggerFactory loggers,
-    FaultPlan faults, ReplicaState? kept)
+    FaultPlan faults, CheckpointFailures checkpointFailures, ReplicaState? kept)
 {
     /// <summary>
     /// The replica state this worker keeps for the next generation: what it held when this one began,
@@ -132,7 +132,7 @@ internal sealed partial class GenerationRun(
         Kept = null;
         _session = null;
         _phase = leader ? HeartbeatRequest.Types.Phase.Evaluate : HeartbeatRequest.Types.Phase.Finished;
-        var summary = leader ? session.Summarize(wall.Elapsed.TotalSeconds) : null;
+        var summary = leader ? session.Summarize(wall.Elapsed.TotalSeconds) with { CheckpointFailures = checkpointFailures.Total } : null;
         return new WorkerFinished
         {
             Generation = assignment.Generation,
@@ -187,14 +187,17 @@ internal sealed partial class GenerationRun(
             }, cancellationToken: ct).ResponseAsync.ContinueWith(static _ => { }, TaskScheduler.Default);
             if (_config.CheckpointEvery > 0 && metrics.Step % _config.CheckpointEvery == 0)
             {
-                Commit(session, store!, ct);
-                lastSaved = metrics.Step;
+                if (Commit(session, store!, ct))
+                {
+                    lastSaved = metrics.Step;
+                }
             }
         }, ct);
 
-        if (leader && lastSaved != session.StepsDone)
+        // The final checkpoint is tried again until it commits or the failures in a row reach
+        // checkpoint_failures (which throws): there is no later interval to catch up.
+        while (leader && lastSaved != session.StepsDone && !Commit(session, store!, ct))
         {
-            Commit(session, store!, ct);
         }
     }
 
@@ -222,16 +225,31 @@ internal sealed partial class GenerationRun(
         return Math.Max(1, processors / Math.Max(1, here));
     }
 
-    private void Commit(TrainingSession session, CheckpointStore store, CancellationToken ct)
+    /// <summary>Rank 0 commits a checkpoint and reports it; false when it could not be written (counted, and logged).</summary>
+    private bool Commit(TrainingSession session, CheckpointStore store, CancellationToken ct)
     {
         _phase = HeartbeatRequest.Types.Phase.Checkpoint;
-        var committed = session.Save(store, ct);
+        CommittedCheckpoint committed;
+        try
+        {
+            committed = session.Save(store, ct);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Disk full or read-only: the store removed its temporary directory and `latest` still names
+            // the previous checkpoint. Train on; the next interval tries again (or the limit ends the run).
+            checkpointFailures.Failed(session.StepsDone, store.RunDirectory, e, _config.CheckpointFailures);
+            return false;
+        }
+
+        checkpointFailures.Succeeded();
         client.ReportCheckpoint(new CheckpointCommitted
         {
             Generation = assignment.Generation,
             Step = committed.Step,
             Directory = committed.Directory,
         }, cancellationToken: ct);
+        return true;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Generation {Generation}: rank {Rank} finished at step {Step}; peak RSS {PeakRssMiB:F0} MiB ({PeakRssBytes} bytes)")]

@@ -40,6 +40,11 @@ internal sealed class Heartbeats : IAsyncDisposable
         TrainingPhase.Checkpoint => HeartbeatRequest.Types.Phase.Checkpoint,
         TrainingPhase.Evaluate => HeartbeatRequest.Types.Phase.Evaluate,
         TrainingPhase.Finished => HeartbeatRequest.Types.Phase.Finished,
+        TrainingPhase.Forward => HeartbeatRequest.Types.Phase.Forward,
+        TrainingPhase.Exchange => HeartbeatRequest.Types.Phase.Exchange,
+        TrainingPhase.Backward => HeartbeatRequest.Types.Phase.Backward,
+        TrainingPhase.Reduce => HeartbeatRequest.Types.Phase.Reduce,
+        TrainingPhase.Optimizer => HeartbeatRequest.Types.Phase.Optimizer,
         _ => HeartbeatRequest.Types.Phase.Unspecified,
     };
 

@@ -63,6 +63,8 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             MetricsEndpoint = metrics.Address.ToString(),
         };
 
+        // Outlives the generations: failed checkpoints in a row count across a rejoin.
+        var checkpointFailures = new CheckpointFailures(_logger);
         bool joinedOnce = false;
         var joinDeadline = DateTime.UtcNow + options.JoinTimeout;
         // The replica state kept from an aborted generation, offered to the next (docs/architecture.md,
@@ -109,7 +111,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             joinedOnce = true;
 
             LogAssigned(_logger, assignment.Generation, assignment.Rank, assignment.WorldSize);
-            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, options.Faults,
+            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, options.Faults, checkpointFailures,
                 kept?.Step >= 0 && keptRun == assignment.RunId ? kept : null);
             var end = await generation.RunAsync(ct).ConfigureAwait(false);
             (kept, keptRun) = (generation.Kept, assignment.RunId);

@@ -33,6 +33,21 @@ public sealed class RetentionTests : IDisposable
     }
 
     [Fact]
+    public void AFailedCommitPrunesNothingSoTheNewestCommittedCheckpointStaysEvenWithKeepOne()
+    {
+        CheckpointStore store = _root.Store(keep: 1);
+        store.Commit(100);
+        Dictionary<string, Action<Stream>> files = Fixtures.Files(200);
+        files[CheckpointFiles.Model] = _ => throw new IOException("No space left on device");
+
+        Assert.Throws<IOException>(() => store.Commit(200, Fixtures.State(200), Fixtures.Config, files, CancellationToken.None));
+
+        Assert.Equal([100L], store.CommittedSteps());
+        Assert.Equal(100, store.ResolveLatest(CancellationToken.None)!.Step);
+        Assert.Empty(Directory.GetFileSystemEntries(store.RunDirectory, ".tmp-*"));
+    }
+
+    [Fact]
     public void RecommittingAStepAfterFallingBackReplacesItAndDropsTheAbandonedNewerOnes()
     {
         CheckpointStore store = _root.Store(keep: 5);

@@ -154,7 +154,7 @@ public sealed class SettingTableTests : IDisposable
     {
         Assert.Equal(
             ["bucket_mib", "chunk_kib", "decode_threads", "device", "eval_every", "eval_samples", "init", "log_every", "loss_chunk",
-             "micro_batch", "prefetch", "retrieval_samples", "steps", "stop_at_step", "threads"],
+             "max_skipped_steps", "micro_batch", "prefetch", "retrieval_samples", "steps", "stop_at_step", "threads"],
             TrainOptions.ResumableChanges.Order(StringComparer.Ordinal));
     }
 

@@ -12,7 +12,8 @@ namespace DistClip.Training.Steps;
 /// <summary>
 /// One rank's training step (docs/training-step.md): forward both towers, normalise, the loss stage
 /// (this rank's share of the global loss and the exact gradient for its features), backward of that
-/// gradient through the towers, all-reduce, clip, AdamW, clamp the temperature. With
+/// gradient through the towers, all-reduce, clip, AdamW, clamp the temperature (or, when the global
+/// gradient norm or loss is not finite, skip those three on every rank alike). With
 /// <see cref="SingleProcessCollectives"/> it is plain single-device training.
 /// </summary>
 /// <remarks>
@@ -157,14 +158,23 @@ public sealed class ClipTrainer : IDisposable
         Enter(TrainingPhase.Optimizer);
         // An infinite bound measures the norm without clipping.
         double gradNorm = torch.nn.utils.clip_grad_norm_(_parameters, _gradClip > 0 ? _gradClip : double.PositiveInfinity);
-        _optimizer.step();
-        Model.ClampLogitScale();
+        // The norm is of the all-reduced gradients and the loss is the global one: both are the same on
+        // every rank, so every rank skips the same steps. A skipped step leaves the weights and AdamW's
+        // moments as they were (the NaN gradients that clipping scaled go at the next zero_grad); the
+        // batch is consumed all the same.
+        bool skipped = !double.IsFinite(gradNorm) || !double.IsFinite(loss.Loss);
+        if (!skipped)
+        {
+            _optimizer.step();
+            Model.ClampLogitScale();
+        }
+
         StepsDone++;
         double optimizer = Lap(clock);
 
         double logitScale = Model.LogitScale.item<float>();
         return new StepMetrics(StepsDone, loss.GlobalBatch, loss.Loss, rate, logitScale, gradNorm, loss.ImageToTextAccuracy, loss.TextToImageAccuracy,
-            new PhaseTimes(dataSeconds, forward, loss.CommunicationSeconds, lossAndGather - loss.CommunicationSeconds, backward, reduce, optimizer));
+            new PhaseTimes(dataSeconds, forward, loss.CommunicationSeconds, lossAndGather - loss.CommunicationSeconds, backward, reduce, optimizer), skipped);
     }
 
     /// <summary>Marks the phase (for heartbeats) and lets the hooks step in at it, for the step being computed.</summary>

@@ -28,6 +28,7 @@ public sealed record PhaseTimes(
 /// <param name="GradNorm">Global gradient norm before clipping.</param>
 /// <param name="ImageToTextAccuracy">In-batch accuracy of the global logits, image rows.</param>
 /// <param name="TextToImageAccuracy">In-batch accuracy of the global logits, text columns.</param>
+/// <param name="Skipped">The gradient norm or the loss was not finite: no update was applied (on any rank).</param>
 public sealed record StepMetrics(
     long Step,
     int Samples,
@@ -37,4 +38,5 @@ public sealed record StepMetrics(
     double GradNorm,
     double ImageToTextAccuracy,
     double TextToImageAccuracy,
-    PhaseTimes Times);
+    PhaseTimes Times,
+    bool Skipped = false);

@@ -43,6 +43,9 @@ public static class TrainingMetrics
     private static readonly Counter<long> TemperatureClamped = Meter.CreateCounter<long>(
         "distclip.train.temperature.clamped", unit: "{step}", description: "Steps that ended with the temperature at its lower clamp (logit scale at its maximum).");
 
+    private static readonly Counter<long> SkippedSteps = Meter.CreateCounter<long>(
+        "distclip.train.skipped_steps", unit: "{step}", description: "Steps whose global gradient norm or loss was not finite, so no update was applied (the same on every rank).");
+
     private static readonly Gauge<double> GradNorm = Meter.CreateGauge<double>(
         "distclip.train.grad_norm", unit: "1", description: "Global gradient norm of the last step, before clipping.");
 
@@ -75,6 +78,8 @@ public static class TrainingMetrics
         // t is float32 on the device; compare with float precision. Adding 0 keeps the series
         // present (at 0) from the first step, so "never clamped" is a value, not a missing series.
         TemperatureClamped.Add(metrics.LogitScale >= (float)maxLogitScale ? 1 : 0);
+        // Adding 0 keeps the series present from the first step, as for the clamp.
+        SkippedSteps.Add(metrics.Skipped ? 1 : 0);
         GradNorm.Record(metrics.GradNorm);
         InBatchAccuracy.Record(metrics.ImageToTextAccuracy, ImageToText);
         InBatchAccuracy.Record(metrics.TextToImageAccuracy, TextToImage);
