@@ -3,9 +3,10 @@ namespace DistClip.Config;
 /// <summary>
 /// A setting, model config, hostfile or port that cannot be used, refused before work starts;
 /// <see cref="Field"/> names it the way the user wrote it (a setting's snake_case name, or the JSON
-/// path of a model config key).
+/// path of a model config key). Fatal to a run (<see cref="IFatalRunError"/>): a replacement worker
+/// would refuse the same setting.
 /// </summary>
-public sealed class ConfigException : Exception
+public sealed class ConfigException : Exception, IFatalRunError
 {
     public ConfigException(string field, string detail, string? source = null)
         : base(source is null ? $"{field}: {detail}" : $"{source}: {field}: {detail}")

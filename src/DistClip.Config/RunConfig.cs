@@ -67,6 +67,16 @@ public sealed record RunConfig
     [Setting("seconds one collective may take before it fails", Name = "collective-timeout", Positive = true, Max = 86400)]
     public double CollectiveTimeoutSeconds { get; init; } = 60;
 
+    /// <summary>
+    /// The progress watchdog: when no rank's (step, phase) has changed for this long, the rank holding
+    /// the others up is lost (and killed). Longer than <see cref="CollectiveTimeoutSeconds"/>, so that
+    /// ranks waiting in a collective time out and name the rank first; it must also cover the longest
+    /// phase that advances no step (a checkpoint write, loading, rank 0's evaluation).
+    /// </summary>
+    [Setting("seconds with no rank progressing (step or phase) before the rank the others wait on is lost; above collective-timeout",
+        Name = "step-timeout", Positive = true, Max = 86400)]
+    public double StepTimeoutSeconds { get; init; } = 300;
+
     [SettingGroup]
     public TrainOptions Training { get; init; } = new();
 

@@ -9,7 +9,7 @@ namespace DistClip.Training;
 /// the same step (the values are global). Retrying from the last checkpoint would diverge again at
 /// the same place: the run stops, and the newest checkpoint (never a non-finite one) stays.
 /// </summary>
-public sealed class TrainingDivergedException : Exception
+public sealed class TrainingDivergedException : Exception, DistClip.Config.IFatalRunError
 {
     public TrainingDivergedException(IReadOnlyList<StepMetrics> skipped, int maxSkippedSteps)
         : base(Describe(skipped, maxSkippedSteps))

@@ -23,7 +23,9 @@ internal enum GenerationEnd
 /// <summary>
 /// One generation on one worker: link to the ring, load or receive the weights, train, checkpoint
 /// (rank 0), finish, and wait for the coordinator's verdict. An abort, or a collective that fails
-/// because a peer is gone, ends it with <see cref="GenerationEnd.Rejoin"/>.
+/// because a peer is gone, ends it with <see cref="GenerationEnd.Rejoin"/>; a collective that timed
+/// out is reported first (the coordinator blames the rank waited on, not this one). Any other
+/// exception is reported (<see cref="FailureReports"/>) and ends the worker.
 /// </summary>
 internal sealed partial class GenerationRun(
     RunControl.RunControlClient client, GrpcCollectiveEndpoint endpoint, Assignment assignment, string workerId, ILoggerFactory loggers,
@@ -48,8 +50,7 @@ internal sealed partial class GenerationRun(
     {
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var identity = new HeartbeatRequest { WorkerId = workerId, Generation = assignment.Generation };
-        await using var heartbeats = new Heartbeats(client, identity, TimeSpan.FromMilliseconds(assignment.HeartbeatIntervalMs),
-            () => (Interlocked.Read(ref _step), _session is { } session ? Heartbeats.PhaseOf(session.Phase) : _phase), abort);
+        await using var heartbeats = new Heartbeats(client, identity, TimeSpan.FromMilliseconds(assignment.HeartbeatIntervalMs), Status, abort);
         ICollectiveGroup? group = null;
         try
         {
@@ -77,8 +78,19 @@ internal sealed partial class GenerationRun(
                 return GenerationEnd.Stop;
             }
 
+            if (!abort.IsCancellationRequested && FailureReports.IsCollectiveTimeout(e))
+            {
+                await ReportAsync(e, WorkerFailure.Types.Kind.CollectiveTimeout, ct).ConfigureAwait(false);
+            }
+
             LogAbandoned(_logger, assignment.Generation, heartbeats.AbortReason ?? e.Message);
             return GenerationEnd.Rejoin;
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            // The worker exits with it; the coordinator hears first what happened, and where.
+            await ReportAsync(e, FailureReports.KindOf(e), ct).ConfigureAwait(false);
+            throw;
         }
         finally
         {
@@ -87,6 +99,16 @@ internal sealed partial class GenerationRun(
                 await group.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>Where this worker is: steps done and phase, as its heartbeats and failure reports say.</summary>
+    private (long Step, HeartbeatRequest.Types.Phase Phase) Status() =>
+        (Interlocked.Read(ref _step), _session is { } session ? Heartbeats.PhaseOf(session.Phase) : _phase);
+
+    private Task ReportAsync(Exception e, WorkerFailure.Types.Kind kind, CancellationToken ct)
+    {
+        var (step, phase) = Status();
+        return FailureReports.SendAsync(client, FailureReports.Describe(e, kind, workerId, assignment, step, phase), _logger, ct);
     }
 
     /// <summary>On a dedicated thread: TorchSharp's dispose scopes belong to the thread that opened them.</summary>

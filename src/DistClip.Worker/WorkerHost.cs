@@ -103,16 +103,28 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
                 return WorkerExitCodes.Success;
             }
 
-            if (!joinedOnce)
+            LogAssigned(_logger, assignment.Generation, assignment.Rank, assignment.WorldSize);
+            GenerationRun generation;
+            try
             {
-                ReportDevice(GenerationRun.ConfigOf(assignment).Training);
+                if (!joinedOnce)
+                {
+                    ReportDevice(GenerationRun.ConfigOf(assignment).Training);
+                }
+
+                generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, options.Faults, checkpointFailures,
+                    kept?.Step >= 0 && keptRun == assignment.RunId ? kept : null);
+            }
+            catch (Exception e) when (!ct.IsCancellationRequested)
+            {
+                // Refused before training (a setting this worker cannot run with): the worker exits with
+                // it; the coordinator hears first, which under `serve` is its only way to know why.
+                await FailureReports.SendAsync(client, FailureReports.Describe(e, FailureReports.KindOf(e), workerId, assignment,
+                    step: 0, HeartbeatRequest.Types.Phase.Joining), _logger, ct).ConfigureAwait(false);
+                throw;
             }
 
             joinedOnce = true;
-
-            LogAssigned(_logger, assignment.Generation, assignment.Rank, assignment.WorldSize);
-            var generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, options.Faults, checkpointFailures,
-                kept?.Step >= 0 && keptRun == assignment.RunId ? kept : null);
             var end = await generation.RunAsync(ct).ConfigureAwait(false);
             (kept, keptRun) = (generation.Kept, assignment.RunId);
             if (end == GenerationEnd.Stop)

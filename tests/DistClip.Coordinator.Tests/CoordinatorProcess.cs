@@ -28,6 +28,9 @@ internal sealed class CoordinatorProcess : IAsyncDisposable
 
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
+    /// <summary>The program's process id (to signal it as a user or a scheduler would).</summary>
+    public int Id => _process.Id;
+
     /// <summary>The coordinator's own build output (the project reference guarantees it is built).</summary>
     public static string DllPath
     {

@@ -157,18 +157,18 @@ public sealed class LaunchTests : IDisposable
     }
 
     [Fact]
-    public async Task A_cuda_worker_that_sees_no_gpu_exits_2_naming_its_gpu_and_the_run_fails_without_restarts()
+    public async Task A_cuda_worker_that_sees_no_gpu_reports_a_fatal_error_naming_its_gpu_and_the_run_fails_without_restarts()
     {
         // The coordinator counts one GPU (the user's list) for one worker; the worker's libtorch
-        // (the CPU build) sees none: it must stop at start, and no replacement may be tried.
+        // (the CPU build) sees none: it must stop at start, say why (a fatal error: a replacement
+        // would refuse too), and no replacement may be tried.
         await using var coordinator = CoordinatorProcess.Start(new Dictionary<string, string> { ["CUDA_VISIBLE_DEVICES"] = "3" },
             [.. Runs.Quick(_dir, "nogpu"), "--workers", "1", "--device", "cuda", "--max-restarts", "3"]);
         var result = await coordinator.WaitAsync(TimeSpan.FromMinutes(2));
 
         Assert.True(result.ExitCode == 1, $"expected exit 1, got {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
-        Assert.Contains("worker slot 0", result.Stderr);
-        Assert.Contains("refused its configuration (exit 2)", result.Stderr);
-        Assert.Contains("a replacement would too: device: cuda was requested but libtorch sees no CUDA device here (CUDA_VISIBLE_DEVICES=3)", result.Stderr);
+        Assert.Matches(@"error: the run failed: rank 0 \(worker [^,]+, generation 1\) at step 0 in phase joining failed with an error a restart cannot fix: " +
+            @"ConfigException: device: cuda was requested but libtorch sees no CUDA device here \(CUDA_VISIBLE_DEVICES=3\)", result.Stderr);
         Assert.Single(Regex.Matches(result.Stdout, "Started worker slot 0"));
     }
 

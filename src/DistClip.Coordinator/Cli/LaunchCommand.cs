@@ -17,6 +17,12 @@ namespace DistClip.Coordinator.Cli;
 /// </summary>
 internal static class LaunchCommand
 {
+    /// <summary>
+    /// After an interrupt, how long workers get to hear "stop" and how long, after that, to exit
+    /// before the launcher kills them: a worker blocked where it cannot hear must not hold the exit.
+    /// </summary>
+    private static readonly TimeSpan InterruptGrace = TimeSpan.FromSeconds(3);
+
     public static async Task<int> RunAsync(CoordinatorCommand command, ILoggerFactory loggers, CancellationToken ct)
     {
         bool serve = command.Serve;
@@ -59,6 +65,7 @@ internal static class LaunchCommand
         run.ProgressReported += p => progress.Report(p.Step, p.TotalSteps, p.Loss, p.LearningRate, p.LogitScale, p.Samples);
         run.CheckpointReported += c => progress.Note($"checkpoint of step {c.Step} committed: {c.Directory}");
         run.GenerationAborted += why => progress.Note($"generation aborted: {why}; restarting from a survivor's state (or the latest checkpoint when none can serve)");
+        run.WorkerFailed += failure => progress.Note($"worker failure: {failure}");
         await using WorkerLauncher? launcher = serve ? null
             : plan.Hosts is null ? new LocalLauncher(run, server.Address, plan.WorkerGpus, loggers.CreateLogger<LocalLauncher>())
             : new SshLauncher(run, server.Address, plan.Hosts, plan.WorkerGpus, (s.SshOptions ?? "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries),
@@ -85,12 +92,18 @@ internal static class LaunchCommand
         }
 
         progress.Finish();
-        await run.WaitUntilWorkersToldAsync(runSettings.HeartbeatInterval * 10);
+        bool interrupted = ct.IsCancellationRequested;
+        await run.WaitUntilWorkersToldAsync(interrupted ? InterruptGrace : runSettings.HeartbeatInterval * 10);
+        if (interrupted && launcher is not null)
+        {
+            await launcher.StopAsync(InterruptGrace);
+        }
+
         if (!outcome.Succeeded)
         {
             Console.Error.WriteLine($"error: the run failed: {outcome.Error}");
             Console.Error.WriteLine($"worker logs: {Path.Combine(plan.RunDirectory, "logs")}");
-            return ct.IsCancellationRequested ? ExitCodes.Interrupted : ExitCodes.Failure;
+            return interrupted ? ExitCodes.Interrupted : ExitCodes.Failure;
         }
 
         var summary = outcome.Summary!;

@@ -37,4 +37,7 @@ public sealed class LocalLauncher(Membership run, Uri coordinator, IReadOnlyList
 
         return psi;
     }
+
+    /// <summary>The worker runs in the process started (dotnet runs worker.dll in its own process): the ids match.</summary>
+    protected override bool IsProcessOf(WorkerIdentity worker, Process process) => worker.Pid == process.Id;
 }

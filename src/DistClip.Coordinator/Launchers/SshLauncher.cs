@@ -11,7 +11,10 @@ namespace DistClip.Coordinator.Launchers;
 /// does: the remote host must reach the coordinator's address and have the worker program at
 /// <paramref name="remoteWorker"/> (a shared file system, or the same install path). The secret is
 /// written to the remote shell's standard input, never put on a command line that <c>ps</c> shows.
-/// When ssh exits — the worker ended or the connection broke — the slot counts as lost. With
+/// When ssh exits — the worker ended or the connection broke — the slot counts as lost. A worker
+/// declared lost while ssh still runs (stopped, stuck) has its local ssh killed: the slot is replaced
+/// at once; the remote process is not reached that way, and a stopped or stuck one may linger on its
+/// host (an external watchdog there, or the host's own end of the session, must end it). With
 /// <paramref name="slotGpus"/> the remote shell exports each slot's GPU as CUDA_VISIBLE_DEVICES.
 /// </summary>
 public sealed class SshLauncher(

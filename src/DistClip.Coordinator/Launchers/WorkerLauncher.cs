@@ -10,7 +10,9 @@ namespace DistClip.Coordinator.Launchers;
 /// (<see cref="LocalLauncher"/>) or on another host over ssh (<see cref="SshLauncher"/>). Worker output
 /// goes to <c>&lt;run dir&gt;/logs/worker-&lt;slot&gt;.log</c>. A slot keeps its GPU (<see cref="GpuPlacement"/>)
 /// across replacements. A worker that exits 2 refused its configuration, which a replacement would
-/// refuse again: the run fails at once with the worker's error.
+/// refuse again: the run fails at once with the worker's error. A worker the membership declares lost
+/// while its process is still there (stopped, stuck) is killed, so that its replacement starts at once;
+/// once the run is over, workers that do not exit within a grace period are killed too.
 /// </summary>
 public abstract partial class WorkerLauncher : IAsyncDisposable
 {
@@ -22,8 +24,11 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly string _logDirectory;
     private readonly Lock _lock = new();
-    private readonly Dictionary<int, Process> _processes = [];
+    private readonly Dictionary<int, SlotProcess> _processes = [];
     private bool _stopping;
+
+    /// <summary>How long a killed worker may take to be gone before the coordinator stops waiting for it.</summary>
+    private static readonly TimeSpan KillBound = TimeSpan.FromSeconds(5);
 
     /// <param name="slotGpus">The CUDA_VISIBLE_DEVICES of each slot; null leaves the workers' environment alone.</param>
     protected WorkerLauncher(Membership run, IReadOnlyList<string>? slotGpus, ILogger logger)
@@ -32,6 +37,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
         _slotGpus = slotGpus;
         _logger = logger;
         _logDirectory = Path.Combine(run.Settings.RunDirectory, "logs");
+        run.MemberLost += OnMemberLost;
     }
 
     /// <summary>The worker program: worker.dll beside this program (the coordinator's build output carries it).</summary>
@@ -59,13 +65,19 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
     {
     }
 
+    /// <summary>
+    /// Whether <paramref name="process"/>, this launcher's process of the worker's slot, is that worker.
+    /// Only a local launcher can tell by process id; a remote worker's id is another host's.
+    /// </summary>
+    protected virtual bool IsProcessOf(WorkerIdentity worker, Process process) => true;
+
     public IReadOnlyDictionary<int, int> ProcessIds
     {
         get
         {
             lock (_lock)
             {
-                return _processes.ToDictionary(p => p.Key, p => p.Value.Id);
+                return _processes.ToDictionary(p => p.Key, p => p.Value.Process.Id);
             }
         }
     }
@@ -86,6 +98,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
         psi.RedirectStandardOutput = true;
         psi.RedirectStandardError = true;
         psi.RedirectStandardInput = true;
+        long losses = _run.Losses; // a loss declared from here on is not this process's
         lock (_lock)
         {
             if (_stopping)
@@ -113,7 +126,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
             Started(process, slot);
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
-            _processes[slot] = process;
+            _processes[slot] = new SlotProcess(process, losses);
             if (GpuOf(slot) is { } gpu)
             {
                 LogStartedOnGpu(_logger, slot, process.Id, HostOf(slot), gpu);
@@ -151,7 +164,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
         bool stopping;
         lock (_lock)
         {
-            if (_processes.TryGetValue(slot, out var current) && current == process)
+            if (_processes.TryGetValue(slot, out var current) && current.Process == process)
             {
                 _processes.Remove(slot);
             }
@@ -188,36 +201,95 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
     {
         lock (_lock)
         {
-            if (_processes.TryGetValue(slot, out var p))
+            if (_processes.TryGetValue(slot, out var started))
             {
-                p.Kill(entireProcessTree: true);
+                TryKill(started.Process);
             }
         }
     }
 
-    /// <summary>Waits for the workers to exit after the run ended, then kills any that linger.</summary>
-    public async ValueTask DisposeAsync()
+    /// <summary>
+    /// The membership lost a worker: if its process is still there (stopped, stuck), SIGKILL it, which
+    /// ends a stopped process too, so that its exit is seen and its replacement starts at once. Only a
+    /// process started before the loss is that worker's: a replacement already started stays.
+    /// </summary>
+    private void OnMemberLost(LostMember lost)
+    {
+        lock (_lock)
+        {
+            if (!_stopping && _processes.TryGetValue(lost.Worker.PreferredRank, out var started) && started.LossesBefore < lost.Loss
+                && !started.Process.HasExited && IsProcessOf(lost.Worker, started.Process))
+            {
+                LogKillingLost(_logger, lost.Worker.PreferredRank, started.Process.Id, lost.Why);
+                TryKill(started.Process);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Once the run is over: waits up to <paramref name="grace"/> in all for the workers to exit (they
+    /// have been told to stop), then kills those left, whatever they are blocked in, and waits a
+    /// bounded time for them to be gone. Every wait has a bound: a process the kernel cannot end (stuck
+    /// in uninterruptible I/O) is reported and left behind.
+    /// </summary>
+    public async Task StopAsync(TimeSpan grace)
     {
         List<Process> remaining;
         lock (_lock)
         {
             _stopping = true;
-            remaining = [.. _processes.Values];
+            remaining = [.. _processes.Values.Select(s => s.Process)];
         }
 
-        foreach (var p in remaining)
+        await WaitForExitAsync(remaining, grace).ConfigureAwait(false);
+        var left = remaining.Where(p => !p.HasExited).ToList();
+        foreach (var p in left)
         {
-            using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-            try
-            {
-                await p.WaitForExitAsync(grace.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                p.Kill(entireProcessTree: true);
-            }
+            LogKillingAfterEnd(_logger, p.Id, grace.TotalSeconds);
+            TryKill(p);
+        }
+
+        await WaitForExitAsync(left, KillBound).ConfigureAwait(false);
+        foreach (var p in left.Where(p => !p.HasExited))
+        {
+            LogNotGone(_logger, p.Id, KillBound.TotalSeconds);
         }
     }
+
+    /// <summary>Stops the workers (<see cref="StopAsync"/>) with the grace of a run that ended normally.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        _run.MemberLost -= OnMemberLost;
+        await StopAsync(TimeSpan.FromSeconds(20)).ConfigureAwait(false);
+    }
+
+    private static async Task WaitForExitAsync(IReadOnlyList<Process> processes, TimeSpan bound)
+    {
+        using var deadline = new CancellationTokenSource(bound);
+        try
+        {
+            await Task.WhenAll(processes.Select(p => p.WaitForExitAsync(deadline.Token))).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The caller looks at which have exited.
+        }
+    }
+
+    private static void TryKill(Process process)
+    {
+        try
+        {
+            process.Kill(entireProcessTree: true);
+        }
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            // It exited meanwhile, or is not ours to kill any more.
+        }
+    }
+
+    /// <summary>A slot's current process, and how many members the run had lost when it started.</summary>
+    private sealed record SlotProcess(Process Process, long LossesBefore);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Started worker slot {Slot} (pid {Pid}) for {Host}")]
     private static partial void LogStarted(ILogger logger, int slot, int pid, string host);
@@ -230,4 +302,13 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker slot {Slot} (pid {Pid}) exited with status {Code} before the run ended")]
     private static partial void LogExited(ILogger logger, int slot, int pid, int code);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Killing worker slot {Slot} (pid {Pid}): {Why}")]
+    private static partial void LogKillingLost(ILogger logger, int slot, int pid, string why);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Killing worker pid {Pid}: still running {GraceSeconds:F0} s after the run ended")]
+    private static partial void LogKillingAfterEnd(ILogger logger, int pid, double graceSeconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Worker pid {Pid} is still there {Seconds:F0} s after SIGKILL (uninterruptible I/O?); leaving it")]
+    private static partial void LogNotGone(ILogger logger, int pid, double seconds);
 }

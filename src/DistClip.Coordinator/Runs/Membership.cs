@@ -7,9 +7,10 @@ namespace DistClip.Coordinator.Runs;
 /// The run's membership as a state machine (<see cref="MembershipState"/>), independent of gRPC:
 /// <list type="bullet">
 /// <item>Forming: workers join; when every rank is present a generation forms (Running).</item>
-/// <item>Running: heartbeats keep members alive; a lost member aborts the generation (Forming again:
-/// the survivors join again, a replacement joins, the next generation resumes from the latest
-/// committed checkpoint), until more than <see cref="RunSettings.MaxRestarts"/> are lost.</item>
+/// <item>Running: heartbeats keep members alive and say how far each is (the progress watchdog,
+/// Membership.Watchdog.cs, loses a rank that holds the others up); a lost member aborts the
+/// generation (Forming again: the survivors join again, a replacement joins, the next generation
+/// resumes from the latest committed checkpoint), until more than <see cref="RunSettings.MaxRestarts"/> are lost.</item>
 /// <item>Ending: the outcome is decided (every rank finished, a failure, too many losses, a join
 /// timeout); workers still to hear it are told by a stop command or a stop reply to their join.</item>
 /// <item>Ended: every worker of the last generation has been told.</item>
@@ -34,6 +35,7 @@ public sealed partial class Membership : IDisposable
     private MembershipState _state = MembershipState.Forming;
     private long _generation;
     private int _restarts;
+    private long _losses;
     private string? _latestCheckpoint;
     private long _latestCheckpointStep;
 
@@ -79,6 +81,16 @@ public sealed partial class Membership : IDisposable
 
     /// <summary>Raised when a generation aborts because a member was lost (with what was lost, and why).</summary>
     public event Action<string>? GenerationAborted;
+
+    /// <summary>
+    /// Raised for each member declared lost, whatever the reason: a process that is still there
+    /// (stopped, stuck, cut off) must be killed by whoever started it, so that its exit is seen and a
+    /// replacement starts at once.
+    /// </summary>
+    public event Action<LostMember>? MemberLost;
+
+    /// <summary>How many members the run has lost so far (see <see cref="LostMember.Loss"/>).</summary>
+    public long Losses => Locked(() => _losses);
 
     private bool IsOver => _state is MembershipState.Ending or MembershipState.Ended;
 
@@ -195,7 +207,11 @@ public sealed partial class Membership : IDisposable
     /// <summary>Ends the run from outside (an interrupt, a launcher that cannot start workers).</summary>
     public void Fail(string error) => Transition(() => End(RunOutcome.Failure(error, _restarts)));
 
-    /// <summary>Checks the deadlines: a member silent past the heartbeat timeout is lost; a generation that takes longer than the join timeout to form fails the run.</summary>
+    /// <summary>
+    /// Checks the deadlines: a member silent past the heartbeat timeout is lost; so is the member
+    /// holding the others up when no member has progressed for the step timeout; a generation that
+    /// takes longer than the join timeout to form fails the run.
+    /// </summary>
     public void Tick() => Transition(() =>
     {
         var now = _time.GetUtcNow();
@@ -205,6 +221,10 @@ public sealed partial class Membership : IDisposable
             if (silent is not null)
             {
                 Lose(silent, $"no heartbeat for {(now - silent.LastSeen).TotalSeconds:F1} s (timeout {_settings.HeartbeatTimeout.TotalSeconds:F0} s)");
+            }
+            else
+            {
+                LoseStalled(now);
             }
         }
         else if (_state == MembershipState.Forming && now - _formingSince > _settings.JoinTimeout)
@@ -296,21 +316,37 @@ public sealed partial class Membership : IDisposable
         return name.StartsWith("step-", StringComparison.Ordinal) && long.TryParse(name.AsSpan(5), out long step) ? step : 0;
     }
 
-    /// <summary>Running → Forming (or Ending when it was one loss too many): a member is gone; its generation aborts and everyone joins again.</summary>
-    private void Lose(Member lost, string why)
+    private void Lose(Member lost, string why, bool leaving = false) => Lose([lost], _ => why, leaving);
+
+    /// <summary>
+    /// Running → Forming (or Ending when it was one loss too many): members are gone; their generation
+    /// aborts, everyone else joins again, and each lost one counts a restart and is killed by its
+    /// launcher, unless it is <paramref name="leaving"/> on its own (it reported its failure and exits).
+    /// </summary>
+    private void Lose(IReadOnlyList<Member> lost, Func<Member, string> why, bool leaving = false)
     {
-        int rank = Array.IndexOf(_members, lost);
         _reached = Math.Max(_reached, _members.Max(m => m.Step));
-        _launchers.Lost(lost.Worker);
-        string what = $"rank {rank} (worker {lost.Worker.WorkerId} on {lost.Worker.Host}, step {lost.Step}, phase {lost.Phase}) was lost: {why}";
+        var told = lost.Select(m => (Member: m, What: $"rank {Array.IndexOf(_members, m)} (worker {m.Worker.WorkerId} on {m.Worker.Host}, step {m.Step}, phase {m.Phase}) was lost: {why(m)}")).ToList();
+        string what = string.Join("; ", told.Select(t => t.What));
         LogLost(_logger, _generation, what);
         Tell(new MemberCommand(MemberCommandKind.Abort, _generation, what));
-        _survivors = [.. _members.Where(m => m != lost).Select(m => m.Worker.WorkerId)];
+        _survivors = [.. _members.Except(lost).Select(m => m.Worker.WorkerId)];
         _members = [];
         _state = MembershipState.Forming;
         _formingSince = _time.GetUtcNow();
         Raise(GenerationAborted, what);
-        CountRestart(what);
+        foreach (var (member, itsWhat) in told)
+        {
+            _launchers.Lost(member.Worker);
+            _losses++;
+            if (!leaving)
+            {
+                Raise(MemberLost, new LostMember(member.Worker, itsWhat, _losses));
+            }
+
+            CountRestart(itsWhat);
+        }
+
         FormIfComplete();
     }
 
@@ -392,6 +428,9 @@ public sealed partial class Membership : IDisposable
         public WorkerIdentity Worker { get; } = worker;
         public Channel<MemberCommand> Commands { get; } = Channel.CreateUnbounded<MemberCommand>();
         public DateTimeOffset LastSeen { get; private set; } = formedAt;
+
+        /// <summary>When its (step, phase) last changed: what the progress watchdog reads.</summary>
+        public DateTimeOffset ProgressAt { get; private set; } = formedAt;
         public long Step { get; private set; }
         public string Phase { get; private set; } = "joining";
         public bool Finished { get; set; }
@@ -402,8 +441,19 @@ public sealed partial class Membership : IDisposable
         public void Beat(MemberBeat beat, DateTimeOffset now)
         {
             LastSeen = now;
-            Step = beat.Step;
-            Phase = beat.Phase;
+            At(beat.Step, beat.Phase, now);
+        }
+
+        /// <summary>Where it is, from a heartbeat or a failure report.</summary>
+        public void At(long step, string phase, DateTimeOffset now)
+        {
+            if (step != Step || phase != Phase)
+            {
+                ProgressAt = now;
+            }
+
+            Step = step;
+            Phase = phase;
         }
     }
 

@@ -54,7 +54,8 @@ public sealed record RunOver : JoinReply
 }
 
 /// <summary>One heartbeat of a member.</summary>
-/// <param name="Phase">What the member says it is doing (a label for messages, e.g. "step").</param>
+/// <param name="Step">Steps done.</param>
+/// <param name="Phase">What the member says it is doing, lower case (e.g. "forward", "exchange"): for messages and the progress watchdog.</param>
 public sealed record MemberBeat(string WorkerId, long Generation, long Step, string Phase);
 
 public enum MemberCommandKind
@@ -77,3 +78,34 @@ public sealed record ProgressReport(long Generation, long Step, long TotalSteps,
 
 /// <summary>A checkpoint rank 0 committed to shared storage.</summary>
 public sealed record CheckpointReport(long Generation, long Step, string Directory);
+
+/// <summary>A member the membership declared lost. Its process may still be there (stopped, or stuck): the launcher that started it kills it.</summary>
+/// <param name="Why">What the membership said about the loss.</param>
+/// <param name="Loss">How many members the run has lost, this one included: a launcher kills only a process it started before that loss.</param>
+public sealed record LostMember(WorkerIdentity Worker, string Why, long Loss);
+
+/// <summary>What a worker's reported failure means for the run.</summary>
+public enum FailureKind
+{
+    /// <summary>An error a restart may cure; the worker exits and is replaced.</summary>
+    Error,
+
+    /// <summary>An error a restart cannot cure: the run ends.</summary>
+    Fatal,
+
+    /// <summary>A collective of the reporter timed out waiting on a peer: the rank holding it up is to blame, not the reporter.</summary>
+    CollectiveTimeout,
+}
+
+/// <summary>A worker's generation failed with an exception (not an abort).</summary>
+/// <param name="Step">Steps done when it failed.</param>
+/// <param name="Phase">The phase it failed in, as heartbeats name it.</param>
+public sealed record FailureReport(
+    string WorkerId, long Generation, int Rank, long Step, string Phase, FailureKind Kind, string ExceptionType, string Message)
+{
+    /// <summary>The most of a message the coordinator keeps (the worker sends no more either).</summary>
+    public const int MaxMessageLength = 4096;
+
+    /// <summary>The exception as one line of the coordinator's output: its type and message.</summary>
+    public string Cause => $"{ExceptionType}: {(Message.Length > MaxMessageLength ? Message[..MaxMessageLength] + "…" : Message)}";
+}

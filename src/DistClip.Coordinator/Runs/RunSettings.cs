@@ -37,4 +37,7 @@ public sealed record RunSettings
 
     /// <summary>A worker silent for this long is dead.</summary>
     public TimeSpan HeartbeatTimeout => TimeSpan.FromSeconds(Config.HeartbeatTimeoutSeconds);
+
+    /// <summary>No rank progressing for this long is a stall (the progress watchdog).</summary>
+    public TimeSpan StepTimeout => TimeSpan.FromSeconds(Config.StepTimeoutSeconds);
 }

@@ -105,6 +105,22 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
         return Task.FromResult(Done);
     }
 
+    public override Task<Ack> ReportFailure(WorkerFailure request, ServerCallContext context)
+    {
+        run.ReportFailure(FailureOf(request));
+        return Task.FromResult(Done);
+    }
+
+    internal static FailureReport FailureOf(WorkerFailure failure) => new(
+        failure.WorkerId, failure.Generation, failure.Rank, failure.Step, PhaseName(failure.Phase),
+        failure.Kind switch
+        {
+            WorkerFailure.Types.Kind.Fatal => FailureKind.Fatal,
+            WorkerFailure.Types.Kind.CollectiveTimeout => FailureKind.CollectiveTimeout,
+            _ => FailureKind.Error,
+        },
+        failure.ExceptionType, failure.Message);
+
     /// <summary>A seat as the worker's assignment: its generation and rank, its peers, and the run's settings.</summary>
     internal static Assignment AssignmentOf(JoinReply reply, RunSettings settings)
     {

@@ -96,7 +96,9 @@ internal sealed class MetricsServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        // A bounded drain: a scrape in flight must not hold a stopping program.
+        using var drain = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+        await _app.StopAsync(drain.Token).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
     }
 }
