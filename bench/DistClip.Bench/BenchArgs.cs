@@ -14,6 +14,12 @@ public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmu
     /// <summary>Only these rows, by name; null: all (after <see cref="Quick"/>).</summary>
     public IReadOnlyList<string>? Rows { get; init; }
 
+    /// <summary>Faults the chaos drill injects.</summary>
+    public int Faults { get; init; } = 10;
+
+    /// <summary>Seed of the chaos drill's plan (which faults, when, to whom).</summary>
+    public int Seed { get; init; } = 1;
+
     /// <summary>A row running longer than this is stopped and reported as a timeout.</summary>
     public double RowMinutes { get; init; } = 15;
 
@@ -39,6 +45,8 @@ public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmu
                 "--model" => result with { Model = value },
                 "--json" => result with { Json = value },
                 "--rows" => result with { Rows = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
+                "--faults" => result with { Faults = int.Parse(value, CultureInfo.InvariantCulture) },
+                "--seed" => result with { Seed = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--row-minutes" => result with { RowMinutes = double.Parse(value, CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };

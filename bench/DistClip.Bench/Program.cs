@@ -3,6 +3,7 @@ using DistClip.Bench;
 
 // dotnet run -c Release --project bench/DistClip.Bench -- train [--threads 1,2] [--steps 20] [--batch 256] [--json FILE]
 // dotnet run -c Release --project bench/DistClip.Bench -- launch [--steps 30] [--batch 256] [--json FILE]
+// dotnet run -c Release --project bench/DistClip.Bench -- chaos [--faults 10] [--steps 400] [--seed 1] [--json FILE]
 // dotnet run -c Release --project bench/DistClip.Bench -- memory [--steps 3] [--quick] [--rows NAME,...] [--row-minutes 15] [--json FILE]
 // The collectives suite runs each rank as a process of this same program.
 if (DistClip.Collectives.Bench.CollectivesBenchmark.IsWorkerInvocation(args))
@@ -58,7 +59,15 @@ switch (options.Suite)
         }
 
         return 0;
+    case "chaos":
+        var chaos = await ChaosSuite.RunAsync(options, Console.Out, CancellationToken.None);
+        if (options.Json is not null)
+        {
+            await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(new { suite = "chaos", result = chaos }, new JsonSerializerOptions { WriteIndented = true }));
+        }
+
+        return chaos.Passed ? 0 : 1;
     default:
-        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, memory, collectives");
+        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, memory, chaos, collectives");
         return 2;
 }

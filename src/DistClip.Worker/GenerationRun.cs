@@ -62,8 +62,8 @@ internal sealed partial class GenerationRun(
                     ChunkBytes = _config.Training.ChunkKib << 10,
                 }, abort.Token).ConfigureAwait(false);
             var token = abort.Token;
-            var finished = await Task.Factory.StartNew(() => Train(group, token), token, TaskCreationOptions.LongRunning, TaskScheduler.Default)
-                .ConfigureAwait(false);
+            var training = Task.Factory.StartNew(() => Train(group, token), token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            var finished = await TrainingOrStuck(training, token).ConfigureAwait(false);
             _phase = HeartbeatRequest.Types.Phase.Finished;
             await client.FinishAsync(finished, cancellationToken: abort.Token).ConfigureAwait(false);
             LogFinished(_logger, assignment.Generation, assignment.Rank, Interlocked.Read(ref _step), finished.PeakRssBytes / (1024.0 * 1024.0), finished.PeakRssBytes);
@@ -99,6 +99,33 @@ internal sealed partial class GenerationRun(
                 await group.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>
+    /// How long the training thread may take to stop after an abort (it keeps its state first)
+    /// before the worker gives up on it: the run's collective timeout, the bound of any wait.
+    /// </summary>
+    private TimeSpan StuckAfterAbort => TimeSpan.FromSeconds(_config.CollectiveTimeoutSeconds);
+
+    /// <summary>
+    /// The training thread's result. Once the generation is aborted (or the worker told to stop),
+    /// the thread has the collective timeout to notice; a thread blocked where no
+    /// cancellation reaches (a read that never returns, a stalled device) would hold this worker,
+    /// alive and heartbeating, out of every later generation, so the process exits
+    /// (<see cref="WorkerExitCodes.Stuck"/>) and its launcher, or Kubernetes, starts a fresh one.
+    /// </summary>
+    private async Task<WorkerFinished> TrainingOrStuck(Task<WorkerFinished> training, CancellationToken abort)
+    {
+        var aborted = Task.Delay(Timeout.Infinite, abort);
+        if (await Task.WhenAny(training, aborted).ConfigureAwait(false) != training
+            && await Task.WhenAny(training, Task.Delay(StuckAfterAbort, CancellationToken.None)).ConfigureAwait(false) != training)
+        {
+            var (step, phase) = Status();
+            LogStuck(_logger, assignment.Generation, StuckAfterAbort.TotalSeconds, step, phase.ToString().ToLowerInvariant());
+            Environment.Exit(WorkerExitCodes.Stuck);
+        }
+
+        return await training.ConfigureAwait(false);
     }
 
     /// <summary>Where this worker is: steps done and phase, as its heartbeats and failure reports say.</summary>
@@ -285,6 +312,9 @@ internal sealed partial class GenerationRun(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Generation {Generation} cut off, and this replica's state could not be kept: {Reason}")]
     private static partial void LogNotKept(ILogger logger, long generation, string reason);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "Generation {Generation} aborted, but the training thread did not stop within {Seconds:F0} s (at step {Step}, phase {Phase}): exiting so that a replacement can start")]
+    private static partial void LogStuck(ILogger logger, long generation, double seconds, long step, string phase);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Generation {Generation} abandoned: {Reason}")]
     private static partial void LogAbandoned(ILogger logger, long generation, string reason);

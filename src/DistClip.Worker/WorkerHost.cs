@@ -176,6 +176,13 @@ public static class WorkerExitCodes
     public const int Refused = 3;
     public const int CoordinatorLost = 4;
 
+    /// <summary>
+    /// Its training thread did not stop within the collective timeout of an abort
+    /// (blocked in a read, a stalled device): the process exits so that a replacement can start, which
+    /// under Kubernetes is the only way a stuck pod ends.
+    /// </summary>
+    public const int Stuck = 5;
+
     /// <summary>Stopped by SIGTERM in the middle of a generation (Kubernetes must not count it as done).</summary>
     public const int Terminated = 143;
 }

@@ -111,6 +111,57 @@ public sealed class StallTests(ITestOutputHelper output) : IDisposable
         Assert.All(pids, p => Assert.False(IsRunning(p), $"worker pid {p} outlived its coordinator"));
     }
 
+    [Fact]
+    public async Task A_worker_whose_training_thread_ignores_the_abort_exits_on_its_own_so_nothing_has_to_kill_it()
+    {
+        // Under serve (Kubernetes) no launcher kills a stuck worker: it must end itself. Rank 1 blocks
+        // for good in step 3; rank 0's collective times out (10 s), the run fails (no restarts), and
+        // rank 1, told to stop, cannot: within another 10 s it exits with status 5 (Stuck).
+        var secret = new Dictionary<string, string> { ["DISTCLIP_SECRET"] = "stuck-test-secret" };
+        await using var coordinator = CoordinatorProcess.Start(secret,
+            "serve", "--bind", "127.0.0.1", "--port", "0", "--workers", "2", "--model", "clip-micro", "--global-batch", "32", "--steps", "8",
+            "--collective-timeout", "10", "--max-restarts", "0", "--run-dir", Path.Combine(_dir, "stuck"), "--checkpoint-dir", Path.Combine(_dir, "checkpoints"));
+        var listening = await coordinator.WaitForLineAsync(@"listening at (\S+);", TimeSpan.FromSeconds(60));
+
+        var workers = new List<Process>();
+        try
+        {
+            for (int i = 0; i < 2; i++)
+            {
+                var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+                psi.ArgumentList.Add(CoordinatorProcess.WorkerDllPath);
+                psi.ArgumentList.Add("--coordinator");
+                psi.ArgumentList.Add(listening.Groups[1].Value);
+                psi.Environment["DISTCLIP_SECRET"] = secret["DISTCLIP_SECRET"];
+                psi.Environment["DISTCLIP_FAULTS"] = "stall@3,rank=1";
+                psi.Environment["DISTCLIP_FAULTS_STATE"] = Path.Combine(_dir, "faults");
+                psi.Environment["OMP_WAIT_POLICY"] = "PASSIVE";
+                workers.Add(Process.Start(psi)!);
+            }
+
+            var logs = workers.Select(w => Task.WhenAll(w.StandardOutput.ReadToEndAsync(), w.StandardError.ReadToEndAsync())).ToList();
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(150));
+            await Task.WhenAll(workers.Select(w => w.WaitForExitAsync(deadline.Token)));
+            string[] texts = [.. (await Task.WhenAll(logs)).Select(l => string.Concat(l))];
+            output.WriteLine(string.Join("\n---\n", texts.Select((t, i) => $"worker {i}: exit {workers[i].ExitCode}\n{t}")));
+
+            int stuck = Array.FindIndex(workers.ToArray(), w => w.ExitCode == 5);
+            Assert.True(stuck >= 0, "no worker exited with status 5 (Stuck)");
+            Assert.Contains("the training thread did not stop within 10 s", texts[stuck]);
+            Assert.Contains("DISTCLIP_FAULTS: stall at step 3", texts[stuck]);
+            Assert.NotEqual(5, workers[1 - stuck].ExitCode);
+        }
+        finally
+        {
+            foreach (var w in workers.Where(w => !w.HasExited))
+            {
+                w.Kill(entireProcessTree: true);
+            }
+
+            workers.ForEach(w => w.Dispose());
+        }
+    }
+
     private async Task<CoordinatorProcess.Result> Finished(CoordinatorProcess run, string name)
     {
         var result = await run.WaitAsync(RunDeadline);
