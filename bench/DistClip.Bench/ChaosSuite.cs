@@ -83,7 +83,7 @@ public static partial class ChaosSuite
     {
         string runDir = Path.Combine(scratch, name);
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "coordinator.dll"));
+        psi.ArgumentList.Add(CoordinatorRun.CoordinatorDll);
         foreach (string a in (string[])[
             "launch", "--model", "clip-micro", "--workers", "3", "--global-batch", "48", "--steps", steps.ToString(CultureInfo.InvariantCulture),
             "--seed", "7", "--log-every", "1", "--checkpoint-every", "100", "--eval-samples", "500", "--retrieval-samples", "0",
@@ -124,9 +124,11 @@ public static partial class ChaosSuite
                 }
 
                 long step = watch.Step;
-                // A fault waits until the previous one has been recovered from: the drill measures each alone.
-                bool settled = injected.Count == 0 || injected[^1].RecoverySeconds is not null || injected[^1].Kind == "stall";
-                if (next < plan.Count && settled && step >= plan[next].AtStep)
+                // A fault waits until the previous one has been recovered from: the drill measures each
+                // alone. A stall fires inside the worker while it computes its step, so it is taken as
+                // injected when the step before it is reported (its rank is then about to block).
+                bool settled = injected.Count == 0 || injected[^1].RecoverySeconds is not null;
+                if (next < plan.Count && settled && step >= plan[next].AtStep - (plan[next].Kind == "stall" ? 1 : 0))
                 {
                     var fault = plan[next++];
                     if (fault.Kind != "stall")

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Reflection;
 
 namespace DistClip.Bench;
 
@@ -20,10 +21,32 @@ public static class CoordinatorRun
 
     private static readonly TimeSpan SampleInterval = TimeSpan.FromMilliseconds(500);
 
+    /// <summary>
+    /// The coordinator's own build output, where its build ships the worker beside it (a project
+    /// that references the coordinator gets its assembly, not the worker): the project reference
+    /// guarantees it is built, in this program's configuration.
+    /// </summary>
+    public static string CoordinatorDll
+    {
+        get
+        {
+            string configuration = typeof(CoordinatorRun).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Release";
+            string? dir = AppContext.BaseDirectory;
+            while (dir is not null && !File.Exists(Path.Combine(dir, "DistClip.sln")))
+            {
+                dir = Path.GetDirectoryName(dir);
+            }
+
+            return dir is null
+                ? throw new InvalidOperationException("the repository root (DistClip.sln) is not above " + AppContext.BaseDirectory)
+                : Path.Combine(dir, "src", "DistClip.Coordinator", "bin", configuration, "net10.0", "coordinator.dll");
+        }
+    }
+
     public static async Task<CoordinatorRunResult> RunAsync(IReadOnlyList<string> arguments, TimeSpan limit, CancellationToken ct)
     {
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "coordinator.dll"));
+        psi.ArgumentList.Add(CoordinatorDll);
         foreach (string a in arguments)
         {
             psi.ArgumentList.Add(a);

@@ -46,7 +46,7 @@ public static class LaunchSuite
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         string[] launch =
         [
-            Path.Combine(AppContext.BaseDirectory, "coordinator.dll"), "launch",
+            CoordinatorRun.CoordinatorDll, "launch",
             "--model", args.Model, "--workers", Inv(workers), "--threads", Inv(threads), "--global-batch", Inv(args.Batch),
             // The session times steps after its first 3; those warm-up steps come on top of the measured ones.
             "--steps", Inv(args.Steps + 3), "--checkpoint-every", "0", "--eval-samples", "100", "--retrieval-samples", "0",

@@ -63,6 +63,19 @@ public sealed class FaultTests : IDisposable
     }
 
     [Fact]
+    public async Task A_summary_that_cannot_be_written_is_reported_and_printed_instead_and_the_run_exits_1()
+    {
+        // The summary is written beside its name and renamed; a directory where the temporary file goes makes that fail.
+        Directory.CreateDirectory(Path.Combine(_dir, "no-summary", "summary.json.tmp"));
+        var result = await RunAsync("", "no-summary", "--steps", "2", "--checkpoint-every", "0");
+
+        Assert.True(result.ExitCode == 1, $"expected exit 1, got {result.ExitCode}\nstdout:\n{result.Stdout}\nstderr:\n{result.Stderr}");
+        Assert.Contains($"error: the summary could not be written to {Path.Combine(_dir, "no-summary", "summary.json")}", result.Stderr);
+        Assert.Contains("\"parameters_sha256\":", result.Stdout);
+        Assert.False(File.Exists(Path.Combine(_dir, "no-summary", "summary.json")));
+    }
+
+    [Fact]
     public async Task A_checkpoint_write_that_fails_is_counted_and_training_goes_on_to_commit_the_next_one()
     {
         var result = await RunAsync("write-fail@2", "write-fail", "--steps", "6", "--checkpoint-every", "2");

@@ -108,13 +108,26 @@ internal static class LaunchCommand
 
         var summary = outcome.Summary!;
         string summaryPath = Path.Combine(plan.RunDirectory, "summary.json");
-        summary.Write(summaryPath);
+        try
+        {
+            summary.Write(summaryPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The run trained and its checkpoints stand; only the report could not be kept. Nothing
+            // is lost: the summary goes to the output instead, and the exit status says it failed.
+            Report(summary, summaryPath: null);
+            Console.WriteLine(summary.ToJson());
+            Console.Error.WriteLine($"error: the summary could not be written to {summaryPath}: {e.Message} (printed above instead)");
+            return ExitCodes.Failure;
+        }
+
         TrainingReport.WriteAfterRun(summary, plan.RunDirectory, Console.Out);
         Report(summary, summaryPath);
         return ExitCodes.Success;
     }
 
-    private static void Report(RunSummary summary, string summaryPath)
+    private static void Report(RunSummary summary, string? summaryPath)
     {
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"trained {summary.Steps} steps of {summary.Model} on {summary.WorldSize} worker(s) at {summary.SamplesPerSecond:F0} samples/s; final loss {summary.FinalLoss:F3}; restarts {summary.Restarts}, steps redone {summary.StepsRedone}"));
@@ -136,7 +149,10 @@ internal static class LaunchCommand
                 $"retrieval recall@1 image->text {r1.ImageToText:P1}, text->image {r1.TextToImage:P1}"));
         }
 
-        Console.WriteLine($"summary: {summaryPath}");
+        if (summaryPath is not null)
+        {
+            Console.WriteLine($"summary: {summaryPath}");
+        }
     }
 
     private static void WriteSecret(string path, string secret)
