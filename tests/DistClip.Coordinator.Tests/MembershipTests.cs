@@ -286,6 +286,26 @@ public sealed class MembershipTests : IDisposable
     }
 
     [Fact]
+    public async Task A_stall_at_the_same_step_and_phase_after_a_restart_ends_the_run_naming_it()
+    {
+        var run = Start(worldSize: 2, maxRestarts: 5);
+        await Form(run, "w0", "w1");
+        var aborted = Next<string>(h => run.GenerationAborted += h);
+        MemberBeat[] Stuck(long generation) => [Beat("w0", generation, 5, "exchange"), Beat("w1", generation, 5, "data")];
+        Hold(run, StepTimeoutSeconds + 1, _ => Stuck(1), aborted);
+        Assert.Contains("rank 1 (worker w1 on localhost, step 5, phase data) was lost: stalled", await aborted.WaitAsync(Deadline));
+
+        // The replacement blocks on the same step in the same phase (the same sample, say).
+        await Form(run, ["w0", "w1b"], generation: 2);
+        MemberBeat[] again = [Beat("w0", 2, 5, "exchange"), Beat("w1b", 2, 5, "data")];
+        Hold(run, StepTimeoutSeconds + 1, _ => again, run.Completion);
+
+        var outcome = await run.Completion.WaitAsync(Deadline);
+        Assert.Equal("rank 1 (worker w1b on localhost) stalled at step 5 in phase data as a rank did in generation 1, which a restart did not fix", outcome.Error);
+        Assert.Equal(1, outcome.Restarts);
+    }
+
+    [Fact]
     public async Task A_rank_that_keeps_progressing_keeps_the_generation_alive_however_long_the_others_wait()
     {
         var run = Start(worldSize: 2);

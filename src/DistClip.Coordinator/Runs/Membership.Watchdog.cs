@@ -14,6 +14,9 @@ public sealed partial class Membership
     /// <summary>Phases in which a member waits on its peers (a collective, the ring forming, rank 0's weights), as heartbeats name them.</summary>
     private static readonly HashSet<string> WaitingPhases = new(StringComparer.Ordinal) { "exchange", "reduce", "loading", "joining" };
 
+    // Each stall so far (steps done and phase of the member that stalled), with the generation it was first seen in.
+    private readonly Dictionary<(long Step, string Phase), long> _stalls = [];
+
     /// <summary>When no member still training has progressed for the step timeout, loses those that hold the others up.</summary>
     private void LoseStalled(DateTimeOffset now)
     {
@@ -26,6 +29,11 @@ public sealed partial class Membership
         var (stalled, working) = Blame(training);
         string timeout = $"step timeout {_settings.StepTimeout.TotalSeconds:F0} s";
         string waited = training.Count > stalled.Count ? " while the other ranks waited on it" : "";
+        if (StalledAgain(stalled))
+        {
+            return;
+        }
+
         Lose(stalled, m => working
             ? $"stalled: no progress for {(now - m.ProgressAt).TotalSeconds:F0} s{waited} ({timeout})"
             : $"stalled: no rank progressed for {(now - m.ProgressAt).TotalSeconds:F0} s, each waiting on a peer; this one has waited longest ({timeout})");
@@ -42,7 +50,38 @@ public sealed partial class Membership
 
         var now = _time.GetUtcNow();
         var (stalled, _) = Blame(others);
+        if (StalledAgain(stalled))
+        {
+            return;
+        }
+
         Lose(stalled, m => $"stalled: no progress for {(now - m.ProgressAt).TotalSeconds:F0} s; rank {failure.Rank}'s collective timed out waiting on it ({failure.Cause})");
+    }
+
+    /// <summary>
+    /// A stall at the same step and phase as one in an earlier generation (the same sample that
+    /// blocks a read, the same hung device call) is not cured by a restart: the run ends, naming it,
+    /// instead of spending every restart on it. Otherwise the stall is remembered.
+    /// </summary>
+    private bool StalledAgain(IReadOnlyList<Member> stalled)
+    {
+        foreach (var m in stalled)
+        {
+            if (_stalls.TryGetValue((m.Step, m.Phase), out long first) && first < _generation)
+            {
+                End(RunOutcome.Failure(
+                    $"rank {Array.IndexOf(_members, m)} (worker {m.Worker.WorkerId} on {m.Worker.Host}) stalled at step {m.Step} in phase {m.Phase} "
+                    + $"as a rank did in generation {first}, which a restart did not fix", _restarts));
+                return true;
+            }
+        }
+
+        foreach (var m in stalled)
+        {
+            _stalls.TryAdd((m.Step, m.Phase), _generation);
+        }
+
+        return false;
     }
 
     /// <summary>
