@@ -48,6 +48,6 @@ public sealed class TrainingDivergedException : Exception, DistClip.Config.IFata
             : "a non-finite gradient norm or loss";
         return string.Create(CultureInfo.InvariantCulture,
             $"training diverged: steps {skipped[0].Step}–{skipped[^1].Step} had {what} ({skipped.Count} in a row, more than max_skipped_steps {maxSkippedSteps}; ")
-            + values + "). No update was applied at those steps; the newest checkpoint is finite. Lower the learning rate or check the data.";
+            + values + "). No update was applied at those steps, and no checkpoint holds non-finite weights. Lower the learning rate or check the data.";
     }
 }
