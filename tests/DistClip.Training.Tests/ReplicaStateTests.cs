@@ -16,7 +16,12 @@ public sealed class ReplicaStateTests
 {
     private static readonly TrainOptions Options = new()
     {
-        Model = "clip-micro", Steps = 4, GlobalBatch = 32, Seed = 5, RetrievalSamples = 0, EvalSamples = 100,
+        Model = "clip-micro",
+        Steps = 4,
+        GlobalBatch = 32,
+        Seed = 5,
+        RetrievalSamples = 0,
+        EvalSamples = 100,
     };
 
     [Fact]
