@@ -37,12 +37,6 @@ public sealed partial class Membership : IDisposable
     private int _restarts;
     private long _losses;
     private string? _latestCheckpoint;
-    private long _latestCheckpointStep;
-
-    // The most steps any rank is known to have completed (heartbeats, kept states), and the steps
-    // trained twice because a generation restarted below it.
-    private long _reached;
-    private long _stepsRedone;
     private DateTimeOffset _formingSince;
 
     // The current generation's members, by rank: while Running, and after the run ends the last
@@ -277,45 +271,6 @@ public sealed partial class Membership : IDisposable
         LogGeneration(_logger, _generation, n, from);
     }
 
-    /// <summary>
-    /// Where a generation's state comes from (docs/architecture.md, "Recovery from live peers"): the
-    /// member that kept the most steps, when that is no fewer than the latest checkpoint's (ties: the
-    /// lowest rank; all who completed a step hold it bit for bit); else the latest checkpoint; else
-    /// the seed. Counts the steps this sends back below the most any rank had completed.
-    /// </summary>
-    private GenerationPlan PlanStart(long generation, WorkerIdentity[] ranks)
-    {
-        int source = -1;
-        for (int r = 0; r < ranks.Length; r++)
-        {
-            if (ranks[r].HeldStep >= 0 && (source < 0 || ranks[r].HeldStep > ranks[source].HeldStep))
-            {
-                source = r;
-            }
-        }
-
-        if (source >= 0)
-        {
-            _reached = Math.Max(_reached, ranks[source].HeldStep);
-        }
-
-        long checkpointStep = _latestCheckpoint is null ? 0 : _latestCheckpointStep;
-        bool fromSurvivor = source >= 0 && (_latestCheckpoint is null || ranks[source].HeldStep >= _latestCheckpointStep);
-        long start = fromSurvivor ? ranks[source].HeldStep : checkpointStep;
-        _stepsRedone += Math.Max(0, _reached - start);
-        _reached = Math.Max(_reached, start);
-        return fromSurvivor
-            ? new GenerationPlan(generation, ranks, _latestCheckpoint, source, ranks[source].HeldStep)
-            : new GenerationPlan(generation, ranks, _latestCheckpoint);
-    }
-
-    /// <summary>The step of a checkpoint directory named like <c>step-000001200</c>; 0 when the name does not say.</summary>
-    private static long StepOfCheckpoint(string? directory)
-    {
-        string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(directory ?? ""));
-        return name.StartsWith("step-", StringComparison.Ordinal) && long.TryParse(name.AsSpan(5), out long step) ? step : 0;
-    }
-
     private void Lose(Member lost, string why, bool leaving = false) => Lose([lost], _ => why, leaving);
 
     /// <summary>
@@ -415,47 +370,6 @@ public sealed partial class Membership : IDisposable
     });
 
     public void Dispose() => _monitor.Dispose();
-
-    private sealed class Joiner(WorkerIdentity worker, int order)
-    {
-        public WorkerIdentity Worker { get; } = worker;
-        public int Order { get; } = order;
-        public TaskCompletionSource<JoinReply> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    }
-
-    private sealed class Member(WorkerIdentity worker, DateTimeOffset formedAt)
-    {
-        public WorkerIdentity Worker { get; } = worker;
-        public Channel<MemberCommand> Commands { get; } = Channel.CreateUnbounded<MemberCommand>();
-        public DateTimeOffset LastSeen { get; private set; } = formedAt;
-
-        /// <summary>When its (step, phase) last changed: what the progress watchdog reads.</summary>
-        public DateTimeOffset ProgressAt { get; private set; } = formedAt;
-        public long Step { get; private set; }
-        public string Phase { get; private set; } = "joining";
-        public bool Finished { get; set; }
-        public string? ParametersHash { get; set; }
-        public string? SummaryJson { get; set; }
-        public long PeakRssBytes { get; set; }
-
-        public void Beat(MemberBeat beat, DateTimeOffset now)
-        {
-            LastSeen = now;
-            At(beat.Step, beat.Phase, now);
-        }
-
-        /// <summary>Where it is, from a heartbeat or a failure report.</summary>
-        public void At(long step, string phase, DateTimeOffset now)
-        {
-            if (step != Step || phase != Phase)
-            {
-                ProgressAt = now;
-            }
-
-            Step = step;
-            Phase = phase;
-        }
-    }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} on {Host} joined ({Joined}/{WorldSize})")]
     private static partial void LogJoined(ILogger logger, string workerId, string host, int joined, int worldSize);
