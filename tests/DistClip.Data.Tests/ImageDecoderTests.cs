@@ -28,6 +28,66 @@ public sealed class ImageDecoderTests
     }
 
     [Fact]
+    public void Only_the_first_frame_of_an_animated_gif_is_decoded()
+    {
+        // 12 frames of 1000x1000 in about 70 KB: decoding them all allocates 12 x 3 MB and more.
+        byte[] animation = TestImages.AnimatedGif(1000, 1000, 12);
+        Assert.True(animation.Length < 200_000, $"the animation should be small, was {animation.Length} bytes");
+        var decoder = new ImageDecoder(null, GcConfiguration());
+        var pixels = new float[Rgb8.PixelCount];
+        Assert.True(decoder.TryDecode(TestImages.SolidPng(4, 4, new Rgb24(1, 2, 3)), Rgb8, pixels, out _, out _)); // warm up
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        bool ok = decoder.TryDecode(animation, Rgb8, pixels, out _, out string detail);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(ok, detail);
+        Assert.All(pixels, p => Assert.Equal(7 / 255f, p, 5)); // the first frame's colour
+        Assert.True(allocated < 12L * 1024 * 1024, $"decoding allocated {allocated / (1 << 20)} MB: more than the first frame's");
+    }
+
+    [Fact]
+    public void A_png_whose_text_chunk_inflates_to_512_MB_decodes_without_reading_it()
+    {
+        byte[] bomb = TestImages.PngWithTextBomb(512L << 20);
+        Assert.True(bomb.Length < 2 << 20, $"the bomb should be small, was {bomb.Length} bytes");
+        var decoder = new ImageDecoder(null, GcConfiguration());
+        var pixels = new float[Rgb8.PixelCount];
+        Assert.True(decoder.TryDecode(TestImages.SolidPng(4, 4, new Rgb24(1, 2, 3)), Rgb8, pixels, out _, out _)); // warm up
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        bool ok = decoder.TryDecode(bomb, Rgb8, pixels, out _, out string detail);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(ok, detail);
+        Assert.All(pixels, p => Assert.Equal(7 / 255f, p, 5));
+        Assert.True(allocated < 50L * 1024 * 1024, $"decoding allocated {allocated / (1 << 20)} MB: the text was inflated");
+    }
+
+    [Fact]
+    public void A_decode_over_the_allocation_limit_is_a_skipped_sample_not_a_crash()
+    {
+        // 4000x4000 is within the pixel bounds; its 64 MB frame buffer is not within a 16 MB allocation limit.
+        byte[] png = TestImages.SolidPng(4000, 4000, new Rgb24(5, 5, 5));
+        var decoder = new ImageDecoder(new ImageDecodeOptions { MaxAllocationMegabytes = 16 });
+        var pixels = new float[Rgb8.PixelCount];
+
+        bool ok = decoder.TryDecode(png, Rgb8, pixels, out SkipReason reason, out string detail);
+
+        Assert.False(ok);
+        Assert.True(reason == SkipReason.ImageTooLarge, $"{reason}: {detail}");
+        Assert.Contains("InvalidMemoryOperationException", detail);
+    }
+
+    /// <summary>ImageSharp allocating from the GC, so that what a decode allocates shows in the measurement.</summary>
+    private static Configuration GcConfiguration()
+    {
+        var configuration = Configuration.Default.Clone();
+        configuration.MemoryAllocator = new SimpleGcMemoryAllocator();
+        return configuration;
+    }
+
+    [Fact]
     public void A_configured_pixel_bound_refuses_a_real_image_before_decoding_it()
     {
         // A real 2000×2000 PNG (4 MP, 12 MB as RGB) decodes under the default bound; with a 1 MP bound it is refused.

@@ -1,6 +1,12 @@
 using System.Runtime.InteropServices;
 using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.Formats.Gif;
+using SixLabors.ImageSharp.Formats.Jpeg;
+using SixLabors.ImageSharp.Formats.Png;
+using SixLabors.ImageSharp.Formats.Tiff;
+using SixLabors.ImageSharp.Formats.Webp;
 using SixLabors.ImageSharp.Memory;
+using SixLabors.ImageSharp.Metadata;
 using SixLabors.ImageSharp.PixelFormats;
 
 namespace DistClip.Data;
@@ -31,6 +37,20 @@ public sealed class ImageDecoder
         // The loader already decodes samples in parallel; nested parallelism inside one image only adds contention.
         _configuration = (configuration ?? Configuration.Default).Clone();
         _configuration.MaxDegreeOfParallelism = 1;
+        ArgumentOutOfRangeException.ThrowIfLessThan(Options.MaxAllocationMegabytes, 1, nameof(ImageDecodeOptions.MaxAllocationMegabytes));
+        if (configuration is null)
+        {
+            _configuration.MemoryAllocator = MemoryAllocator.Create(new MemoryAllocatorOptions { AllocationLimitMegabytes = Options.MaxAllocationMegabytes });
+        }
+
+        // Hostile files: a GIF of 300 frames of 4000x4000 in 4.5 KB, a PNG whose zTXt inflates to
+        // 1 GiB. Training needs one frame and no metadata, so nothing else is decoded.
+        var formats = _configuration.ImageFormatsManager;
+        formats.SetDecoder(GifFormat.Instance, new GifDecoder { DecodingMode = FrameDecodingMode.First, MaxFrames = 1, IgnoreMetadata = true });
+        formats.SetDecoder(TiffFormat.Instance, new TiffDecoder { DecodingMode = FrameDecodingMode.First, IgnoreMetadata = true });
+        formats.SetDecoder(PngFormat.Instance, new PngDecoder { IgnoreMetadata = true });
+        formats.SetDecoder(JpegFormat.Instance, new JpegDecoder { IgnoreMetadata = true });
+        formats.SetDecoder(WebpFormat.Instance, new WebpDecoder { IgnoreMetadata = true });
     }
 
     public ImageDecodeOptions Options { get; }
@@ -102,17 +122,23 @@ public sealed class ImageDecoder
             detail = string.Empty;
             return true;
         }
-        catch (InvalidMemoryOperationException e)
+        catch (Exception e) when (IsOutOfMemory(e) || IsOutOfMemory(e.InnerException))
         {
-            return Fail(SkipReason.ImageTooLarge, e.Message, out reason, out detail);
+            // Over the allocation limit, or more than the process could get (ImageSharp wraps the
+            // allocator's refusal in an InvalidImageContentException): this sample is too large for
+            // this worker, and the next one may well fit.
+            var cause = IsOutOfMemory(e) ? e : e.InnerException!;
+            return Fail(SkipReason.ImageTooLarge, $"{cause.GetType().Name}: {cause.Message}", out reason, out detail);
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (Exception e)
         {
             // Corrupt files reach decoders in many ways (format, index, argument, end-of-stream errors);
             // a single bad sample in a web-scale corpus must be skipped and counted, not end the run.
             return Fail(SkipReason.UndecodableImage, $"{e.GetType().Name}: {e.Message}", out reason, out detail);
         }
     }
+
+    private static bool IsOutOfMemory(Exception? e) => e is InvalidMemoryOperationException or OutOfMemoryException;
 
     private bool WithinBounds(int width, int height, out string detail)
     {

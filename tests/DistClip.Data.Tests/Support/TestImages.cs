@@ -67,6 +67,69 @@ internal static class TestImages
         return png.ToArray();
     }
 
+    /// <summary>
+    /// A valid 2×2 RGB PNG with a zTXt chunk whose text inflates to <paramref name="inflatedBytes"/>
+    /// (zeros compress about 1000:1): a decoder that reads metadata allocates all of it.
+    /// </summary>
+    public static byte[] PngWithTextBomb(long inflatedBytes)
+    {
+        using var png = new MemoryStream();
+        png.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
+        var ihdr = new byte[13];
+        BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(0), 2);
+        BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), 2);
+        ihdr[8] = 8;
+        ihdr[9] = 2;
+        WriteChunk(png, "IHDR", ihdr);
+
+        using (var text = new MemoryStream())
+        {
+            text.Write("Comment\0\0"u8); // keyword, its terminator, compression method 0
+            using (var zlib = new ZLibStream(text, CompressionLevel.Optimal, leaveOpen: true))
+            {
+                var zeros = new byte[1 << 20];
+                for (long written = 0; written < inflatedBytes; written += zeros.Length)
+                {
+                    zlib.Write(zeros, 0, (int)Math.Min(zeros.Length, inflatedBytes - written));
+                }
+            }
+
+            WriteChunk(png, "zTXt", text.ToArray());
+        }
+
+        using (var compressed = new MemoryStream())
+        {
+            using (var zlib = new ZLibStream(compressed, CompressionLevel.Optimal, leaveOpen: true))
+            {
+                zlib.Write(new byte[] { 0, 7, 7, 7, 7, 7, 7, 0, 7, 7, 7, 7, 7, 7 }); // two rows: filter 0, then RGB RGB
+            }
+
+            WriteChunk(png, "IDAT", compressed.ToArray());
+        }
+
+        WriteChunk(png, "IEND", []);
+        return png.ToArray();
+    }
+
+    /// <summary>
+    /// An animated GIF of <paramref name="frames"/> solid frames of <paramref name="width"/>×<paramref name="height"/>,
+    /// each a different colour: small on disk (solid frames compress well), width × height pixels per
+    /// frame for a decoder that decodes them all.
+    /// </summary>
+    public static byte[] AnimatedGif(int width, int height, int frames)
+    {
+        using var animation = new Image<Rgb24>(width, height, new Rgb24(7, 7, 7));
+        for (int f = 1; f < frames; f++)
+        {
+            using var frame = new Image<Rgb24>(width, height, new Rgb24((byte)(10 + f), 7, 7));
+            animation.Frames.AddFrame(frame.Frames.RootFrame);
+        }
+
+        using var gif = new MemoryStream();
+        animation.SaveAsGif(gif);
+        return gif.ToArray();
+    }
+
     private static void WriteChunk(Stream png, string type, byte[] data)
     {
         Span<byte> word = stackalloc byte[4];
