@@ -99,6 +99,31 @@ public sealed class CsvDatasetTests
     }
 
     [Fact]
+    public async Task Rows_naming_a_directory_a_fifo_or_a_device_are_skipped_and_counted_without_opening_them()
+    {
+        using var dir = new TempDirectory();
+        Directory.CreateDirectory(dir.File("folder"));
+        string fifo = dir.File("pipe.png");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
+        {
+            mkfifo.WaitForExit();
+            Assert.Equal(0, mkfifo.ExitCode);
+        }
+
+        File.WriteAllBytes(dir.File("ok.png"), TestImages.SolidPng(4, 4, new SixLabors.ImageSharp.PixelFormats.Rgb24(9, 9, 9)));
+        File.WriteAllText(dir.File("data.csv"), $"filepath,title\nfolder,a directory\n/,the root\npipe.png,a fifo\n/dev/zero,a device\nok.png,fine\n");
+        CsvDataset ds = CsvDataset.Open(dir.File("data.csv"));
+        var pixels = new float[Gray4.PixelCount];
+
+        // A FIFO opened for reading would block until a writer came: the bound is the test's own deadline.
+        var loads = Task.Run(() => Enumerable.Range(0, 5).Select(i => ds.TryLoad(i, Gray4, pixels, out _, out _)).ToArray());
+        bool[] loaded = await loads.WaitAsync(TimeSpan.FromSeconds(20)); // a TimeoutException: it blocked (opened the FIFO?)
+
+        Assert.Equal([false, false, false, false, true], loaded);
+        Assert.Equal(4, ds.Skips.Get(SkipReason.NotARegularFile));
+    }
+
+    [Fact]
     public void Missing_csv_file_is_a_data_exception()
     {
         using var dir = new TempDirectory();

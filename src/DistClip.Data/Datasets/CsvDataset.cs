@@ -141,6 +141,21 @@ public sealed partial class CsvDataset : IImageTextDataset
         caption = string.Empty;
         label = -1;
 
+        // A row may name anything: a directory, a FIFO (whose open blocks for good), a device. Only
+        // regular files are opened.
+        string? notAFile = FileKind.NotARegularFile(path);
+        if (notAFile == "missing")
+        {
+            Skips.Record(SkipReason.MissingImage, path);
+            return false;
+        }
+
+        if (notAFile is not null)
+        {
+            Skips.Record(SkipReason.NotARegularFile, $"{path}: {notAFile}");
+            return false;
+        }
+
         SafeFileHandle handle;
         try
         {
@@ -149,6 +164,11 @@ public sealed partial class CsvDataset : IImageTextDataset
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             Skips.Record(SkipReason.MissingImage, path);
+            return false;
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+        {
+            Skips.Record(SkipReason.UnreadableImage, $"{path}: {e.Message}");
             return false;
         }
 
@@ -165,15 +185,23 @@ public sealed partial class CsvDataset : IImageTextDataset
             try
             {
                 int read = 0;
-                while (read < length)
+                try
                 {
-                    int n = RandomAccess.Read(handle, buffer.AsSpan(read, (int)length - read), read);
-                    if (n == 0)
+                    while (read < length)
                     {
-                        break;
-                    }
+                        int n = RandomAccess.Read(handle, buffer.AsSpan(read, (int)length - read), read);
+                        if (n == 0)
+                        {
+                            break;
+                        }
 
-                    read += n;
+                        read += n;
+                    }
+                }
+                catch (IOException e)
+                {
+                    Skips.Record(SkipReason.UnreadableImage, $"{path}: {e.Message}");
+                    return false;
                 }
 
                 if (!_decoder.TryDecode(buffer.AsMemory(0, read), spec, pixels, out SkipReason reason, out string detail))
