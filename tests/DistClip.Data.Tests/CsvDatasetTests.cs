@@ -124,6 +124,35 @@ public sealed class CsvDatasetTests
     }
 
     [Fact]
+    public void A_64_MiB_caption_and_a_row_of_a_million_fields_are_read_within_bounds()
+    {
+        using var dir = new TempDirectory();
+        File.WriteAllBytes(dir.File("ok.png"), TestImages.SolidPng(4, 4, new SixLabors.ImageSharp.PixelFormats.Rgb24(9, 9, 9)));
+        using (var csv = new StreamWriter(dir.File("data.csv")))
+        {
+            csv.Write("filepath,title\nok.png,\"");
+            var chunk = new string('x', 1 << 20);
+            for (int i = 0; i < 64; i++)
+            {
+                csv.Write(chunk);
+            }
+
+            csv.Write("\"\nok.png,short");
+            csv.Write(new string(',', 1_000_000));
+            csv.Write("\n");
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        CsvDataset ds = CsvDataset.Open(dir.File("data.csv"));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(2, ds.Count);
+        Assert.Equal(CsvReader.MaxFieldChars, ds.Caption(0).Length);
+        Assert.Equal("short", ds.Caption(1));
+        Assert.True(allocated < 64L << 20, $"reading allocated {allocated >> 20} MB for a 64 MiB caption");
+    }
+
+    [Fact]
     public void Missing_csv_file_is_a_data_exception()
     {
         using var dir = new TempDirectory();

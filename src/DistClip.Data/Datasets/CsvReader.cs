@@ -5,13 +5,22 @@ namespace DistClip.Data;
 /// <summary>
 /// RFC 4180 records from a text stream: quoted fields may hold separators, doubled quotes and line
 /// breaks; records end at CRLF, LF or CR. Lenient where the RFC is silent: text after a closing
-/// quote is kept, and a quote inside an unquoted field is literal.
+/// quote is kept, and a quote inside an unquoted field is literal. Bounded whatever the input: a
+/// field keeps its first <see cref="MaxFieldChars"/> characters and a record its first
+/// <see cref="MaxFields"/> fields; the rest is read past, so a 64 MiB caption or a line of a million
+/// separators costs no more memory than a normal row.
 /// </summary>
 internal sealed class CsvReader
 {
     private readonly TextReader _reader;
     private readonly char _separator;
     private readonly StringBuilder _field = new();
+
+    /// <summary>Characters a field keeps (a caption is tokenised to a few dozen tokens anyway).</summary>
+    public const int MaxFieldChars = 64 * 1024;
+
+    /// <summary>Fields a record keeps.</summary>
+    public const int MaxFields = 1024;
 
     public CsvReader(TextReader reader, char separator)
     {
@@ -59,11 +68,15 @@ internal sealed class CsvReader
             // Unquoted text, or what follows a closing quote.
             while (c >= 0 && c != _separator && c is not ('\r' or '\n'))
             {
-                _field.Append((char)c);
+                Append((char)c);
                 c = _reader.Read();
             }
 
-            fields.Add(_field.ToString());
+            if (fields.Count < MaxFields)
+            {
+                fields.Add(_field.ToString());
+            }
+
             if (c == _separator)
             {
                 c = _reader.Read();
@@ -96,7 +109,7 @@ internal sealed class CsvReader
                 if (_reader.Peek() == '"')
                 {
                     _reader.Read();
-                    _field.Append('"');
+                    Append('"');
                     continue;
                 }
 
@@ -109,7 +122,15 @@ internal sealed class CsvReader
                 Line++;
             }
 
-            _field.Append((char)c);
+            Append((char)c);
+        }
+    }
+
+    private void Append(char c)
+    {
+        if (_field.Length < MaxFieldChars)
+        {
+            _field.Append(c);
         }
     }
 
