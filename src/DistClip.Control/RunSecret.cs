@@ -19,12 +19,15 @@ public static class RunSecret
         presented is not null &&
         CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(expected), Encoding.UTF8.GetBytes(presented));
 
-    /// <summary>Reads the secret from a file (first line, trimmed) or the environment.</summary>
+    /// <summary>Reads the secret from a file (its text, trimmed) or the environment.</summary>
+    /// <exception cref="InvalidDataException">The file holds nothing but white space: with an empty secret, anyone sending an empty header would join.</exception>
     public static string? Load(string? file)
     {
         if (file is not null)
         {
-            return File.ReadAllText(file).Trim();
+            string secret = File.ReadAllText(file).Trim();
+            return secret.Length > 0 ? secret
+                : throw new InvalidDataException($"the secret file {file} is empty; it must hold the run's secret (e.g. 64 hex digits: openssl rand -hex 32)");
         }
 
         string? value = Environment.GetEnvironmentVariable(EnvironmentVariable);

@@ -22,9 +22,9 @@ try
 {
     secret = RunSecret.Load(options.SecretFile);
 }
-catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
 {
-    Console.Error.WriteLine($"error: cannot read the secret file: {e.Message}");
+    Console.Error.WriteLine($"error: cannot use the secret file: {e.Message}");
     return WorkerExitCodes.BadArguments;
 }
 

@@ -180,4 +180,32 @@ public sealed class LaunchTests : IDisposable
         Assert.True(line.Success, $"worker-{slot}.log has no device line:\n{log}");
         return line;
     }
+
+    [Fact]
+    public async Task An_empty_secret_file_is_refused_by_serve_and_by_a_worker()
+    {
+        // With an empty secret, anyone sending an empty header would have joined the run.
+        string empty = Path.Combine(_dir, "empty-secret");
+        File.WriteAllText(empty, " \n");
+
+        var serve = await CoordinatorProcess.RunAsync(TimeSpan.FromSeconds(60),
+            "serve", "--bind", "127.0.0.1", "--port", "0", "--secret-file", empty, "--run-dir", Path.Combine(_dir, "serve"));
+        Assert.True(serve.ExitCode == 2, $"exit {serve.ExitCode}\n{serve.Stdout}\n{serve.Stderr}");
+        Assert.Contains("secret_file", serve.Stderr);
+        Assert.Contains("is empty", serve.Stderr);
+
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (string a in new[] { CoordinatorProcess.WorkerDllPath, "--coordinator", "http://127.0.0.1:1/", "--secret-file", empty })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var worker = System.Diagnostics.Process.Start(psi)!;
+        var stderr = worker.StandardError.ReadToEndAsync();
+        _ = worker.StandardOutput.ReadToEndAsync();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await worker.WaitForExitAsync(deadline.Token);
+        Assert.Equal(2, worker.ExitCode);
+        Assert.Contains("is empty", await stderr);
+    }
 }

@@ -100,7 +100,19 @@ public sealed record CoordinatorCommand(bool Serve, RunConfig Run, IPAddress Bin
         string? secret = RunSecret.Load(null);
         if (own.SecretFile is { } file)
         {
-            secret = File.Exists(file) ? RunSecret.Load(file) : throw new ConfigException("secret_file", $"{file} does not exist");
+            if (!File.Exists(file))
+            {
+                throw new ConfigException("secret_file", $"{file} does not exist");
+            }
+
+            try
+            {
+                secret = RunSecret.Load(file);
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                throw new ConfigException("secret_file", e.Message);
+            }
         }
 
         return new CoordinatorCommand(serve, RunConfig.FromArguments(run), bind, own.Port ?? (serve ? CoordinatorOptions.ServeDefaultPort : 0),
