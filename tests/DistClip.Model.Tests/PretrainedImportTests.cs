@@ -151,6 +151,48 @@ public sealed class PretrainedImportTests(ITestOutputHelper output)
         Assert.Contains("not found", Assert.Throws<PretrainedImportException>(() => StateDictFile.Read(path)).Message);
     }
 
+    [Theory]
+    [InlineData("overlap", "overlaps")]
+    [InlineData("short", "do not fill")]
+    [InlineData("outside", "outside the")]
+    [InlineData("dtype", "unknown dtype")]
+    public void A_safetensors_header_that_disagrees_with_its_file_is_refused_by_name_before_anything_is_allocated(string attack, string expected)
+    {
+        // 128 entries over one 1 MiB range: the loader would have allocated 128 MiB (the probe: 6 GiB from 64 MiB).
+        const int floats = 1 << 18;
+        var entries = Enumerable.Range(0, attack == "overlap" ? 128 : 1).Select(i => (Name: $"visual.w{i}", Json: attack switch
+        {
+            "short" => $$"""{"dtype":"F32","shape":[{{floats}},2],"data_offsets":[0,{{floats * 4}}]}""",
+            "outside" => $$"""{"dtype":"F32","shape":[{{floats * 2}}],"data_offsets":[0,{{floats * 8}}]}""",
+            "dtype" => $$"""{"dtype":"F128","shape":[{{floats / 4}}],"data_offsets":[0,{{floats * 4}}]}""",
+            _ => $$"""{"dtype":"F32","shape":[{{floats}}],"data_offsets":[0,{{floats * 4}}]}""",
+        }));
+        byte[] header = System.Text.Encoding.UTF8.GetBytes("{" + string.Join(",", entries.Select(e => $"\"{e.Name}\":{e.Json}")) + "}");
+        string path = Path.Combine(Path.GetTempPath(), $"distclip-hostile-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            using (var file = File.Create(path))
+            {
+                file.Write(BitConverter.GetBytes((ulong)header.Length));
+                file.Write(header);
+                file.Write(new byte[floats * 4]);
+            }
+
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            var refused = Assert.Throws<PretrainedImportException>(() => StateDictFile.Read(path));
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+            Assert.Contains("not safe to load", refused.Message);
+            Assert.Contains("visual.w", refused.Message);
+            Assert.Contains(expected, refused.Message);
+            Assert.True(allocated < 8 << 20, $"refusing allocated {allocated >> 20} MB");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [Fact]
     public void The_config_is_inferred_from_names_and_shapes_as_openai_build_model_does()
     {

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Collections;
 using System.IO.Compression;
+using System.Text.Json;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
@@ -70,6 +71,15 @@ public sealed class StateDictFile : IDisposable
         if (read == head.Length && head[8] == '{' && BinaryPrimitives.ReadUInt64LittleEndian(head) < (ulong)stream.Length)
         {
             Dictionary<string, Tensor> tensors;
+            try
+            {
+                SafetensorsHeader.Check(stream);
+            }
+            catch (Exception e) when (e is InvalidDataException or JsonException or EndOfStreamException)
+            {
+                throw new PretrainedImportException($"{full}: a safetensors file that is not safe to load ({e.Message})", e);
+            }
+
             try
             {
                 tensors = Safetensors.LoadStateDict(stream, leaveOpen: true);
