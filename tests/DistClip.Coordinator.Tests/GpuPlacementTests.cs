@@ -175,4 +175,31 @@ public sealed class GpuPlacementTests : IDisposable
         Assert.Contains($"{path}:2: ", e.Message);
         Assert.Contains(expected, e.Message);
     }
+
+    [Theory]
+    [InlineData("-oProxyCommand=touch_pwned", "is not a host name")]
+    [InlineData("host;reboot", "is not a host name")]
+    [InlineData("$(id)", "is not a host name")]
+    [InlineData("node-b user=-oProxyCommand=x", "is not a user name")]
+    [InlineData("node-b user=a;b", "is not a user name")]
+    public void A_host_or_user_that_ssh_could_read_as_an_option_or_a_shell_could_expand_is_refused(string line, string expected)
+    {
+        string path = Path.Combine(_dir, "hosts");
+        File.WriteAllText(path, $"node-a slots=1\n{line}\n");
+
+        var e = Assert.Throws<ConfigException>(() => Hostfile.Parse(path));
+
+        Assert.Equal("hostfile", e.Field);
+        Assert.Contains($"{path}:2: ", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Names_addresses_and_users_of_real_clusters_are_accepted()
+    {
+        string path = Path.Combine(_dir, "hosts");
+        File.WriteAllText(path, "gpu-node-01.cluster.local slots=2 user=ml_ops\n10.0.0.5\n[fe80::1] user=a.b-c\n");
+
+        Assert.Equal(["gpu-node-01.cluster.local", "10.0.0.5", "[fe80::1]"], Hostfile.Parse(path).Select(h => h.Host));
+    }
 }

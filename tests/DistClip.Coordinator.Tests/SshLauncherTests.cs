@@ -75,6 +75,22 @@ public sealed class SshLauncherTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_ssh_that_exits_before_reading_the_secret_is_a_lost_worker_not_a_crash_of_the_coordinator()
+    {
+        // Port 1 refuses the connection: ssh exits at once, often before the secret is written to it
+        // (a broken pipe, which used to abort the coordinator with exit 134).
+        string hostfile = Path.Combine(_dir, "refused-hosts");
+        File.WriteAllText(hostfile, "127.0.0.1 slots=2 port=1\n");
+
+        var result = await CoordinatorProcess.RunAsync(TimeSpan.FromMinutes(2),
+            [.. Runs.Quick(_dir, "refused"), "--hostfile", hostfile, "--steps", "2", "--max-restarts", "2"]);
+
+        Assert.True(result.ExitCode == 1, $"exit {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
+        Assert.Contains("exited with status 255", result.Stdout + result.Stderr);
+        Assert.DoesNotContain("Unhandled exception", result.Stdout + result.Stderr);
+    }
+
+    [Fact]
     public async Task A_hostfile_run_starts_its_workers_over_ssh_and_trains_to_the_end()
     {
         string hostfile = Path.Combine(_dir, "hosts");

@@ -53,7 +53,7 @@ public static class Hostfile
                         port = int.TryParse(value, CultureInfo.InvariantCulture, out int p) && p is > 0 and < 65536 ? p : throw new ConfigException("hostfile", $"{path}:{lineNumber}: '{value}' is not a port");
                         break;
                     case "user":
-                        user = value;
+                        user = IsName(value) ? value : throw new ConfigException("hostfile", $"{path}:{lineNumber}: '{value}' is not a user name (letters, digits, '.', '_', '-'; not starting with '-')");
                         break;
                     case "gpus":
                         gpus = ParseGpus(value, $"{path}:{lineNumber}");
@@ -61,6 +61,11 @@ public static class Hostfile
                     default:
                         throw new ConfigException("hostfile", $"{path}:{lineNumber}: unknown key '{kv[0]}' (known: slots, port, user, gpus)");
                 }
+            }
+
+            if (!IsHost(parts[0]))
+            {
+                throw new ConfigException("hostfile", $"{path}:{lineNumber}: '{parts[0]}' is not a host name or address (letters, digits, '.', '-', ':', '[', ']'; not starting with '-')");
             }
 
             hosts.Add(new HostEntry(parts[0], slots, port, user, gpus));
@@ -97,4 +102,12 @@ public static class Hostfile
     /// <summary>Whether every host is this machine's loopback (then nothing needs to listen beyond it).</summary>
     public static bool AllLoopback(IEnumerable<HostEntry> hosts) =>
         hosts.All(h => h.Host is "localhost" || (System.Net.IPAddress.TryParse(h.Host, out var a) && System.Net.IPAddress.IsLoopback(a)));
+
+    /// <summary>A host name, IPv4 or (bracketed) IPv6 address: nothing ssh could read as an option or a shell could expand.</summary>
+    internal static bool IsHost(string host) =>
+        host.Length is > 0 and <= 253 && host[0] != '-' && host.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or ':' or '[' or ']');
+
+    /// <summary>A POSIX-portable user name.</summary>
+    internal static bool IsName(string user) =>
+        user.Length is > 0 and <= 64 && user[0] != '-' && user.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
 }

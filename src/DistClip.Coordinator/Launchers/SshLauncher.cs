@@ -49,6 +49,8 @@ public sealed class SshLauncher(
             psi.ArgumentList.Add(port.ToString(CultureInfo.InvariantCulture));
         }
 
+        // The end of ssh's options: the destination can never be read as one (Hostfile also refuses a leading '-').
+        psi.ArgumentList.Add("--");
         psi.ArgumentList.Add(host.User is null ? host.Host : $"{host.User}@{host.Host}");
         // One remote shell line: read the secret from stdin, then become the worker.
         psi.ArgumentList.Add(
@@ -61,8 +63,17 @@ public sealed class SshLauncher(
 
     protected override void Started(Process process, int slot)
     {
-        process.StandardInput.WriteLine(Run.Settings.Secret);
-        process.StandardInput.Flush();
+        try
+        {
+            process.StandardInput.WriteLine(Run.Settings.Secret);
+            process.StandardInput.Flush();
+        }
+        catch (IOException)
+        {
+            // The ssh exited before it read the secret (an unreachable host, a refused port): a broken
+            // pipe. Its exit is what counts: the launcher sees it and reports or replaces the slot
+            // like any worker that died; the coordinator goes on.
+        }
     }
 
     /// <summary>
