@@ -15,7 +15,8 @@ public static class OptimizerFactory
     /// momentum, no decay) exists for equivalence tests, where Adam's normalisation would amplify
     /// summation-order noise.
     /// </summary>
-    public static optim.Optimizer Create(nn.Module model, OptimizerSettings options)
+    /// <param name="implementation">Which AdamW update runs; the fused one unless a test compares against TorchSharp's.</param>
+    public static optim.Optimizer Create(nn.Module model, OptimizerSettings options, AdamWImplementation implementation = AdamWImplementation.Fused)
     {
         var parameters = model.parameters().Where(p => p.requires_grad).ToList();
         switch (options.Kind)
@@ -30,7 +31,9 @@ public static class OptimizerFactory
                     new(decay, new AdamW.Options { LearningRate = options.LearningRate, weight_decay = options.WeightDecay, beta1 = options.Beta1, beta2 = options.Beta2, eps = options.Eps }),
                     new(noDecay, new AdamW.Options { LearningRate = options.LearningRate, weight_decay = 0.0, beta1 = options.Beta1, beta2 = options.Beta2, eps = options.Eps }),
                 };
-                return optim.AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, options.Eps, options.WeightDecay);
+                return implementation == AdamWImplementation.Fused
+                    ? new Fused.AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, options.Eps, options.WeightDecay)
+                    : optim.AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, options.Eps, options.WeightDecay);
             default:
                 throw new ArgumentOutOfRangeException(nameof(options), options.Kind, "unknown optimizer");
         }
@@ -44,4 +47,17 @@ public static class OptimizerFactory
             group.LearningRate = rate;
         }
     }
+}
+
+/// <summary>
+/// Which AdamW update <see cref="OptimizerFactory"/> builds. Both keep the same state and write the
+/// same checkpoint bytes; they differ only in how the update is computed.
+/// </summary>
+public enum AdamWImplementation
+{
+    /// <summary>One pass over each tensor's memory (<see cref="Fused.AdamW"/>).</summary>
+    Fused,
+
+    /// <summary>TorchSharp's own step: nine libtorch ops per tensor. The reference the fused one is tested against.</summary>
+    TorchSharp,
 }

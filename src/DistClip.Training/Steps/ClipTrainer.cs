@@ -39,6 +39,14 @@ public sealed class ClipTrainer : IDisposable
     public ClipTrainer(
         ClipModel model, OptimizerSettings options, int totalSteps, Device device, IStepCollectives? collectives = null, StepSettings? step = null,
         IStepHooks? hooks = null)
+        : this(model, options, totalSteps, device, AdamWImplementation.Fused, collectives, step, hooks)
+    {
+    }
+
+    /// <param name="adamW">Which AdamW update runs (tests compare the fused one against TorchSharp's).</param>
+    internal ClipTrainer(
+        ClipModel model, OptimizerSettings options, int totalSteps, Device device, AdamWImplementation adamW, IStepCollectives? collectives = null,
+        StepSettings? step = null, IStepHooks? hooks = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         Model = model;
@@ -54,7 +62,7 @@ public sealed class ClipTrainer : IDisposable
         _loss = LossStage.Create(_step.Loss, _collectives, _step.LossChunk);
         // The temperature and bias too: each rank's gradient for them is its part of a sum over rows.
         _parameters = model.parameters().Where(p => p.requires_grad).ToList();
-        _optimizer = OptimizerFactory.Create(model, options);
+        _optimizer = OptimizerFactory.Create(model, options, adamW);
         _schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, totalSteps, options.MinLearningRate);
         _gradClip = options.GradClipNorm;
         _hooks = hooks ?? NoStepHooks.Instance;
@@ -156,8 +164,21 @@ public sealed class ClipTrainer : IDisposable
         double reduce = Lap(clock);
 
         Enter(TrainingPhase.Optimizer);
-        // An infinite bound measures the norm without clipping.
-        double gradNorm = torch.nn.utils.clip_grad_norm_(_parameters, _gradClip > 0 ? _gradClip : double.PositiveInfinity);
+        // An infinite bound measures the norm without clipping. The fused AdamW applies the clipping
+        // factor as it reads each gradient, sparing clip_grad_norm_'s pass over all of them.
+        double bound = _gradClip > 0 ? _gradClip : double.PositiveInfinity;
+        var fused = _optimizer as Optimization.Fused.AdamW;
+        float clipFactor = 1f;
+        double gradNorm;
+        if (fused is not null)
+        {
+            (gradNorm, clipFactor) = GradientClipping.Measure(_parameters, bound);
+        }
+        else
+        {
+            gradNorm = torch.nn.utils.clip_grad_norm_(_parameters, bound);
+        }
+
         // The norm is of the all-reduced gradients and the loss is the global one: both are the same on
         // every rank, so every rank skips the same steps. A skipped step leaves the weights and AdamW's
         // moments as they were (the NaN gradients that clipping scaled go at the next zero_grad); the
@@ -165,7 +186,15 @@ public sealed class ClipTrainer : IDisposable
         bool skipped = !double.IsFinite(gradNorm) || !double.IsFinite(loss.Loss);
         if (!skipped)
         {
-            _optimizer.step();
+            if (fused is not null)
+            {
+                fused.Step(clipFactor);
+            }
+            else
+            {
+                _optimizer.step();
+            }
+
             Model.ClampLogitScale();
         }
 
