@@ -4,7 +4,7 @@ namespace DistClip.Bench;
 
 /// <summary>
 /// The benchmark's command line: <c>SUITE [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--model NAME] [--json FILE]</c>,
-/// and for the memory suite <c>[--quick] [--rows NAME,...] [--row-minutes N]</c>.
+/// for the memory suite <c>[--quick] [--rows NAME,...] [--row-minutes N]</c>, and for versus-pytorch <c>[--rounds N]</c>.
 /// </summary>
 public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmup, int Batch, string Model, string? Json, bool StepsGiven = false)
 {
@@ -22,6 +22,9 @@ public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmu
 
     /// <summary>A row running longer than this is stopped and reported as a timeout.</summary>
     public double RowMinutes { get; init; } = 15;
+
+    /// <summary>How many times the versus-pytorch suite runs each shape on each side, interleaved.</summary>
+    public int Rounds { get; init; } = 2;
 
     public static BenchArgs Parse(string[] args)
     {
@@ -48,6 +51,7 @@ public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmu
                 "--faults" => result with { Faults = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--seed" => result with { Seed = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--row-minutes" => result with { RowMinutes = double.Parse(value, CultureInfo.InvariantCulture) },
+                "--rounds" => result with { Rounds = int.Parse(value, CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
             i++;

@@ -31,15 +31,22 @@ public static class CoordinatorRun
         get
         {
             string configuration = typeof(CoordinatorRun).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Release";
+            return Path.Combine(RepositoryRoot, "src", "DistClip.Coordinator", "bin", configuration, "net10.0", "coordinator.dll");
+        }
+    }
+
+    /// <summary>The checkout this benchmark was built from: the folder above its output that holds DistClip.sln.</summary>
+    public static string RepositoryRoot
+    {
+        get
+        {
             string? dir = AppContext.BaseDirectory;
             while (dir is not null && !File.Exists(Path.Combine(dir, "DistClip.sln")))
             {
                 dir = Path.GetDirectoryName(dir);
             }
 
-            return dir is null
-                ? throw new InvalidOperationException("the repository root (DistClip.sln) is not above " + AppContext.BaseDirectory)
-                : Path.Combine(dir, "src", "DistClip.Coordinator", "bin", configuration, "net10.0", "coordinator.dll");
+            return dir ?? throw new InvalidOperationException("the repository root (DistClip.sln) is not above " + AppContext.BaseDirectory);
         }
     }
 

@@ -44,15 +44,8 @@ public static class LaunchSuite
     private static async Task<RunSummary> LaunchAsync(BenchArgs args, int workers, int threads, string dir, CancellationToken ct)
     {
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        string[] launch =
-        [
-            CoordinatorRun.CoordinatorDll, "launch",
-            "--model", args.Model, "--workers", Inv(workers), "--threads", Inv(threads), "--global-batch", Inv(args.Batch),
-            // The session times steps after its first 3; those warm-up steps come on top of the measured ones.
-            "--steps", Inv(args.Steps + 3), "--checkpoint-every", "0", "--eval-samples", "100", "--retrieval-samples", "0",
-            "--run-dir", Path.Combine(dir, "run"), "--checkpoint-dir", Path.Combine(dir, "checkpoints"), "--log-every", "1000",
-        ];
-        foreach (string a in launch)
+        psi.ArgumentList.Add(CoordinatorRun.CoordinatorDll);
+        foreach (string a in LaunchArguments(args, workers, threads, dir))
         {
             psi.ArgumentList.Add(a);
         }
@@ -69,6 +62,22 @@ public static class LaunchSuite
 
         return RunSummary.Read(Path.Combine(dir, "run", "summary.json"));
     }
+
+    /// <summary>
+    /// The <c>coordinator launch</c> arguments of one measured run (the versus-pytorch suite trains
+    /// with the same): <paramref name="args"/>' steps after <see cref="WarmupSteps"/> untimed ones,
+    /// no checkpoints, a token evaluation; run and checkpoint folders under <paramref name="dir"/>.
+    /// </summary>
+    internal static string[] LaunchArguments(BenchArgs args, int workers, int threads, string dir) =>
+    [
+        "launch",
+        "--model", args.Model, "--workers", Inv(workers), "--threads", Inv(threads), "--global-batch", Inv(args.Batch),
+        "--steps", Inv(args.Steps + WarmupSteps), "--checkpoint-every", "0", "--eval-samples", "100", "--retrieval-samples", "0",
+        "--run-dir", Path.Combine(dir, "run"), "--checkpoint-dir", Path.Combine(dir, "checkpoints"), "--log-every", "1000",
+    ];
+
+    /// <summary>The session times steps after its first 3 (summary.json's steady figures); they come on top of the measured ones.</summary>
+    internal const int WarmupSteps = 3;
 
     private static void Print(List<LaunchResult> results, TextWriter output)
     {

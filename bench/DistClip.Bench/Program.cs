@@ -4,6 +4,7 @@ using DistClip.Bench;
 // dotnet run -c Release --project bench/DistClip.Bench -- train [--threads 1,2] [--steps 20] [--batch 256] [--json FILE]
 // dotnet run -c Release --project bench/DistClip.Bench -- launch [--steps 30] [--batch 256] [--json FILE]
 // dotnet run -c Release --project bench/DistClip.Bench -- chaos [--faults 10] [--steps 400] [--seed 1] [--json FILE]
+// dotnet run -c Release --project bench/DistClip.Bench -- versus-pytorch [--steps 30] [--rounds 2] [--batch 256] [--json FILE]
 // dotnet run -c Release --project bench/DistClip.Bench -- memory [--steps 3] [--quick] [--rows NAME,...] [--row-minutes 15] [--json FILE]
 // The collectives suite runs each rank as a process of this same program.
 if (DistClip.Collectives.Bench.CollectivesBenchmark.IsWorkerInvocation(args))
@@ -67,7 +68,26 @@ switch (options.Suite)
         }
 
         return chaos.Passed ? 0 : 1;
+    case "versus-pytorch":
+        VersusReport versus;
+        try
+        {
+            versus = await VersusPyTorchSuite.RunAsync(options with { Steps = options.StepsGiven ? options.Steps : 30 }, Console.Out, CancellationToken.None);
+        }
+        catch (InvalidOperationException e)
+        {
+            // A missing dependency, a failed launch or a reference that refuses to report (reference BLAS) says why.
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+
+        if (options.Json is not null)
+        {
+            await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(new { suite = "versus-pytorch", result = versus }, new JsonSerializerOptions { WriteIndented = true }));
+        }
+
+        return 0;
     default:
-        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, memory, chaos, collectives");
+        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, memory, chaos, collectives, versus-pytorch");
         return 2;
 }
