@@ -113,7 +113,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
                 }
 
                 generation = new GenerationRun(client, endpoint, assignment, workerId, loggers, options.Faults, checkpointFailures,
-                    kept?.Step >= 0 && keptRun == assignment.RunId ? kept : null);
+                    keptRun == assignment.RunId ? kept : null);
             }
             catch (Exception e) when (!ct.IsCancellationRequested)
             {
