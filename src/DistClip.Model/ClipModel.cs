@@ -62,6 +62,12 @@ public sealed class ClipModel : nn.Module
     /// <summary>The sigmoid loss's scalar bias (logits are exp(t)·cos + bias); null when the config has none.</summary>
     public Parameter? LogitBias => logit_bias;
 
+    /// <summary>
+    /// The text tower's [vocab, width] token table. Its gradient is zero outside the rows of the token
+    /// ids a batch holds, which lets a distributed step sum just those rows.
+    /// </summary>
+    public Parameter TokenEmbedding => token_embedding.Weight;
+
     /// <param name="images">[N, C, H, W] float32, C/H/W as in the config.</param>
     /// <returns>[N, EmbedDim], not normalised.</returns>
     public Tensor EncodeImage(Tensor images)
@@ -130,6 +136,19 @@ public sealed class ClipModel : nn.Module
     {
         var all = parameters().ToList();
         return ([.. all.Where(p => p.ndim >= 2)], [.. all.Where(p => p.ndim < 2)]);
+    }
+
+    /// <summary>
+    /// The parameters by where their gradients come from: the text tower with the temperature (and
+    /// bias), whose gradients the loss stage hands over directly, and the image tower (visual.*). Each
+    /// group's gradients are complete once its own backward pass ends, so a training step can send one
+    /// while it computes the other. Each list keeps <see cref="nn.Module.parameters"/>' order.
+    /// </summary>
+    public (IReadOnlyList<Parameter> Text, IReadOnlyList<Parameter> Image) TowerParameters()
+    {
+        var named = named_parameters().ToList();
+        return ([.. named.Where(p => !p.name.StartsWith("visual.", StringComparison.Ordinal)).Select(p => p.parameter)],
+            [.. named.Where(p => p.name.StartsWith("visual.", StringComparison.Ordinal)).Select(p => p.parameter)]);
     }
 
     /// <summary>Number of trainable scalars (buffers such as BatchNorm statistics excluded).</summary>

@@ -96,12 +96,14 @@ public sealed class ReplicaStateTests
         {
         }
 
-        public void ReduceGradients(IReadOnlyList<Parameter> parameters, CancellationToken ct)
-        {
-            if (++_calls == failAtCall)
+        public IGradientReduction BeginGradientReduction(
+            IReadOnlyList<IReadOnlyList<Parameter>> stages, IReadOnlyList<RowSparseGradient>? rowSparse, CancellationToken ct) =>
+            new DeferredGradientReduction(stages, _ =>
             {
-                throw new PeerFailedException("the peer's link closed (test)", new PeerInfo(1, "http://127.0.0.1:1/"));
-            }
-        }
+                if (++_calls == failAtCall)
+                {
+                    throw new PeerFailedException("the peer's link closed (test)", new PeerInfo(1, "http://127.0.0.1:1/"));
+                }
+            });
     }
 }

@@ -18,6 +18,9 @@ internal sealed class Embedding : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The [count, width] table.</summary>
+    public Parameter Weight => weight;
+
     /// <param name="ids">int64 of any shape S</param>
     /// <returns>[S..., W]</returns>
     public override Tensor forward(Tensor ids) =>

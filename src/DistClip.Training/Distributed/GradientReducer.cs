@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using DistClip.Collectives;
+using DistClip.Training.Steps;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,8 +8,9 @@ using static TorchSharp.torch;
 namespace DistClip.Training.Distributed;
 
 /// <summary>
-/// Sums gradients over ranks through one flat float buffer, bucket by bucket, packing the next
-/// bucket while the previous one is on the wire.
+/// Sums gradients over ranks through one flat float buffer, stage by stage and bucket by bucket:
+/// a stage the step has released (a tower whose backward has ended) is on the wire while the step
+/// computes the next stage's gradients.
 /// </summary>
 /// <remarks>
 /// On the CPU the buffer's views <em>are</em> the gradients: after the first reduction each
@@ -17,7 +19,7 @@ namespace DistClip.Training.Distributed;
 /// straight into the buffer and packing costs nothing. Whoever replaces a gradient (Module.zero_grad
 /// sets them to null; a checkpoint load may assign new ones) is noticed by address and copied in, and
 /// the view is installed again. Elsewhere (CUDA, non-float32 parameters) gradients are copied into a
-/// device-side flat tensor and staged through the host buffer one bucket at a time.
+/// device-side flat tensor and staged through the host buffer one stage at a time.
 /// </remarks>
 internal sealed class GradientReducer : IDisposable
 {
@@ -30,6 +32,8 @@ internal sealed class GradientReducer : IDisposable
     private Tensor[] _regions = []; // per parameter: a view of _deviceFlat shaped like it
     private bool[] _inPlace = []; // the region can be the gradient itself (CPU, float32)
     private bool[] _present = []; // this call: this rank has a gradient (else it contributes zeros)
+    private bool _active; // a reduction is in progress
+    private float[] _compact = []; // a row-sparse table's used rows, packed
 
     public GradientReducer(ICollectiveGroup group, int bucketBytes)
     {
@@ -43,64 +47,243 @@ internal sealed class GradientReducer : IDisposable
     /// </summary>
     public void Reduce(IReadOnlyList<Parameter> parameters, CancellationToken ct)
     {
-        var layout = EnsureLayout(parameters);
-        using var scope = torch.NewDisposeScope();
-        using var noGrad = torch.no_grad();
-        int n = layout.Parameters.Length;
-        var grads = new Tensor?[n];
-        Task? inFlight = null;
-        try
+        using var reduction = Begin([parameters], null, ct);
+        reduction.Release(0);
+        reduction.Complete();
+    }
+
+    /// <summary>
+    /// Starts a reduction of <paramref name="stages"/>' gradients that the caller feeds stage by stage
+    /// (<see cref="IGradientReduction.Release"/>): each released stage goes on the wire in the
+    /// background while the caller computes the next one's gradients.
+    /// </summary>
+    /// <param name="rowSparse">Tables that may go as rows (<see cref="RowSparseGradient"/>); null: none.</param>
+    public IGradientReduction Begin(IReadOnlyList<IReadOnlyList<Parameter>> stages, IReadOnlyList<RowSparseGradient>? rowSparse, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(stages);
+        if (_active)
         {
-            // Flags first: bucket 0 carries them, and it goes out before the others are packed.
-            for (int i = 0; i < n; i++)
+            throw new InvalidOperationException("A gradient reduction is already in progress on this reducer.");
+        }
+
+        // Row ids travel as float32, exact up to 2^24: a larger table goes dense.
+        var sparse = (rowSparse ?? []).Where(r => r.Parameter.ndim == 2 && r.Parameter.shape[0] <= MaxSparseRows).ToList();
+        var layout = EnsureLayout(stages, [.. sparse.Select(r => r.Parameter)]);
+        var rows = new Dictionary<int, long[]>();
+        foreach (var r in sparse)
+        {
+            int index = Array.IndexOf(layout.Parameters, r.Parameter);
+            long tableRows = r.Parameter.shape[0];
+            var local = r.Rows.Distinct().Order().ToArray();
+            if (local.Length > 0 && (local[0] < 0 || local[^1] >= tableRows))
             {
-                grads[i] = layout.Parameters[i].grad;
-                _present[i] = grads[i] is not null;
-                _host[i] = _present[i] ? 1f : 0f;
+                throw new ArgumentOutOfRangeException(nameof(rowSparse), $"Row ids must lie in [0, {tableRows}); got {local[0]}..{local[^1]}.");
             }
 
-            // One bucket on the wire while the next is packed and the previous unpacked; the group
-            // serves one call at a time, so waiting before starting the next keeps every rank's
-            // order of operations identical.
-            int previous = -1;
-            for (int b = 0; b < layout.Buckets.Length; b++)
+            rows[index] = local;
+        }
+
+        _active = true;
+        return new Reduction(this, layout, rows, ct);
+    }
+
+    /// <summary>Row ids go as float32 (exact integers up to 2^24).</summary>
+    internal const long MaxSparseRows = 1 << 24;
+
+    /// <summary>How the last row-sparse bucket went: the union's row count and whether it went as rows (for tests and the bench).</summary>
+    internal (int UnionRows, bool AsRows) LastSparse { get; private set; }
+
+    /// <summary>One step's reduction: stages released in order, each reduced behind the caller's back.</summary>
+    internal sealed class Reduction : IGradientReduction
+    {
+        private readonly GradientReducer _owner;
+        private readonly GradientLayout _layout;
+        private readonly CancellationTokenSource _cancel;
+        private readonly Tensor?[] _grads;
+        private readonly Dictionary<int, long[]> _rows; // per row-sparse parameter (by layout index): this rank's rows, sorted
+        private readonly List<Task> _sent = []; // per released stage: its buckets summed
+        private Task _chain = Task.CompletedTask;
+        private int _released;
+        private bool _disposed;
+
+        public Reduction(GradientReducer owner, GradientLayout layout, Dictionary<int, long[]> rows, CancellationToken ct)
+        {
+            _owner = owner;
+            _layout = layout;
+            _rows = rows;
+            _cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            _grads = new Tensor?[layout.Parameters.Length];
+        }
+
+        public void Release(int stage)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (stage != _released || stage >= _layout.Stages.Length)
             {
-                Pack(layout, layout.Buckets[b], grads);
-                inFlight?.GetAwaiter().GetResult();
-                var bucket = layout.Buckets[b];
-                inFlight = _group.AllReduceSumAsync(_host.AsMemory(bucket.Start, bucket.Length), ct);
-                if (previous >= 0)
+                throw new InvalidOperationException($"Stages are released once each, in order: expected stage {_released} of {_layout.Stages.Length}, got {stage}.");
+            }
+
+            // On the caller's thread (tensor work belongs to its dispose scopes): note which gradients
+            // this rank has, and bring them into the buffer.
+            var range = _layout.Stages[stage];
+            using (torch.NewDisposeScope())
+            using (torch.no_grad())
+            {
+                for (int i = range.First; i < range.End; i++)
                 {
-                    Unpack(layout, layout.Buckets[previous], grads);
+                    _grads[i] = _layout.Parameters[i].grad?.DetachFromDisposeScope();
+                    _owner._present[i] = _grads[i] is not null;
+                    _owner._host[_layout.FlagIndex[i]] = _owner._present[i] ? 1f : 0f;
                 }
 
-                previous = b;
+                for (int b = range.FirstBucket; b < range.EndBucket; b++)
+                {
+                    _owner.Pack(_layout, _layout.Buckets[b], _grads);
+                }
             }
 
-            var last = inFlight;
-            inFlight = null;
-            last?.GetAwaiter().GetResult();
-            Unpack(layout, layout.Buckets[previous], grads);
+            // The group serves one call at a time and every rank releases the same stages in the same
+            // order, so chaining keeps every rank's sequence of all-reduces identical. Task.Run: the
+            // ring may do work before its first await, which belongs off the caller's thread.
+            var previous = _chain;
+            _chain = Task.Run(() => SendAsync(previous, range), CancellationToken.None);
+            _sent.Add(_chain);
+            _released++;
         }
-        finally
+
+        /// <summary>Completes when released stage <paramref name="stage"/> is summed (its gradients in the buffer are final); for tests.</summary>
+        internal Task Sent(int stage) => _sent[stage];
+
+        public void Complete()
         {
-            // Never return (or throw) while a reduction may still write into the buffer.
-            if (inFlight is not null)
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_released != _layout.Stages.Length)
             {
+                throw new InvalidOperationException($"Stage {_released} of {_layout.Stages.Length} was never released.");
+            }
+
+            _chain.GetAwaiter().GetResult();
+            using var scope = torch.NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            foreach (var bucket in _layout.Buckets)
+            {
+                _owner.Unpack(_layout, bucket, _grads);
+            }
+        }
+
+        private async Task SendAsync(Task previous, GradientLayout.Stage range)
+        {
+            await previous.ConfigureAwait(false);
+            for (int b = range.FirstBucket; b < range.EndBucket; b++)
+            {
+                var bucket = _layout.Buckets[b];
+                if (bucket.RowSparse && _rows.TryGetValue(bucket.First, out var rows))
+                {
+                    await SendRowsAsync(bucket, rows).ConfigureAwait(false);
+                }
+                else
+                {
+                    await _owner._group.AllReduceSumAsync(_owner._host.AsMemory(bucket.Start, bucket.Length), _cancel.Token).ConfigureAwait(false);
+                }
+            }
+        }
+
+        /// <summary>
+        /// Sums a lookup table's gradient over the rows any rank used: the ranks gather each other's row
+        /// ids, and every rank derives the same union, so every rank takes the same path. Outside the
+        /// union the gradient is zero on every rank, and zero is its sum.
+        /// </summary>
+        private async Task SendRowsAsync(GradientLayout.Bucket bucket, long[] rows)
+        {
+            var group = _owner._group;
+            var slot = _layout.Slots[bucket.First];
+            long tableRows = slot.Shape[0];
+            int width = checked((int)slot.Shape[1]);
+            var counts = new float[group.WorldSize];
+            await group.AllGatherAsync(new float[] { rows.Length }, counts, _cancel.Token).ConfigureAwait(false);
+            var sizes = new int[counts.Length];
+            for (int r = 0; r < counts.Length; r++)
+            {
+                // A peer's count is bounded by the table before anything is sized by it.
+                sizes[r] = counts[r] >= 0 && counts[r] <= tableRows && counts[r] == MathF.Floor(counts[r])
+                    ? (int)counts[r]
+                    : throw new InvalidDataException($"Rank {r} announced {counts[r]} used rows of a {tableRows}-row table.");
+            }
+
+            var ids = new float[sizes.Sum()];
+            await group.AllGatherAsync(rows.Select(x => (float)x).ToArray(), ids, sizes, _cancel.Token).ConfigureAwait(false);
+            var union = new SortedSet<long>();
+            foreach (float id in ids)
+            {
+                if (id < 0 || id >= tableRows || id != MathF.Floor(id))
+                {
+                    throw new InvalidDataException($"A rank sent row id {id} of a {tableRows}-row table.");
+                }
+
+                union.Add((long)id);
+            }
+
+            // As rows only where that is less than half the bytes; the union is the same on every rank.
+            long compactFloats = union.Count * (long)width;
+            bool asRows = compactFloats * 2 < slot.Count;
+            _owner.LastSparse = (union.Count, asRows);
+            if (!asRows)
+            {
+                await group.AllReduceSumAsync(_owner._host.AsMemory(bucket.Start, bucket.Length), _cancel.Token).ConfigureAwait(false);
+                return;
+            }
+
+            if (_owner._compact.Length < compactFloats)
+            {
+                _owner._compact = new float[compactFloats];
+            }
+
+            var table = _owner._host.AsMemory((int)slot.Offset, (int)slot.Count);
+            var compact = _owner._compact.AsMemory(0, (int)compactFloats);
+            int k = 0;
+            foreach (long row in union)
+            {
+                table.Span.Slice((int)(row * width), width).CopyTo(compact.Span.Slice(k++ * width, width));
+            }
+
+            await group.AllReduceSumAsync(compact, _cancel.Token).ConfigureAwait(false);
+            k = 0;
+            foreach (long row in union)
+            {
+                compact.Span.Slice(k++ * width, width).CopyTo(table.Span.Slice((int)(row * width), width));
+            }
+        }
+
+        public void Dispose()
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            if (!_chain.IsCompleted)
+            {
+                // Abandoned mid-way (the step failed): stop the wire (which fails the group, as any
+                // cancelled collective does) and never return while it may still write into the buffer.
+                _cancel.Cancel();
                 try
                 {
-                    inFlight.GetAwaiter().GetResult();
+                    _chain.GetAwaiter().GetResult();
                 }
                 catch (Exception)
                 {
-                    // The first failure is the one the caller sees.
+                    // The step's own failure is the one the caller sees.
                 }
             }
 
-            foreach (var g in grads)
+            foreach (var g in _grads)
             {
                 g?.Dispose();
             }
+
+            _cancel.Dispose();
+            _owner._active = false;
         }
     }
 
@@ -144,8 +327,8 @@ internal sealed class GradientReducer : IDisposable
             var p = layout.Parameters[i];
             var g = grads[i];
 
-            // Bucket 0 is reduced before anything is unpacked: _host[i] is now how many ranks had one.
-            if (_host[i] == 0f)
+            // The stage's first bucket is reduced before anything is unpacked: the flag is now how many ranks had one.
+            if (_host[layout.FlagIndex[i]] == 0f)
             {
                 // Nobody had a gradient (so neither has this rank): leave none, as one process would;
                 // AdamW skips a null gradient but would decay and move its moments on a zero one.
@@ -213,16 +396,17 @@ internal sealed class GradientReducer : IDisposable
                 ref MemoryMarshal.GetReference(MemoryMarshal.AsBytes(_host.AsSpan((int)slot.Offset, 1))));
     }
 
-    private GradientLayout EnsureLayout(IReadOnlyList<Parameter> parameters)
+    private GradientLayout EnsureLayout(IReadOnlyList<IReadOnlyList<Parameter>> stages, IReadOnlyCollection<Parameter> rowSparse)
     {
-        if (_layout is not null && _layout.Matches(parameters))
+        if (_layout is not null && _layout.Matches(stages, rowSparse))
         {
             return _layout;
         }
 
         ReleaseBuffers();
-        var layout = new GradientLayout(parameters, _bucketBytes);
-        var device = parameters.Count > 0 ? parameters[0].device : torch.CPU;
+        var layout = new GradientLayout(stages, _bucketBytes, rowSparse);
+        var parameters = layout.Parameters;
+        var device = parameters.Length > 0 ? parameters[0].device : torch.CPU;
         var devices = parameters.Select(p => p.device.ToString()).Distinct().ToList();
         if (devices.Count > 1)
         {

@@ -42,6 +42,9 @@ public sealed class GroupStepCollectives : IStepCollectives, IDisposable
 
     public int WorldSize => _group.WorldSize;
 
+    /// <summary>The gradient reducer (tests look at how its last row-sparse bucket went).</summary>
+    internal GradientReducer Reducer => _reducer;
+
     /// <summary>How many of <paramref name="parameters"/>' gradients live in the reduction buffer (CPU, after a reduction).</summary>
     internal int GradientsInBuffer(IEnumerable<Parameter> parameters) => _reducer.GradientsInBuffer(parameters);
 
@@ -129,6 +132,19 @@ public sealed class GroupStepCollectives : IStepCollectives, IDisposable
         ArgumentNullException.ThrowIfNull(parameters);
         _reducer.Reduce(parameters, ct);
     }
+
+    /// <summary>
+    /// Starts a staged reduction: each released stage goes on the wire in the background, bucket by
+    /// bucket, while the caller computes the next stage's gradients (docs/training-step.md).
+    /// </summary>
+    /// <remarks>
+    /// A row-sparse table goes as rows: the ranks first gather which rows each used (two small
+    /// all-gathers), then sum just the union's rows, unless the union covers half the table or more.
+    /// Rows outside the union are zero on every rank, so their sum is the zero already there.
+    /// </remarks>
+    public IGradientReduction BeginGradientReduction(
+        IReadOnlyList<IReadOnlyList<Parameter>> stages, IReadOnlyList<RowSparseGradient>? rowSparse, CancellationToken ct) =>
+        _reducer.Begin(stages, rowSparse, ct);
 
     /// <summary>
     /// Every rank's parameters and buffers (BatchNorm running statistics included) become

@@ -32,6 +32,7 @@ public sealed class ClipTrainer : IDisposable
     private readonly LossStage _loss;
     private readonly StepSettings _step;
     private readonly List<Parameter> _parameters;
+    private readonly IReadOnlyList<Parameter>[] _stages; // [text tower + temperature, image tower]: reduced in this order
     private readonly double _gradClip;
     private readonly IStepHooks _hooks;
     private volatile TrainingPhase _phase = TrainingPhase.Step;
@@ -62,6 +63,8 @@ public sealed class ClipTrainer : IDisposable
         _loss = LossStage.Create(_step.Loss, _collectives, _step.LossChunk);
         // The temperature and bias too: each rank's gradient for them is its part of a sum over rows.
         _parameters = model.parameters().Where(p => p.requires_grad).ToList();
+        var (text, image) = model.TowerParameters();
+        _stages = [[.. text.Where(p => p.requires_grad)], [.. image.Where(p => p.requires_grad)]];
         _optimizer = OptimizerFactory.Create(model, options, adamW);
         _schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, totalSteps, options.MinLearningRate);
         _gradClip = options.GradClipNorm;
@@ -125,7 +128,9 @@ public sealed class ClipTrainer : IDisposable
         var loss = _loss.Compute(imageFeatures.detach(), textFeatures.detach(), Model.LogitScale, Model.LogitBias, ct);
         double lossAndGather = Lap(clock);
 
-        // Backward of the features' gradient through the towers; the scalars take the stage's partial sums.
+        // Backward of the features' gradient through the towers, one tower after the other; the scalars
+        // take the stage's partial sums. The text tower goes first and its gradients go on the wire
+        // while the image tower's backward computes: the token embedding makes it the larger half.
         Enter(TrainingPhase.Backward);
         _optimizer.zero_grad();
         var scalars = new List<Tensor> { Model.LogitScale };
@@ -136,31 +141,54 @@ public sealed class ClipTrainer : IDisposable
             scalarGradients.Add(loss.BiasGradient!);
         }
 
+        // The token table's gradient is zero outside the ids this batch holds: other ranks need only those rows.
+        RowSparseGradient[]? rowSparse = null;
+        if (_collectives.WorldSize > 1 && Model.TokenEmbedding.requires_grad)
+        {
+            using var ids = tokens.cpu();
+            rowSparse = [new RowSparseGradient(Model.TokenEmbedding, ids.numel() == 0 ? [] : ids.data<long>().ToArray())];
+        }
+
+        using var reduction = _collectives.BeginGradientReduction(_stages, rowSparse, ct);
         if (micro == 0)
         {
-            torch.autograd.backward([imageFeatures, textFeatures, .. scalars], [loss.ImageGradient, loss.TextGradient, .. scalarGradients]);
+            torch.autograd.backward([textFeatures, .. scalars], [loss.TextGradient, .. scalarGradients]);
+            reduction.Release(0);
+            torch.autograd.backward([imageFeatures], [loss.ImageGradient]);
         }
         else
         {
+            // Forward again with autograd, one micro-batch's activations at a time, a tower at a time.
             torch.autograd.backward(scalars, scalarGradients);
             foreach (var (start, length) in Slices(b, micro))
             {
-                // Forward again with autograd; one micro-batch's activations live at a time.
                 using var microScope = torch.NewDisposeScope();
-                var (microImages, microTexts) = Encode(images.narrow(0, start, length), tokens.narrow(0, start, length), lengths.narrow(0, start, length));
-                torch.autograd.backward([microImages, microTexts], [loss.ImageGradient.narrow(0, start, length), loss.TextGradient.narrow(0, start, length)]);
+                var microTexts = Features.Normalize(Model.EncodeText(tokens.narrow(0, start, length), lengths.narrow(0, start, length)));
+                torch.autograd.backward([microTexts], [loss.TextGradient.narrow(0, start, length)]);
+            }
+
+            reduction.Release(0);
+            foreach (var (start, length) in Slices(b, micro))
+            {
+                using var microScope = torch.NewDisposeScope();
+                var microImages = Features.Normalize(Model.EncodeImage(images.narrow(0, start, length)));
+                torch.autograd.backward([microImages], [loss.ImageGradient.narrow(0, start, length)]);
             }
         }
 
-        double backward = Lap(clock);
         if (_hooks.PoisonGradients(StepsDone + 1))
         {
             // A fault injected for a test: one NaN here makes the all-reduced sum NaN on every rank.
-            _parameters[0].grad!.view(-1)[0] = float.NaN;
+            using var grad = _stages[1][0].grad!;
+            grad.view(-1)[0] = float.NaN;
         }
 
+        reduction.Release(1);
+        double backward = Lap(clock);
+
+        // What is left of the reduction after backward: the exposed communication.
         Enter(TrainingPhase.Reduce);
-        _collectives.ReduceGradients(_parameters, ct);
+        reduction.Complete();
         double reduce = Lap(clock);
 
         Enter(TrainingPhase.Optimizer);

@@ -39,11 +39,67 @@ public interface IStepCollectives
     void AllReduceSum(float[] values, CancellationToken ct);
 
     /// <summary>
-    /// Sums the gradients of <paramref name="parameters"/> over ranks, in place; afterwards every rank
-    /// holds bit-identical gradients. Each rank's gradients are its part of the global loss's gradient
-    /// (the temperature's included), so their sum is the whole.
+    /// Starts summing the gradients of <paramref name="stages"/>' parameters over ranks, in place; the
+    /// caller releases each stage once its gradients are final (<see cref="IGradientReduction.Release"/>),
+    /// and the implementation may put it on the wire while the caller computes the next stage's. After
+    /// <see cref="IGradientReduction.Complete"/> every rank holds bit-identical gradients. Each rank's
+    /// gradients are its part of the global loss's gradient (the temperature's included), so their sum
+    /// is the whole. Every rank passes the same stages (the same parameters, order and shapes).
     /// </summary>
-    void ReduceGradients(IReadOnlyList<Parameter> parameters, CancellationToken ct);
+    /// <param name="rowSparse">
+    /// Lookup tables whose gradient on this rank is zero outside the rows its batch used (the token
+    /// embedding): the implementation may sum just the rows some rank used, which is the same sum.
+    /// Every rank names the same tables; the rows are each rank's own. Null: none.
+    /// </param>
+    IGradientReduction BeginGradientReduction(
+        IReadOnlyList<IReadOnlyList<Parameter>> stages, IReadOnlyList<RowSparseGradient>? rowSparse, CancellationToken ct);
+}
+
+/// <summary>A [rows, width] lookup table whose gradient is zero outside <paramref name="Rows"/> (this rank's, any order, repeats allowed).</summary>
+public sealed record RowSparseGradient(Parameter Parameter, long[] Rows);
+
+/// <summary>A gradient reduction in progress (<see cref="IStepCollectives.BeginGradientReduction"/>).</summary>
+/// <remarks>Disposing one that has not completed abandons it: the wire stops, and the collectives fail as after any cancelled operation.</remarks>
+public interface IGradientReduction : IDisposable
+{
+    /// <summary>Stage <paramref name="stage"/>'s gradients are final; stages are released in order, each once.</summary>
+    void Release(int stage);
+
+    /// <summary>Blocks until every stage is summed; afterwards the gradients are the sums.</summary>
+    void Complete();
+}
+
+/// <summary>
+/// A reduction that does all its work at <see cref="Complete"/>, summing every stage's parameters at
+/// once with <paramref name="reduce"/> (test doubles and implementations without a background wire).
+/// </summary>
+public sealed class DeferredGradientReduction(IReadOnlyList<IReadOnlyList<Parameter>> stages, Action<IReadOnlyList<Parameter>> reduce) : IGradientReduction
+{
+    private int _released;
+
+    public void Release(int stage)
+    {
+        if (stage != _released || stage >= stages.Count)
+        {
+            throw new InvalidOperationException($"Stages are released once each, in order: expected stage {_released} of {stages.Count}, got {stage}.");
+        }
+
+        _released++;
+    }
+
+    public void Complete()
+    {
+        if (_released != stages.Count)
+        {
+            throw new InvalidOperationException($"Stage {_released} of {stages.Count} was never released.");
+        }
+
+        reduce([.. stages.SelectMany(s => s)]);
+    }
+
+    public void Dispose()
+    {
+    }
 }
 
 /// <summary>One process training on the whole global batch: every collective is the identity.</summary>
@@ -67,7 +123,7 @@ public sealed class SingleProcessCollectives : IStepCollectives
     {
     }
 
-    public void ReduceGradients(IReadOnlyList<Parameter> parameters, CancellationToken ct)
-    {
-    }
+    public IGradientReduction BeginGradientReduction(
+        IReadOnlyList<IReadOnlyList<Parameter>> stages, IReadOnlyList<RowSparseGradient>? rowSparse, CancellationToken ct) =>
+        new DeferredGradientReduction(stages, _ => { });
 }

@@ -214,6 +214,8 @@ internal static class ClusterHarness
 
         public void AllReduceSum(float[] values, CancellationToken ct) => inner.AllReduceSum(values, ct);
 
-        public void ReduceGradients(IReadOnlyList<Parameter> parameters, CancellationToken ct) => inner.ReduceGradients(parameters, ct);
+        public IGradientReduction BeginGradientReduction(
+            IReadOnlyList<IReadOnlyList<Parameter>> stages, IReadOnlyList<RowSparseGradient>? rowSparse, CancellationToken ct) =>
+            inner.BeginGradientReduction(stages, rowSparse, ct);
     }
 }
