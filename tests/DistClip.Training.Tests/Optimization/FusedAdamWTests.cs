@@ -18,8 +18,24 @@ public sealed class FusedAdamWTests(ITestOutputHelper output)
 {
     private static readonly OptimizerSettings Recipe = new() { LearningRate = 2e-3, WarmupSteps = 10, WeightDecay = 0.2, GradClipNorm = 1.0 };
 
-    [Fact]
-    public void Three_updates_of_one_tensor_equal_TorchSharps_ops_to_the_last_bit_or_nearly()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)] // blocks updated in parallel, each thread with its own root buffer
+    public void Three_updates_of_one_tensor_equal_TorchSharps_ops_to_the_last_bit_or_nearly(int threads)
+    {
+        int before = torch.get_num_threads();
+        torch.set_num_threads(threads);
+        try
+        {
+            ThreeUpdates();
+        }
+        finally
+        {
+            torch.set_num_threads(before);
+        }
+    }
+
+    private void ThreeUpdates()
     {
         torch.manual_seed(3);
         const int n = 100_003; // not a multiple of any vector width: the scalar tail runs too

@@ -6,9 +6,9 @@ using static TorchSharp.torch;
 namespace DistClip.Training.Optimization.Fused;
 
 /// <summary>
-/// TorchSharp's AdamW with the update of each tensor done in one pass over its memory
-/// (<see cref="AdamWKernel"/>) instead of nine libtorch ops; the same arithmetic, parameter groups,
-/// learning rates, state objects and checkpoint bytes. Whatever the kernel does not cover (a
+/// TorchSharp's AdamW with the update done block by block in two passes over cache-resident blocks
+/// (<see cref="AdamWKernel"/>) instead of nine libtorch ops per tensor; the same arithmetic,
+/// parameter groups, learning rates, state objects and checkpoint bytes. Whatever the kernel does not cover (a
 /// closure, AMSGrad, maximize, a tensor not contiguous float32 on the CPU) takes TorchSharp's own
 /// step.
 /// </summary>
@@ -17,15 +17,11 @@ namespace DistClip.Training.Optimization.Fused;
 /// <c>load_state_dict</c> refuses another, so only under this name do checkpoints written by the
 /// per-tensor AdamW and by this one load into each other. The moments stay TorchSharp's
 /// <see cref="TorchSharp.Modules.AdamW.State"/> tensors, which the checkpoint and the finiteness
-/// check read. With several intra-op threads the tensors are cut into chunks updated in parallel.
+/// check read. With several intra-op threads the blocks are updated in parallel, each thread with its own root buffer.
 /// </remarks>
 public sealed class AdamW : TorchSharp.Modules.AdamW
 {
-    // Elements per parallel work item: large enough that scheduling is noise, small enough to balance.
-    private const int ChunkElements = 1 << 16;
-
-    private float[] _root = [];
-    private Tensor? _rootTensor; // [_root.Length] over _root, shares its memory
+    private readonly System.Collections.Concurrent.ConcurrentBag<RootBuffer> _roots = [];
 
     public AdamW(IEnumerable<ParamGroup> groups, double lr, double beta1, double beta2, double eps, double weightDecay)
         : base(groups, lr, beta1, beta2, eps, weightDecay)
@@ -115,8 +111,8 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
             }
         }
 
-        // The √v buffer is one array, indexed with int.
-        fusable &= work.Sum(item => item.Param.numel()) <= Array.MaxLength;
+        // Spans index with int.
+        fusable &= work.All(item => item.Param.numel() <= Array.MaxLength);
         if (fusable)
         {
             return work;
@@ -135,76 +131,114 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
     private void Run(List<Item> work, float gradientScale)
     {
         var coefficients = new AdamWKernel.Coefficients[work.Count];
-        var offsets = new int[work.Count]; // of each tensor's √v in _root
-        int total = 0;
         for (int i = 0; i < work.Count; i++)
         {
             var o = work[i].Options;
             coefficients[i] = AdamWKernel.Coefficients.For(o.LearningRate!.Value, o.beta1!.Value, o.beta2!.Value, o.eps!.Value, o.weight_decay!.Value, work[i].State.step, gradientScale);
-            offsets[i] = total;
-            total += (int)work[i].Param.numel();
         }
 
-        EnsureRoot(total);
-        int threads = torch.get_num_threads();
-        ForEachChunk(work, threads, (i, start, length) => AdamWKernel.Moments(Floats(work[i].Grad).Slice(start, length),
-            Floats(work[i].State.exp_avg).Slice(start, length), Floats(work[i].State.exp_avg_sq).Slice(start, length),
-            _root.AsSpan(offsets[i] + start, length), coefficients[i]));
-        using (var scope = torch.NewDisposeScope())
-        {
-            _rootTensor!.narrow(0, 0, total).sqrt_();
-        }
-
-        ForEachChunk(work, threads, (i, start, length) => AdamWKernel.Apply(Floats(work[i].Param).Slice(start, length),
-            Floats(work[i].State.exp_avg).Slice(start, length), _root.AsSpan(offsets[i] + start, length), coefficients[i]));
-    }
-
-    /// <summary>Runs <paramref name="body"/> over every tensor, in chunks spread over <paramref name="threads"/> threads when there are several.</summary>
-    private static void ForEachChunk(List<Item> work, int threads, Action<int, int, int> body)
-    {
+        var blocks = Blocks(work);
+        int threads = Math.Min(torch.get_num_threads(), blocks.Count);
         if (threads <= 1)
         {
-            for (int i = 0; i < work.Count; i++)
+            var root = Rent();
+            foreach (var block in blocks)
             {
-                body(i, 0, (int)work[i].Param.numel());
+                Update(work, coefficients, block, root);
             }
 
+            _roots.Add(root);
             return;
         }
 
-        var chunks = new List<(int Item, int Start, int Length)>();
+        Parallel.For(0, blocks.Count, new ParallelOptions { MaxDegreeOfParallelism = threads }, Rent,
+            (b, _, root) =>
+            {
+                Update(work, coefficients, blocks[b], root);
+                return root;
+            },
+            _roots.Add);
+    }
+
+    /// <summary>Cuts every tensor into segments and packs consecutive segments into blocks of at most <see cref="AdamWKernel.BlockElements"/>.</summary>
+    private static List<Segment[]> Blocks(List<Item> work)
+    {
+        var blocks = new List<Segment[]>();
+        var current = new List<Segment>();
+        int filled = 0;
         for (int i = 0; i < work.Count; i++)
         {
             int n = (int)work[i].Param.numel();
-            for (int start = 0; start < n; start += ChunkElements)
+            for (int start = 0; start < n;)
             {
-                chunks.Add((i, start, Math.Min(ChunkElements, n - start)));
+                int length = Math.Min(n - start, AdamWKernel.BlockElements - filled);
+                current.Add(new Segment(i, start, length, filled));
+                filled += length;
+                start += length;
+                if (filled == AdamWKernel.BlockElements)
+                {
+                    blocks.Add([.. current]);
+                    current.Clear();
+                    filled = 0;
+                }
             }
         }
 
-        Parallel.For(0, chunks.Count, new ParallelOptions { MaxDegreeOfParallelism = threads }, c => body(chunks[c].Item, chunks[c].Start, chunks[c].Length));
-    }
-
-    /// <summary>A flat buffer for every tensor's √v, kept between steps (allocating it each step costs page faults).</summary>
-    private void EnsureRoot(int floats)
-    {
-        if (_root.Length >= floats && _rootTensor is not null)
+        if (current.Count > 0)
         {
-            return;
+            blocks.Add([.. current]);
         }
 
-        _rootTensor?.Dispose();
+        return blocks;
+    }
+
+    /// <summary>Both passes over one block, its roots in <paramref name="root"/> (libtorch's sqrt between them).</summary>
+    private static void Update(List<Item> work, AdamWKernel.Coefficients[] coefficients, Segment[] block, RootBuffer root)
+    {
+        foreach (var s in block)
+        {
+            var item = work[s.Item];
+            AdamWKernel.Moments(Floats(item.Grad).Slice(s.Start, s.Length), Floats(item.State.exp_avg).Slice(s.Start, s.Length),
+                Floats(item.State.exp_avg_sq).Slice(s.Start, s.Length), root.Values.AsSpan(s.At, s.Length), coefficients[s.Item]);
+        }
+
+        // The whole buffer, past the block's end too (stale values there are never read): one native
+        // call, no narrowed tensor to make and dispose.
+        var result = root.Tensor.sqrt_();
+        if (!ReferenceEquals(result, root.Tensor))
+        {
+            result.Dispose();
+        }
+
+        foreach (var s in block)
+        {
+            var item = work[s.Item];
+            AdamWKernel.Apply(Floats(item.Param).Slice(s.Start, s.Length), Floats(item.State.exp_avg).Slice(s.Start, s.Length),
+                root.Values.AsSpan(s.At, s.Length), coefficients[s.Item]);
+        }
+    }
+
+    /// <summary>A block-sized root buffer from the pool (one per thread at work), made the first time.</summary>
+    private RootBuffer Rent()
+    {
+        if (_roots.TryTake(out var root))
+        {
+            return root;
+        }
+
         // from_array pins the array while libtorch holds it; the pinned heap keeps that from fragmenting the GC heap.
-        _root = GC.AllocateArray<float>(Math.Max(1, floats), pinned: true);
-        _rootTensor = torch.from_array(_root).DetachFromDisposeScope();
+        var values = GC.AllocateArray<float>(AdamWKernel.BlockElements, pinned: true);
+        return new RootBuffer(values, torch.from_array(values).DetachFromDisposeScope());
     }
 
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            _rootTensor?.Dispose();
-            _rootTensor = null;
+            while (_roots.TryTake(out var root))
+            {
+                root.Tensor.Dispose();
+            }
         }
 
         base.Dispose(disposing);
@@ -214,4 +248,10 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
     private static Span<float> Floats(Tensor t) => MemoryMarshal.Cast<byte, float>(t.bytes);
 
     private readonly record struct Item(Parameter Param, Tensor Grad, State State, Options Options);
+
+    /// <summary>Elements [Start, Start + Length) of work item <paramref name="Item"/>, at <paramref name="At"/> in its block's root buffer.</summary>
+    private readonly record struct Segment(int Item, int Start, int Length, int At);
+
+    /// <summary>A pinned block-sized array and the tensor over it that libtorch's sqrt_ takes.</summary>
+    private sealed record RootBuffer(float[] Values, Tensor Tensor);
 }
