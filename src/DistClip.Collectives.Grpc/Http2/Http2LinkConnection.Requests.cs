@@ -88,8 +88,8 @@ internal sealed partial class Http2LinkConnection
             var (length, type, flags, stream) = Http2Frames.ReadHeader(_input.Peek(Http2Frames.HeaderLength));
             if (length > _options.MaxFrameBytes)
             {
-                await WriteAsync(Http2Frames.ErrorFrame(Http2Frames.GoAway, 0, Http2Frames.FrameSizeError, _streamId)).ConfigureAwait(false);
-                throw new InvalidDataException($"{Peer} sent a frame of {length} bytes; this endpoint advertised {_options.MaxFrameBytes}.");
+                throw new Http2ConnectionException(
+                    Http2Frames.FrameSizeError, $"{Peer} sent a frame of {length} bytes; this endpoint advertised {_options.MaxFrameBytes}.");
             }
 
             if (type == Http2Frames.Data && stream == _streamId)
@@ -98,6 +98,11 @@ internal sealed partial class Http2LinkConnection
                 int padding = 0;
                 if ((flags & Http2Frames.PaddedFlag) != 0)
                 {
+                    if (length == 0)
+                    {
+                        throw new Http2ConnectionException(Http2Frames.FrameSizeError, "A PADDED DATA frame without its pad length.");
+                    }
+
                     await _input.FillAsync(1, 1, cancellationToken).ConfigureAwait(false);
                     padding = _input.Peek(1)[0];
                     _input.Skip(1);
@@ -107,7 +112,7 @@ internal sealed partial class Http2LinkConnection
 
                 if (padding > length)
                 {
-                    throw new InvalidDataException("DATA padding longer than the frame.");
+                    throw new Http2ConnectionException(Http2Frames.ProtocolError, "DATA padding longer than the frame.");
                 }
 
                 _dataRemaining = length - padding;
@@ -116,7 +121,7 @@ internal sealed partial class Http2LinkConnection
                 continue;
             }
 
-            var frame = await _input.ReadFrameAsync(MaxHeaderBlock, SmallReadAhead, cancellationToken).ConfigureAwait(false);
+            var frame = await _input.ReadFrameAsync(_maxHeaderBlock, SmallReadAhead, cancellationToken).ConfigureAwait(false);
             if (type == Http2Frames.Headers && stream == _streamId)
             {
                 // Request trailers (gRPC clients send none): the stream ends here.
