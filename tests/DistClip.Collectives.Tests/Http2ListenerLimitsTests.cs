@@ -121,3 +121,34 @@ public sealed class Http2ListenerLimitsTests
         Assert.Equal(Failures, logs.Lines.Count(l => l.Id.Id == AcceptFailedEvent));
     }
 }
+
+/// <summary>The new limits refuse nonsense, naming the option.</summary>
+public sealed class GrpcTransportLimitOptionsTests
+{
+    public static TheoryData<string, GrpcTransportOptions> BadOptions()
+    {
+        var good = new GrpcTransportOptions { Secret = "s" };
+        return new TheoryData<string, GrpcTransportOptions>
+        {
+            { nameof(GrpcTransportOptions.HandshakeTimeout), good with { HandshakeTimeout = TimeSpan.Zero } },
+            { nameof(GrpcTransportOptions.MaxUnauthenticatedConnections), good with { MaxUnauthenticatedConnections = 0 } },
+            { nameof(GrpcTransportOptions.MaxUnauthenticatedConnections), good with { MaxUnauthenticatedConnections = 4097 } },
+            { nameof(GrpcTransportOptions.MaxHandshakeControlFrames), good with { MaxHandshakeControlFrames = 0 } },
+            { nameof(GrpcTransportOptions.MaxHandshakeControlFrames), good with { MaxHandshakeControlFrames = 1025 } },
+            { nameof(GrpcTransportOptions.MaxHeaderBytes), good with { MaxHeaderBytes = 1023 } },
+            { nameof(GrpcTransportOptions.MaxHeaderBytes), good with { MaxHeaderBytes = (1 << 20) + 1 } },
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(BadOptions))]
+    public void A_limit_out_of_range_is_refused_by_name(string option, GrpcTransportOptions options)
+    {
+        var error = Assert.Throws<ArgumentException>(options.Validate);
+
+        Assert.Equal(option, error.ParamName);
+    }
+
+    [Fact]
+    public void The_defaults_are_valid() => new GrpcTransportOptions { Secret = "s" }.Validate();
+}
