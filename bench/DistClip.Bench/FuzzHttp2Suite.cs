@@ -25,12 +25,23 @@ public static class FuzzHttp2Suite
             string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value");
             switch (args[i])
             {
-                case "--cases": cases = int.Parse(value, CultureInfo.InvariantCulture); break;
-                case "--seed": seed = int.Parse(value, CultureInfo.InvariantCulture); break;
-                case "--parallel": parallel = int.Parse(value, CultureInfo.InvariantCulture); break;
-                case "--deadline-seconds": deadlineSeconds = double.Parse(value, CultureInfo.InvariantCulture); break;
-                case "--json": json = value; break;
-                default: throw new ArgumentException($"unknown option {args[i]}; fuzz-http2 takes --cases, --seed, --parallel, --deadline-seconds, --json");
+                case "--cases":
+                    cases = int.Parse(value, CultureInfo.InvariantCulture);
+                    break;
+                case "--seed":
+                    seed = int.Parse(value, CultureInfo.InvariantCulture);
+                    break;
+                case "--parallel":
+                    parallel = int.Parse(value, CultureInfo.InvariantCulture);
+                    break;
+                case "--deadline-seconds":
+                    deadlineSeconds = double.Parse(value, CultureInfo.InvariantCulture);
+                    break;
+                case "--json":
+                    json = value;
+                    break;
+                default:
+                    throw new ArgumentException($"unknown option {args[i]}; fuzz-http2 takes --cases, --seed, --parallel, --deadline-seconds, --json");
             }
         }
 

@@ -279,7 +279,10 @@ internal static class Http2Fuzzer
         var address = new Uri($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndPoint!).Port}/");
         var metadata = new Dictionary<string, string>
         {
-            [LinkHeaders.Secret] = Secret, [LinkHeaders.Generation] = "1", [LinkHeaders.Rank] = "0", [LinkHeaders.WorldSize] = "2",
+            [LinkHeaders.Secret] = Secret,
+            [LinkHeaders.Generation] = "1",
+            [LinkHeaders.Rank] = "0",
+            [LinkHeaders.WorldSize] = "2",
         };
         using var timeout = new CancellationTokenSource(deadline);
         var start = Http2LinkCall.StartAsync(address, LinkMethods.ClientOpen.FullName, metadata, timeout.Token);
