@@ -85,6 +85,11 @@ public sealed class Http2ClientAttackTests
         Assert.True(error.Status.Detail.Contains(named, StringComparison.Ordinal), $"{attack}: {error.Status.Detail}");
         Assert.True(closed, $"{attack}: the client kept its connection open");
         Assert.True(sent.Length < 4096, $"{attack}: the client sent {sent.Length} bytes");
+        if (protocolError)
+        {
+            // The client read all the server sent, so its GOAWAY (sent before it closed) arrives.
+            Assert.Equal(named, Http2Frames.ErrorName(GoAwayCode(sent.AsSpan(Http2Frames.Preface.Length)) ?? uint.MaxValue));
+        }
     }
 
     [Fact]

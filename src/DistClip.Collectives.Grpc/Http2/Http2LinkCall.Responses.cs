@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Globalization;
+using System.Net.Sockets;
 using Grpc.Core;
 
 namespace DistClip.Collectives.Grpc.Http2;
@@ -100,7 +101,35 @@ internal sealed partial class Http2LinkCall
         {
             string why = ex is InvalidDataException or Http2ConnectionException ? ex.Message : $"the connection to {_peer} was lost ({ex.Message})";
             Fail(new RpcException(new Status(StatusCode.Unavailable, why, ex)));
+            if (ex is Http2ConnectionException error)
+            {
+                TrySendGoAway(error.Code);
+            }
+
             Close();
+        }
+    }
+
+    /// <summary>A GOAWAY naming the error (RFC 9113 §5.4.1), only if the socket takes it at once: a sender may hold it, or the peer not read.</summary>
+    private void TrySendGoAway(uint code)
+    {
+        if (!_writeLock.Wait(0))
+        {
+            return;
+        }
+
+        try
+        {
+            _socket.Blocking = false;
+            _socket.Send(Http2Frames.ErrorFrame(Http2Frames.GoAway, 0, code), SocketFlags.None, out _);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Gone already.
+        }
+        finally
+        {
+            _writeLock.Release();
         }
     }
 
