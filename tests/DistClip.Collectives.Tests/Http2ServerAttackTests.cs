@@ -142,8 +142,11 @@ public sealed class Http2ServerAttackTests
         var error = Assert.IsType<Http2ConnectionException>(failure);
         Assert.True(code == error.Code, $"{attack}: expected {Http2Frames.ErrorName(code)}, got {error.Message}");
         Assert.True(closed, attack);
+        // The server read all that was sent, so its GOAWAY arrives; except after CONTINUATION without
+        // end, where the frames it left unread make its close a reset that may overtake the GOAWAY.
         uint? sent = GoAwayCode(received);
-        Assert.True(sent is null || sent == code, $"{attack}: GOAWAY carried {sent}");
+        bool unread = attack == "CONTINUATION without end";
+        Assert.True(sent == code || (unread && sent is null), $"{attack}: GOAWAY carried {sent?.ToString() ?? "nothing"}");
     }
 
     [Fact]
