@@ -20,6 +20,12 @@ if (args.Length > 0 && args[0] == "collectives")
     return collectiveResults.AllReduce.Count > 0 ? 0 : 1;
 }
 
+if (args.Length > 0 && args[0] == "fuzz-http2")
+{
+    // dotnet run -c Release --project bench/DistClip.Bench -- fuzz-http2 [--cases 10000] [--seed 1] [--parallel 8] [--json FILE]
+    return await FuzzHttp2Suite.RunAsync(args[1..], Console.Out, CancellationToken.None);
+}
+
 var options = BenchArgs.Parse(args);
 switch (options.Suite)
 {

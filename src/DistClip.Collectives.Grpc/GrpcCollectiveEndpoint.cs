@@ -57,7 +57,7 @@ public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
 
         if (options.Server == LinkServer.Http2Direct)
         {
-            var listener = Http2.Http2LinkListener.Start(options, acceptor);
+            var listener = Http2.Http2LinkListener.Start(options, acceptor, time, logs.CreateLogger<GrpcCollectiveEndpoint>());
             var local = listener.LocalEndPoint;
             string host = local.Address.Equals(IPAddress.Any) || local.Address.Equals(IPAddress.IPv6Any)
                 ? "127.0.0.1"

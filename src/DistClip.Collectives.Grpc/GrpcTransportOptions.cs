@@ -38,6 +38,36 @@ public sealed record GrpcTransportOptions
     /// </summary>
     public int MaxFrameBytes { get; init; } = (1 << 20) + 1024;
 
+    /// <summary>
+    /// How long the direct server gives a new connection to get from its first byte to its request
+    /// headers: one deadline over every read and write of that handshake, so that a peer which
+    /// stops reading cannot hold a connection by leaving our replies unsent. (Waiting for the group
+    /// afterwards is bounded by <see cref="ConnectTimeout"/>.)
+    /// </summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How many connections the direct server holds before their secret is checked; more are closed
+    /// at once. A link needs one; neighbours of two generations may overlap, so the default leaves
+    /// ample room while bounding what strangers can pin (1..4096).
+    /// </summary>
+    public int MaxUnauthenticatedConnections { get; init; } = 32;
+
+    /// <summary>
+    /// The most SETTINGS and PING frames a peer may send before its request headers: each one is
+    /// answered, so without a bound a peer that never reads makes this side queue replies
+    /// (1..1024). gRPC clients send two or three.
+    /// </summary>
+    public int MaxHandshakeControlFrames { get; init; } = 32;
+
+    /// <summary>
+    /// The largest header block either direct end accepts, HEADERS and all its CONTINUATION frames
+    /// together, and the largest header list it decodes (RFC 9113 §6.5.2's size: each field's name
+    /// and value plus 32), so that neither CONTINUATION nor HPACK indexing can grow it further
+    /// (1 KiB..1 MiB). Link headers take a few hundred bytes.
+    /// </summary>
+    public int MaxHeaderBytes { get; init; } = 16 << 10;
+
     /// <summary>Which server receives this rank's incoming link; both speak the same gRPC wire format.</summary>
     public LinkServer Server { get; init; } = LinkServer.Http2Direct;
 
@@ -68,6 +98,28 @@ public sealed record GrpcTransportOptions
         if (ConnectTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentException($"{nameof(ConnectTimeout)} must be positive, not {ConnectTimeout}.", nameof(ConnectTimeout));
+        }
+
+        if (HandshakeTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentException($"{nameof(HandshakeTimeout)} must be positive, not {HandshakeTimeout}.", nameof(HandshakeTimeout));
+        }
+
+        if (MaxUnauthenticatedConnections is < 1 or > 4096)
+        {
+            throw new ArgumentException(
+                $"{nameof(MaxUnauthenticatedConnections)} must be 1..4096, not {MaxUnauthenticatedConnections}.", nameof(MaxUnauthenticatedConnections));
+        }
+
+        if (MaxHandshakeControlFrames is < 1 or > 1024)
+        {
+            throw new ArgumentException(
+                $"{nameof(MaxHandshakeControlFrames)} must be 1..1024, not {MaxHandshakeControlFrames}.", nameof(MaxHandshakeControlFrames));
+        }
+
+        if (MaxHeaderBytes is < 1024 or > 1 << 20)
+        {
+            throw new ArgumentException($"{nameof(MaxHeaderBytes)} must be 1 KiB..1 MiB, not {MaxHeaderBytes}.", nameof(MaxHeaderBytes));
         }
 
         if (StreamWindowBytes < 65_535 || ConnectionWindowBytes < StreamWindowBytes)

@@ -21,6 +21,7 @@ internal sealed class LinkAcceptor
     private readonly TimeSpan _connectTimeout;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private readonly LogRateLimiter _refusals;
     private readonly ConcurrentDictionary<long, TaskCompletionSource<IncomingLink>> _links = new();
     private long _newestGeneration = -1;
 
@@ -30,7 +31,11 @@ internal sealed class LinkAcceptor
         _connectTimeout = connectTimeout;
         _time = time;
         _logger = logger;
+        _refusals = new LogRateLimiter(GrpcLog.LimitLines, GrpcLog.LimitInterval, time);
     }
+
+    /// <summary>The rate limit shared by every line a stranger can cause (refusals here, and the listener's).</summary>
+    public LogRateLimiter Refusals => _refusals;
 
     /// <summary>Opens the incoming side of a new group; older generations are refused from now on.</summary>
     public IncomingLink Register(long generation, int rank, int worldSize, PeerInfo left)
@@ -126,7 +131,7 @@ internal sealed class LinkAcceptor
 
     private LinkRefusedException Refuse(LinkRefusal reason, string message)
     {
-        GrpcLog.LinkRefused(_logger, reason, message);
+        _refusals.Limited(_logger, logger => GrpcLog.LinkRefused(logger, reason, message));
         return new LinkRefusedException(reason, message);
     }
 }

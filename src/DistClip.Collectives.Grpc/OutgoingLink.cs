@@ -172,7 +172,8 @@ internal sealed class OutgoingLink : IAsyncDisposable
         }
 
         return await Http2.Http2LinkCall.StartAsync(
-            address, LinkMethods.ClientOpen.FullName, metadata.Select(m => KeyValuePair.Create(m.Key, m.Value)), cancellationToken)
+            address, LinkMethods.ClientOpen.FullName, metadata.Select(m => KeyValuePair.Create(m.Key, m.Value)), cancellationToken,
+            options.MaxHeaderBytes)
             .ConfigureAwait(false);
     }
 }

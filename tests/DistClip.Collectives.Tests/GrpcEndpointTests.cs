@@ -202,11 +202,11 @@ public sealed class GrpcEndpointTests
 
     [Theory]
     [InlineData("GET / HTTP/1.1\r\nHost: x\r\n\r\n")] // not HTTP/2
-    [InlineData("")]                                      // nothing at all: dropped after the connect timeout
+    [InlineData("")]                                      // nothing at all: dropped after the handshake timeout
     public async Task The_direct_server_drops_a_connection_that_is_not_an_h2c_call(string greeting)
     {
         await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(
-            new GrpcTransportOptions { Secret = Secret, ConnectTimeout = TimeSpan.FromSeconds(1) });
+            new GrpcTransportOptions { Secret = Secret, ConnectTimeout = TimeSpan.FromSeconds(1), HandshakeTimeout = TimeSpan.FromSeconds(1) });
         using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
         await socket.ConnectAsync(endpoint.Address.Host, endpoint.Address.Port);
         await socket.SendAsync(System.Text.Encoding.ASCII.GetBytes(greeting), System.Net.Sockets.SocketFlags.None);

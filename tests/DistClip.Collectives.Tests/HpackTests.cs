@@ -25,7 +25,7 @@ public sealed class HpackTests
         var decoder = new HpackDecoder();
         decoder.Decode(Convert.FromHexString("410f7777772e6578616d706c652e636f6d"));
 
-        var error = Assert.Throws<InvalidDataException>(() => decoder.Decode(Convert.FromHexString("20be")));
+        var error = Assert.Throws<Http2ConnectionException>(() => decoder.Decode(Convert.FromHexString("20be")));
 
         Assert.Contains("index 62", error.Message);
     }
@@ -44,14 +44,16 @@ public sealed class HpackTests
     }
 
     [Theory]
-    [InlineData("828684418cf1e3c2e5f23a6ba0ab90f4ff", "Huffman")] // RFC C.4.1: a Huffman-coded :authority
     [InlineData("c0", "index 64")]                                   // past both tables
     [InlineData("000a6162", "overruns")]                             // a 10-byte name in a 4-byte block
     [InlineData("3fe21f", "4097")]                                   // a table size above the advertised 4096
+    [InlineData("0f", "Truncated")]                                  // an integer cut off after its prefix
+    [InlineData("00ffffffffff01", "too large")]                      // an integer past 2^28
     public void Refuses_what_it_cannot_read_rather_than_misreading_it(string hex, string named)
     {
-        var error = Assert.Throws<InvalidDataException>(() => new HpackDecoder().Decode(Convert.FromHexString(hex)));
+        var error = Assert.Throws<Http2ConnectionException>(() => new HpackDecoder().Decode(Convert.FromHexString(hex)));
 
+        Assert.Equal(Http2Frames.CompressionError, error.Code);
         Assert.Contains(named, error.Message);
     }
 }

@@ -73,7 +73,8 @@ internal sealed class FrameInput(Socket socket, int capacity, string peer)
         var (length, type, flags, stream) = Http2Frames.ReadHeader(Peek(Http2Frames.HeaderLength));
         if (length > maxLength)
         {
-            throw new InvalidDataException($"{peer} sent a frame of type {type} and {length} bytes; at most {maxLength} were allowed.");
+            throw new Http2ConnectionException(
+                Http2Frames.FrameSizeError, $"{peer} sent a frame of type {type} and {length} bytes; at most {maxLength} were allowed.");
         }
 
         await FillAsync(Http2Frames.HeaderLength + length, readAhead, cancellationToken).ConfigureAwait(false);

@@ -4,9 +4,8 @@ namespace DistClip.Collectives.Grpc.Http2;
 
 /// <summary>
 /// The part of HPACK (RFC 7541) a single gRPC call needs. Requests are encoded as literals without
-/// indexing, so the peer's decoder keeps no state of ours. Responses are decoded in full (static and
-/// dynamic table, size updates) except Huffman-coded strings, which Kestrel does not send; one is
-/// refused with <see cref="InvalidDataException"/> rather than misread.
+/// indexing, so the peer's decoder keeps no state of ours. Header blocks are decoded in full (static
+/// and dynamic table, size updates, Huffman-coded strings); see <see cref="HpackDecoder"/>.
 /// </summary>
 internal static class HpackEncoder
 {
@@ -47,7 +46,13 @@ internal static class HpackEncoder
     }
 }
 
-/// <summary>Decodes header blocks of one connection (the dynamic table lives as long as the connection).</summary>
+/// <summary>
+/// Decodes header blocks of one connection (the dynamic table lives as long as the connection).
+/// Whatever arrives is bounded: the dynamic table by the advertised size, and each block's decoded
+/// header list by <c>maxListBytes</c> (counted as RFC 9113 §6.5.2 does, name + value + 32 per
+/// field), so that neither Huffman coding nor indexing the same large entry again and again can
+/// make a small block expand. Errors are COMPRESSION_ERROR <see cref="Http2ConnectionException"/>s.
+/// </summary>
 internal sealed class HpackDecoder
 {
     private static readonly (string Name, string Value)[] StaticTable =
@@ -69,14 +74,18 @@ internal sealed class HpackDecoder
 
     private readonly LinkedList<(string Name, string Value)> _dynamic = new(); // newest first
     private readonly int _maxAllowedSize;
+    private readonly int _maxListBytes;
     private int _maxSize;
     private int _size;
+    private int _listBytes; // of the block being decoded
 
     /// <param name="tableSize">The SETTINGS_HEADER_TABLE_SIZE this side advertised (4096 by default).</param>
-    public HpackDecoder(int tableSize = 4096)
+    /// <param name="maxListBytes">The largest decoded header list of one block.</param>
+    public HpackDecoder(int tableSize = 4096, int maxListBytes = 16 << 10)
     {
         _maxAllowedSize = tableSize;
         _maxSize = tableSize;
+        _maxListBytes = maxListBytes;
     }
 
     public static int StaticCount => StaticTable.Length;
@@ -85,13 +94,16 @@ internal sealed class HpackDecoder
     public List<(string Name, string Value)> Decode(ReadOnlySpan<byte> block)
     {
         var headers = new List<(string, string)>();
+        _listBytes = 0;
         int at = 0;
         while (at < block.Length)
         {
             byte b = block[at];
             if ((b & 0x80) != 0)
             {
-                headers.Add(Entry(ReadInteger(block, ref at, 7)));
+                var field = Entry(ReadInteger(block, ref at, 7));
+                Count(EntrySize(field) - 32);
+                headers.Add(field);
             }
             else if ((b & 0xC0) == 0x40)
             {
@@ -104,7 +116,7 @@ internal sealed class HpackDecoder
                 int size = ReadInteger(block, ref at, 5);
                 if (size > _maxAllowedSize)
                 {
-                    throw new InvalidDataException($"HPACK table size update to {size} exceeds the advertised {_maxAllowedSize}.");
+                    throw Bad($"HPACK table size update to {size} exceeds the advertised {_maxAllowedSize}.");
                 }
 
                 _maxSize = size;
@@ -121,10 +133,33 @@ internal sealed class HpackDecoder
 
     private (string, string) ReadLiteral(ReadOnlySpan<byte> block, ref int at, int prefixBits)
     {
+        Count(0); // the field's 32 bytes of overhead first: a block of empty literals is bounded too
         int index = ReadInteger(block, ref at, prefixBits);
-        string name = index == 0 ? ReadString(block, ref at) : Entry(index).Name;
+        string name;
+        if (index == 0)
+        {
+            name = ReadString(block, ref at);
+        }
+        else
+        {
+            name = Entry(index).Name;
+            Count(name.Length - 32);
+        }
+
         return (name, ReadString(block, ref at));
     }
+
+    /// <summary>Adds a field's share to the block's decoded size (32 bytes of overhead plus <paramref name="bytes"/>).</summary>
+    private void Count(int bytes)
+    {
+        _listBytes += bytes + 32;
+        if (_listBytes > _maxListBytes)
+        {
+            throw Bad($"A header list over {_maxListBytes} bytes decoded.");
+        }
+    }
+
+    private static Http2ConnectionException Bad(string message) => new(Http2Frames.CompressionError, message);
 
     private (string Name, string Value) Entry(int index)
     {
@@ -136,7 +171,7 @@ internal sealed class HpackDecoder
         int dynamicIndex = index - StaticTable.Length - 1;
         if (index < 1 || dynamicIndex >= _dynamic.Count)
         {
-            throw new InvalidDataException($"HPACK index {index} is outside the tables ({StaticTable.Length} static, {_dynamic.Count} dynamic).");
+            throw Bad($"HPACK index {index} is outside the tables ({StaticTable.Length} static, {_dynamic.Count} dynamic).");
         }
 
         return _dynamic.ElementAt(dynamicIndex);
@@ -168,35 +203,42 @@ internal sealed class HpackDecoder
 
     private static int EntrySize((string Name, string Value) field) => field.Name.Length + field.Value.Length + 32;
 
-    private static string ReadString(ReadOnlySpan<byte> block, ref int at)
+    /// <summary>A string literal (RFC 7541 §5.2), counted into the block's decoded size.</summary>
+    private string ReadString(ReadOnlySpan<byte> block, ref int at)
     {
         if (at >= block.Length)
         {
-            throw new InvalidDataException("Truncated HPACK string.");
+            throw Bad("Truncated HPACK string.");
         }
 
         bool huffman = (block[at] & 0x80) != 0;
         int length = ReadInteger(block, ref at, 7);
         if (length > block.Length - at)
         {
-            throw new InvalidDataException($"HPACK string of {length} bytes overruns its block.");
+            throw Bad($"HPACK string of {length} bytes overruns its block.");
         }
 
-        if (huffman)
-        {
-            throw new InvalidDataException("A Huffman-coded HPACK string (this client decodes only plain literals).");
-        }
-
-        string text = Encoding.Latin1.GetString(block.Slice(at, length));
+        var encoded = block.Slice(at, length);
         at += length;
-        return text;
+        int budget = _maxListBytes - _listBytes;
+        if (!huffman)
+        {
+            Count(length - 32);
+            return Encoding.Latin1.GetString(encoded);
+        }
+
+        // The shortest code is 5 bits, so a string decodes to at most 8/5 of its length.
+        var decoded = new byte[Math.Min(budget, (int)Math.Min(int.MaxValue, (long)length * 8 / 5))];
+        int n = Huffman.Decode(encoded, decoded);
+        Count(n - 32);
+        return Encoding.Latin1.GetString(decoded, 0, n);
     }
 
     private static int ReadInteger(ReadOnlySpan<byte> block, ref int at, int prefixBits)
     {
         if (at >= block.Length)
         {
-            throw new InvalidDataException("Truncated HPACK integer.");
+            throw Bad("Truncated HPACK integer.");
         }
 
         int max = (1 << prefixBits) - 1;
@@ -210,7 +252,7 @@ internal sealed class HpackDecoder
         {
             if (at >= block.Length)
             {
-                throw new InvalidDataException("Truncated HPACK integer.");
+                throw Bad("Truncated HPACK integer.");
             }
 
             byte b = block[at++];
@@ -221,6 +263,6 @@ internal sealed class HpackDecoder
             }
         }
 
-        throw new InvalidDataException("HPACK integer too large.");
+        throw Bad("HPACK integer too large.");
     }
 }

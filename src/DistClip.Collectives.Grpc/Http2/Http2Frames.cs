@@ -37,9 +37,83 @@ internal static class Http2Frames
 
     public const uint NoError = 0x0;
     public const uint ProtocolError = 0x1;
+    public const uint FlowControlError = 0x3;
     public const uint FrameSizeError = 0x6;
     public const uint RefusedStream = 0x7;
     public const uint Cancel = 0x8;
+    public const uint CompressionError = 0x9;
+    public const uint EnhanceYourCalm = 0xb;
+
+    /// <summary>The largest flow-control window (RFC 9113 §6.9.1): 2^31 − 1.</summary>
+    public const long MaxWindow = int.MaxValue;
+
+    /// <summary>
+    /// Checks a SETTINGS payload's values against RFC 9113 §6.5.2 and calls <paramref name="apply"/>
+    /// for each; unknown settings are ignored, as the RFC requires.
+    /// </summary>
+    /// <exception cref="Http2ConnectionException">A value outside its range (PROTOCOL_ERROR or FLOW_CONTROL_ERROR).</exception>
+    public static void ReadSettings(ReadOnlySpan<byte> payload, Action<ushort, uint> apply)
+    {
+        if (payload.Length % 6 != 0)
+        {
+            throw new Http2ConnectionException(FrameSizeError, $"A SETTINGS payload of {payload.Length} bytes is not a multiple of 6.");
+        }
+
+        for (int at = 0; at < payload.Length; at += 6)
+        {
+            ushort id = BinaryPrimitives.ReadUInt16BigEndian(payload[at..]);
+            uint value = BinaryPrimitives.ReadUInt32BigEndian(payload[(at + 2)..]);
+            switch (id)
+            {
+                case SettingEnablePush when value > 1:
+                    throw new Http2ConnectionException(ProtocolError, $"SETTINGS_ENABLE_PUSH of {value} (0 or 1).");
+                case SettingInitialWindowSize when value > MaxWindow:
+                    throw new Http2ConnectionException(FlowControlError, $"SETTINGS_INITIAL_WINDOW_SIZE of {value} (at most 2^31-1).");
+                case SettingMaxFrameSize when value is < DefaultFrameSize or > (1 << 24) - 1:
+                    throw new Http2ConnectionException(ProtocolError, $"SETTINGS_MAX_FRAME_SIZE of {value} (16384..16777215).");
+            }
+
+            apply(id, value);
+        }
+    }
+
+    /// <summary>A WINDOW_UPDATE's increment (RFC 9113 §6.9): a 4-byte payload, never zero.</summary>
+    public static uint ReadWindowIncrement(ReadOnlySpan<byte> payload)
+    {
+        if (payload.Length != 4)
+        {
+            throw new Http2ConnectionException(FrameSizeError, $"A WINDOW_UPDATE frame of {payload.Length} bytes.");
+        }
+
+        uint increment = BinaryPrimitives.ReadUInt32BigEndian(payload) & 0x7FFF_FFFF;
+        return increment != 0 ? increment : throw new Http2ConnectionException(ProtocolError, "A WINDOW_UPDATE with an increment of 0.");
+    }
+
+    /// <summary>Adds <paramref name="increment"/> to a flow-control window that may not pass 2^31 − 1 (RFC 9113 §6.9.1).</summary>
+    public static long Grow(long window, long increment, string which) =>
+        window + increment <= MaxWindow
+            ? window + increment
+            : throw new Http2ConnectionException(FlowControlError, $"The {which} window would reach {window + increment} (at most 2^31-1).");
+
+    /// <summary>The name RFC 9113 §7 gives an error code, for messages.</summary>
+    public static string ErrorName(uint code) => code switch
+    {
+        NoError => "NO_ERROR",
+        ProtocolError => "PROTOCOL_ERROR",
+        0x2 => "INTERNAL_ERROR",
+        FlowControlError => "FLOW_CONTROL_ERROR",
+        0x4 => "SETTINGS_TIMEOUT",
+        0x5 => "STREAM_CLOSED",
+        FrameSizeError => "FRAME_SIZE_ERROR",
+        RefusedStream => "REFUSED_STREAM",
+        Cancel => "CANCEL",
+        CompressionError => "COMPRESSION_ERROR",
+        0xa => "CONNECT_ERROR",
+        EnhanceYourCalm => "ENHANCE_YOUR_CALM",
+        0xc => "INADEQUATE_SECURITY",
+        0xd => "HTTP_1_1_REQUIRED",
+        _ => $"error 0x{code:x}",
+    };
 
     public static ReadOnlySpan<byte> Preface => "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8;
 
@@ -105,8 +179,18 @@ internal static class Http2Frames
         int padding = 0;
         if ((flags & PaddedFlag) != 0)
         {
+            if (payload.IsEmpty)
+            {
+                throw new Http2ConnectionException(FrameSizeError, "A PADDED HEADERS frame without its pad length.");
+            }
+
             padding = payload[0];
             payload = payload[1..];
+        }
+
+        if ((flags & PriorityFlag) != 0 && payload.Length < 5)
+        {
+            throw new Http2ConnectionException(FrameSizeError, "A HEADERS frame too short for its priority fields.");
         }
 
         if ((flags & PriorityFlag) != 0)
@@ -116,9 +200,19 @@ internal static class Http2Frames
 
         if (padding > payload.Length)
         {
-            throw new InvalidDataException("HEADERS padding longer than the frame.");
+            throw new Http2ConnectionException(ProtocolError, "HEADERS padding longer than the frame.");
         }
 
         return payload[..^padding];
     }
+}
+
+/// <summary>
+/// A connection error (RFC 9113 §5.4.1): the peer broke the protocol and the connection is closed,
+/// after a GOAWAY with <see cref="Code"/> where one can still be sent.
+/// </summary>
+internal sealed class Http2ConnectionException(uint code, string message)
+    : IOException($"{Http2Frames.ErrorName(code)}: {message}")
+{
+    public uint Code { get; } = code;
 }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Globalization;
+using System.Net.Sockets;
 using Grpc.Core;
 
 namespace DistClip.Collectives.Grpc.Http2;
@@ -21,7 +22,7 @@ internal sealed partial class Http2LinkCall
                     .ConfigureAwait(false);
                 if (headerBlock is not null && type != Http2Frames.Continuation)
                 {
-                    throw new InvalidDataException($"{_peer} interrupted a header block with a frame of type {type}.");
+                    throw new Http2ConnectionException(Http2Frames.ProtocolError, $"{_peer} interrupted a header block with a frame of type {type}.");
                 }
 
                 switch (type)
@@ -30,32 +31,63 @@ internal sealed partial class Http2LinkCall
                         headerBlock = [.. Http2Frames.HeaderFragment(payload.Span, flags)];
                         blockEndsStream = (flags & Http2Frames.EndStreamFlag) != 0;
                         break;
-                    case Http2Frames.Continuation when headerBlock is not null:
+                    case Http2Frames.Continuation when headerBlock is not null && stream == StreamId:
                         headerBlock.AddRange(payload.Span);
                         break;
+                    case Http2Frames.Headers or Http2Frames.Continuation:
+                        throw new Http2ConnectionException(Http2Frames.ProtocolError, $"{_peer} sent a header fragment of type {type} on stream {stream} out of place.");
                     case Http2Frames.Data when stream == StreamId:
-                        await OnDataAsync(length, flags).ConfigureAwait(false);
+                        await OnDataAsync(length, flags, payload).ConfigureAwait(false);
                         break;
-                    case Http2Frames.RstStream when stream == StreamId:
-                        uint code = BinaryPrimitives.ReadUInt32BigEndian(payload.Span);
-                        Fail(new RpcException(new Status(
-                            code == Http2Frames.Cancel ? StatusCode.Cancelled : StatusCode.Internal, $"{_peer} reset the stream (HTTP/2 error {code}).")));
+                    case Http2Frames.Data:
+                        throw new Http2ConnectionException(Http2Frames.ProtocolError, $"{_peer} sent DATA on stream {stream}, which is not open.");
+                    case Http2Frames.RstStream:
+                        Expect(length == 4 && stream != 0, "RST_STREAM", length);
+                        if (stream == StreamId)
+                        {
+                            uint code = BinaryPrimitives.ReadUInt32BigEndian(payload.Span);
+                            Fail(new RpcException(new Status(
+                                code == Http2Frames.Cancel ? StatusCode.Cancelled : StatusCode.Internal, $"{_peer} reset the stream (HTTP/2 error {code}).")));
+                        }
+
                         break;
-                    case Http2Frames.Settings when (flags & Http2Frames.AckFlag) == 0:
-                        OnSettings(payload.Span);
-                        await WriteFrameAsync(Http2Frames.Frame(Http2Frames.Settings, Http2Frames.AckFlag, 0, default), CancellationToken.None).ConfigureAwait(false);
+                    case Http2Frames.Settings:
+                        Expect(stream == 0 && ((flags & Http2Frames.AckFlag) == 0 || length == 0), "SETTINGS", length);
+                        if ((flags & Http2Frames.AckFlag) == 0)
+                        {
+                            OnSettings(payload.Span);
+                            await WriteFrameAsync(Http2Frames.Frame(Http2Frames.Settings, Http2Frames.AckFlag, 0, default), CancellationToken.None).ConfigureAwait(false);
+                        }
+
                         break;
-                    case Http2Frames.Ping when (flags & Http2Frames.AckFlag) == 0:
-                        await WriteFrameAsync(Http2Frames.Frame(Http2Frames.Ping, Http2Frames.AckFlag, 0, payload.Span), CancellationToken.None).ConfigureAwait(false);
+                    case Http2Frames.Ping:
+                        Expect(stream == 0 && length == 8, "PING", length);
+                        if ((flags & Http2Frames.AckFlag) == 0)
+                        {
+                            // Awaited before the next frame is read: a server that never reads its
+                            // replies stops being read, rather than growing a queue here.
+                            await WriteFrameAsync(Http2Frames.Frame(Http2Frames.Ping, Http2Frames.AckFlag, 0, payload.Span), CancellationToken.None).ConfigureAwait(false);
+                        }
+
                         break;
                     case Http2Frames.GoAway:
+                        Expect(stream == 0 && length >= 8, "GOAWAY", length);
                         OnGoAway(payload.Span);
                         break;
                     case Http2Frames.WindowUpdate:
-                        OnWindowUpdate(stream, BinaryPrimitives.ReadUInt32BigEndian(payload.Span) & 0x7FFF_FFFF);
+                        OnWindowUpdate(stream, Http2Frames.ReadWindowIncrement(payload.Span));
+                        break;
+                    case Http2Frames.Priority:
+                        Expect(stream != 0 && length == 5, "PRIORITY", length);
                         break;
                     case Http2Frames.PushPromise:
-                        throw new InvalidDataException($"{_peer} sent PUSH_PROMISE although push is disabled.");
+                        throw new Http2ConnectionException(Http2Frames.ProtocolError, $"{_peer} sent PUSH_PROMISE although push is disabled.");
+                }
+
+                // CONTINUATION frames add up: the block as a whole is bounded (RFC 9113 §10.5.1).
+                if (headerBlock is not null && headerBlock.Count > _maxHeaderBlock)
+                {
+                    throw new Http2ConnectionException(Http2Frames.ProtocolError, $"{_peer} sent a header block over {_maxHeaderBlock} bytes.");
                 }
 
                 if (headerBlock is not null && (flags & Http2Frames.EndHeadersFlag) != 0 && type is Http2Frames.Headers or Http2Frames.Continuation)
@@ -67,14 +99,55 @@ internal sealed partial class Http2LinkCall
         }
         catch (Exception ex)
         {
-            string why = ex is InvalidDataException ? ex.Message : $"the connection to {_peer} was lost ({ex.Message})";
+            string why = ex is InvalidDataException or Http2ConnectionException ? ex.Message : $"the connection to {_peer} was lost ({ex.Message})";
             Fail(new RpcException(new Status(StatusCode.Unavailable, why, ex)));
+            if (ex is Http2ConnectionException error)
+            {
+                TrySendGoAway(error.Code);
+            }
+
             Close();
         }
     }
 
-    private async ValueTask OnDataAsync(int length, byte flags)
+    /// <summary>A GOAWAY naming the error (RFC 9113 §5.4.1), only if the socket takes it at once: a sender may hold it, or the peer not read.</summary>
+    private void TrySendGoAway(uint code)
     {
+        if (!_writeLock.Wait(0))
+        {
+            return;
+        }
+
+        try
+        {
+            _socket.Blocking = false;
+            _socket.Send(Http2Frames.ErrorFrame(Http2Frames.GoAway, 0, code), SocketFlags.None, out _);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Gone already.
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private static void Expect(bool valid, string frame, int length)
+    {
+        if (!valid)
+        {
+            throw new Http2ConnectionException(Http2Frames.FrameSizeError, $"A malformed {frame} frame ({length} bytes).");
+        }
+    }
+
+    private async ValueTask OnDataAsync(int length, byte flags, ReadOnlyMemory<byte> payload)
+    {
+        if ((flags & Http2Frames.PaddedFlag) != 0 && (payload.IsEmpty || payload.Span[0] >= payload.Length))
+        {
+            throw new Http2ConnectionException(Http2Frames.ProtocolError, $"{_peer} sent DATA whose padding is longer than the frame.");
+        }
+
         // The service sends no messages today; give back what arrives so a future one never stalls.
         if (length > 0)
         {
@@ -136,28 +209,23 @@ internal sealed partial class Http2LinkCall
 
     private void OnSettings(ReadOnlySpan<byte> payload)
     {
-        if (payload.Length % 6 != 0)
-        {
-            throw new InvalidDataException($"SETTINGS payload of {payload.Length} bytes is not a multiple of 6.");
-        }
-
         TaskCompletionSource? opened;
         lock (_flow)
         {
-            for (int at = 0; at < payload.Length; at += 6)
+            // Values are checked before they are used: MAX_FRAME_SIZE 0 once made this client send
+            // empty DATA frames without end.
+            Http2Frames.ReadSettings(payload, (id, value) =>
             {
-                ushort id = BinaryPrimitives.ReadUInt16BigEndian(payload[at..]);
-                uint value = BinaryPrimitives.ReadUInt32BigEndian(payload[(at + 2)..]);
                 if (id == Http2Frames.SettingInitialWindowSize)
                 {
-                    _streamWindow += (long)value - _peerInitialWindow;
+                    _streamWindow = Http2Frames.Grow(_streamWindow, (long)value - _peerInitialWindow, "stream");
                     _peerInitialWindow = (int)value;
                 }
                 else if (id == Http2Frames.SettingMaxFrameSize)
                 {
                     _maxFrameSize = (int)value;
                 }
-            }
+            });
 
             opened = _windowOpened;
             _windowOpened = null;
@@ -173,11 +241,11 @@ internal sealed partial class Http2LinkCall
         {
             if (stream == 0)
             {
-                _connectionWindow += increment;
+                _connectionWindow = Http2Frames.Grow(_connectionWindow, increment, "connection");
             }
             else if (stream == StreamId)
             {
-                _streamWindow += increment;
+                _streamWindow = Http2Frames.Grow(_streamWindow, increment, "stream");
             }
 
             opened = _windowOpened;

@@ -33,7 +33,8 @@ internal sealed partial class Http2LinkCall : ILinkCall
     private readonly object _flow = new();
     private readonly TaskCompletionSource<Metadata> _headers = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly HpackDecoder _decoder = new();
+    private readonly HpackDecoder _decoder;
+    private readonly int _maxHeaderBlock;
     private long _connectionWindow = Http2Frames.DefaultWindow;
     private long _streamWindow = Http2Frames.DefaultWindow;
     private int _peerInitialWindow = Http2Frames.DefaultWindow;
@@ -42,10 +43,12 @@ internal sealed partial class Http2LinkCall : ILinkCall
     private Exception? _failure;
     private int _closed;
 
-    private Http2LinkCall(Socket socket, string peer)
+    private Http2LinkCall(Socket socket, string peer, int maxHeaderBytes)
     {
         _socket = socket;
         _peer = peer;
+        _maxHeaderBlock = maxHeaderBytes;
+        _decoder = new HpackDecoder(maxListBytes: maxHeaderBytes);
         // Nobody else awaits these when the caller gave up early; never leave a fault unobserved.
         _ = _headers.Task.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously);
         _ = _completion.Task.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously);
@@ -56,8 +59,10 @@ internal sealed partial class Http2LinkCall : ILinkCall
     public Task Completion => _completion.Task;
 
     /// <summary>Connects and starts the call; a peer that cannot be reached is an <see cref="RpcException"/> with Unavailable.</summary>
+    /// <param name="maxHeaderBytes">The largest response header block accepted, and its largest decoded size (<see cref="GrpcTransportOptions.MaxHeaderBytes"/>).</param>
     public static async Task<Http2LinkCall> StartAsync(
-        Uri address, string path, IEnumerable<KeyValuePair<string, string>> metadata, CancellationToken cancellationToken)
+        Uri address, string path, IEnumerable<KeyValuePair<string, string>> metadata, CancellationToken cancellationToken,
+        int maxHeaderBytes = 16 << 10)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
@@ -75,7 +80,7 @@ internal sealed partial class Http2LinkCall : ILinkCall
             throw;
         }
 
-        var call = new Http2LinkCall(socket, address.ToString());
+        var call = new Http2LinkCall(socket, address.ToString(), maxHeaderBytes);
         _ = call.ReadLoopAsync();
 
         var start = new List<byte>(512);

@@ -59,7 +59,7 @@ internal sealed partial class Http2LinkConnection
                 }
 
                 _dataRemaining -= n;
-                await AcknowledgeAsync(n, endOfFrame: _dataRemaining == 0).ConfigureAwait(false);
+                await AcknowledgeAsync(n, endOfFrame: _dataRemaining == 0, cancellationToken).ConfigureAwait(false);
                 return n;
             }
 
@@ -69,7 +69,7 @@ internal sealed partial class Http2LinkConnection
                 int skip = Math.Min(_paddingRemaining, _input.Buffered);
                 _input.Skip(skip);
                 _paddingRemaining -= skip;
-                await AcknowledgeAsync(skip, endOfFrame: _paddingRemaining == 0).ConfigureAwait(false);
+                await AcknowledgeAsync(skip, endOfFrame: _paddingRemaining == 0, cancellationToken).ConfigureAwait(false);
                 continue;
             }
 
@@ -88,8 +88,8 @@ internal sealed partial class Http2LinkConnection
             var (length, type, flags, stream) = Http2Frames.ReadHeader(_input.Peek(Http2Frames.HeaderLength));
             if (length > _options.MaxFrameBytes)
             {
-                await WriteAsync(Http2Frames.ErrorFrame(Http2Frames.GoAway, 0, Http2Frames.FrameSizeError, _streamId)).ConfigureAwait(false);
-                throw new InvalidDataException($"{Peer} sent a frame of {length} bytes; this endpoint advertised {_options.MaxFrameBytes}.");
+                throw new Http2ConnectionException(
+                    Http2Frames.FrameSizeError, $"{Peer} sent a frame of {length} bytes; this endpoint advertised {_options.MaxFrameBytes}.");
             }
 
             if (type == Http2Frames.Data && stream == _streamId)
@@ -98,16 +98,21 @@ internal sealed partial class Http2LinkConnection
                 int padding = 0;
                 if ((flags & Http2Frames.PaddedFlag) != 0)
                 {
+                    if (length == 0)
+                    {
+                        throw new Http2ConnectionException(Http2Frames.FrameSizeError, "A PADDED DATA frame without its pad length.");
+                    }
+
                     await _input.FillAsync(1, 1, cancellationToken).ConfigureAwait(false);
                     padding = _input.Peek(1)[0];
                     _input.Skip(1);
-                    await AcknowledgeAsync(1, endOfFrame: false).ConfigureAwait(false);
+                    await AcknowledgeAsync(1, endOfFrame: false, cancellationToken).ConfigureAwait(false);
                     length--;
                 }
 
                 if (padding > length)
                 {
-                    throw new InvalidDataException("DATA padding longer than the frame.");
+                    throw new Http2ConnectionException(Http2Frames.ProtocolError, "DATA padding longer than the frame.");
                 }
 
                 _dataRemaining = length - padding;
@@ -116,7 +121,7 @@ internal sealed partial class Http2LinkConnection
                 continue;
             }
 
-            var frame = await _input.ReadFrameAsync(MaxHeaderBlock, SmallReadAhead, cancellationToken).ConfigureAwait(false);
+            var frame = await _input.ReadFrameAsync(_maxHeaderBlock, SmallReadAhead, cancellationToken).ConfigureAwait(false);
             if (type == Http2Frames.Headers && stream == _streamId)
             {
                 // Request trailers (gRPC clients send none): the stream ends here.
@@ -124,7 +129,7 @@ internal sealed partial class Http2LinkConnection
                 continue;
             }
 
-            await OnControlFrameAsync(type, flags, stream, frame.Payload).ConfigureAwait(false);
+            await OnControlFrameAsync(type, flags, stream, frame.Payload, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -235,8 +240,11 @@ internal sealed partial class Http2LinkConnection
         throw new InvalidDataException("A truncated or overlong varint in a collective frame.");
     }
 
-    /// <summary>Gives consumed DATA bytes back to the client's windows, in batches.</summary>
-    private async ValueTask AcknowledgeAsync(int bytes, bool endOfFrame)
+    /// <summary>
+    /// Gives consumed DATA bytes back to the client's windows, in batches. The reader's token
+    /// reaches the write: a neighbour that stops reading cannot hold a closed link's reader forever.
+    /// </summary>
+    private async ValueTask AcknowledgeAsync(int bytes, bool endOfFrame, CancellationToken cancellationToken)
     {
         _unacknowledged += bytes;
         long threshold = Math.Max(Http2Frames.DefaultFrameSize, _options.StreamWindowBytes / 4);
@@ -247,7 +255,7 @@ internal sealed partial class Http2LinkConnection
             var updates = new byte[2 * (Http2Frames.HeaderLength + 4)];
             Http2Frames.WindowUpdateFrame(0, increment).CopyTo(updates, 0);
             Http2Frames.WindowUpdateFrame(_streamId, increment).CopyTo(updates, Http2Frames.HeaderLength + 4);
-            await WriteAsync(updates).ConfigureAwait(false);
+            await WriteAsync(updates, cancellationToken).ConfigureAwait(false);
         }
     }
 }

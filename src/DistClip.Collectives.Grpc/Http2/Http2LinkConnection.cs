@@ -19,16 +19,26 @@ namespace DistClip.Collectives.Grpc.Http2;
 /// </summary>
 internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame>
 {
-    private const int MaxHeaderBlock = 64 << 10;
     private const int DirectReadThreshold = 4096;
     private const int SmallReadAhead = 128;
 
+    // This end sends only SETTINGS, WINDOW_UPDATEs, control replies and trailers: a small kernel
+    // send buffer costs nothing and bounds what a peer that never reads can leave queued here.
+    private const int SendBufferBytes = 64 << 10;
+
     private readonly Socket _socket;
     private readonly GrpcTransportOptions _options;
+    private readonly TimeProvider _time;
     private readonly int _maxMessageBytes;
+    private readonly int _maxHeaderBlock;
     private readonly FrameInput _input;
-    private readonly HpackDecoder _decoder = new();
+    private readonly HpackDecoder _decoder;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private Action? _leaveUnauthenticated;
+    private int _controlFrames;   // SETTINGS and PINGs answered before the request headers
+    private long _sendConnectionWindow = Http2Frames.DefaultWindow; // the peer's windows for DATA we would send (we send none,
+    private long _sendStreamWindow = Http2Frames.DefaultWindow;     // but an overflowing WINDOW_UPDATE is an error all the same)
+    private long _peerInitialWindow = Http2Frames.DefaultWindow;
     private int _streamId;
     private int _dataRemaining;   // payload bytes left in the current DATA frame
     private int _paddingRemaining; // padding bytes left after them
@@ -38,15 +48,24 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
     private bool _headersSent;
     private RingFrame? _current;
 
-    public Http2LinkConnection(Socket socket, GrpcTransportOptions options)
+    /// <param name="leaveUnauthenticated">
+    /// Called once, when the call is admitted or the connection ends, whichever comes first: the
+    /// listener counts the connections in between against <see cref="GrpcTransportOptions.MaxUnauthenticatedConnections"/>.
+    /// </param>
+    public Http2LinkConnection(Socket socket, GrpcTransportOptions options, TimeProvider? time = null, Action? leaveUnauthenticated = null)
     {
         _socket = socket;
         _options = options;
+        _time = time ?? TimeProvider.System;
+        _leaveUnauthenticated = leaveUnauthenticated;
         _maxMessageBytes = FrameMarshaller.MaxFrameBytes(CollectiveLimits.MaxChunkBytes);
+        _maxHeaderBlock = options.MaxHeaderBytes;
+        _decoder = new HpackDecoder(maxListBytes: options.MaxHeaderBytes);
         Peer = socket.RemoteEndPoint is IPEndPoint remote
             ? $"{(remote.AddressFamily == AddressFamily.InterNetworkV6 ? "ipv6" : "ipv4")}:{remote}"
             : "unknown";
-        _input = new FrameInput(socket, MaxHeaderBlock + Http2Frames.HeaderLength, Peer);
+        socket.SendBufferSize = SendBufferBytes;
+        _input = new FrameInput(socket, _maxHeaderBlock + Http2Frames.HeaderLength, Peer);
     }
 
     /// <summary>Who is calling, as gRPC's <c>ServerCallContext.Peer</c> writes it.</summary>
@@ -60,28 +79,42 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
         try
         {
             Dictionary<string, string> headers;
-            using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(stopping))
+            using (var deadline = new CancellationTokenSource(_options.HandshakeTimeout, _time))
+            using (deadline.Token.Register(Abort))
             {
-                // A connection that never gets to its request headers is dropped after the connect timeout.
-                handshake.CancelAfter(_options.ConnectTimeout);
-                headers = await HandshakeAsync(handshake.Token).ConfigureAwait(false);
+                // One deadline over the whole handshake, writes included: it closes the socket, so a
+                // peer that stops reading cannot park this side in a send that never completes.
+                headers = await HandshakeAsync(stopping).ConfigureAwait(false);
             }
 
             var (status, detail) = await ServeAsync(acceptor, headers, stopping).ConfigureAwait(false);
-            await SendTrailersAsync(status, detail).ConfigureAwait(false);
-            await LingerAsync().ConfigureAwait(false);
+            using (var deadline = new CancellationTokenSource(_options.HandshakeTimeout, _time))
+            using (deadline.Token.Register(Abort))
+            {
+                // Likewise the goodbye: the trailers and the wait for the client to close.
+                await SendTrailersAsync(status, detail).ConfigureAwait(false);
+                await LingerAsync(deadline.Token).ConfigureAwait(false);
+            }
         }
         catch (Exception ex)
         {
-            // The peer is gone or spoke something else than h2c gRPC: nothing to answer. (A link that
-            // was admitted has already told its group, through the reader's failure.)
+            // The peer is gone or spoke something else than h2c gRPC. A protocol error is named in a
+            // GOAWAY if it can be sent at once; nothing else is answered. (A link that was admitted
+            // has already told its group, through the reader's failure.)
             Failure = ex;
+            if (ex is Http2ConnectionException error)
+            {
+                TrySendGoAway(error.Code);
+            }
         }
         finally
         {
             _socket.Dispose();
+            LeaveUnauthenticated();
         }
     }
+
+    private void LeaveUnauthenticated() => Interlocked.Exchange(ref _leaveUnauthenticated, null)?.Invoke();
 
     /// <summary>Why the connection ended early, if it did (for diagnostics and tests).</summary>
     public Exception? Failure { get; private set; }
@@ -149,13 +182,13 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
         List<byte>? block = null;
         while (true)
         {
-            var (_, type, flags, stream, payload) = await _input.ReadFrameAsync(MaxHeaderBlock, SmallReadAhead, cancellationToken)
+            var (_, type, flags, stream, payload) = await _input.ReadFrameAsync(_maxHeaderBlock, SmallReadAhead, cancellationToken)
                 .ConfigureAwait(false);
             if (type == Http2Frames.Headers && block is null)
             {
                 if (stream == 0 || (stream & 1) == 0)
                 {
-                    throw new InvalidDataException($"HEADERS on stream {stream}.");
+                    throw new Http2ConnectionException(Http2Frames.ProtocolError, $"HEADERS on stream {stream}.");
                 }
 
                 _streamId = stream;
@@ -168,17 +201,26 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
             }
             else if (block is not null)
             {
-                throw new InvalidDataException($"A frame of type {type} inside a header block.");
+                throw new Http2ConnectionException(Http2Frames.ProtocolError, $"A frame of type {type} inside a header block.");
             }
             else
             {
-                await OnControlFrameAsync(type, flags, stream, payload).ConfigureAwait(false);
+                if (type is Http2Frames.Settings or Http2Frames.Ping && (flags & Http2Frames.AckFlag) == 0
+                    && ++_controlFrames > _options.MaxHandshakeControlFrames)
+                {
+                    // Each is answered: a peer that sends them without end (and never reads) is flooding.
+                    throw new Http2ConnectionException(
+                        Http2Frames.EnhanceYourCalm, $"{Peer} sent more than {_options.MaxHandshakeControlFrames} SETTINGS and PINGs before its request.");
+                }
+
+                await OnControlFrameAsync(type, flags, stream, payload, cancellationToken).ConfigureAwait(false);
                 continue;
             }
 
-            if (block.Count > MaxHeaderBlock)
+            // CONTINUATION frames add up: the block as a whole is bounded (RFC 9113 §10.5.1).
+            if (block.Count > _maxHeaderBlock)
             {
-                throw new InvalidDataException($"A header block over {MaxHeaderBlock} bytes.");
+                throw new Http2ConnectionException(Http2Frames.ProtocolError, $"A header block over {_maxHeaderBlock} bytes.");
             }
 
             if ((flags & Http2Frames.EndHeadersFlag) != 0)
@@ -196,51 +238,9 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
         }
     }
 
-    /// <summary>SETTINGS, PING, GOAWAY, RST_STREAM, WINDOW_UPDATE, PRIORITY.</summary>
-    private async ValueTask OnControlFrameAsync(byte type, byte flags, int stream, ReadOnlyMemory<byte> payload)
-    {
-        int length = payload.Length;
-        switch (type)
-        {
-            case Http2Frames.Settings when (flags & Http2Frames.AckFlag) == 0:
-                Expect(length % 6 == 0, "SETTINGS", length);
-                // This side sends no DATA, so the client's windows and frame size never matter.
-                await WriteAsync(Http2Frames.Frame(Http2Frames.Settings, Http2Frames.AckFlag, 0, default)).ConfigureAwait(false);
-                break;
-            case Http2Frames.Ping when (flags & Http2Frames.AckFlag) == 0:
-                Expect(length == 8, "PING", length);
-                await WriteAsync(Http2Frames.Frame(Http2Frames.Ping, Http2Frames.AckFlag, 0, payload.Span)).ConfigureAwait(false);
-                break;
-            case Http2Frames.RstStream when stream == _streamId && _streamId != 0:
-                Expect(length == 4, "RST_STREAM", length);
-                throw new IOException($"{Peer} reset the stream (HTTP/2 error {BinaryPrimitives.ReadUInt32BigEndian(payload.Span)}).");
-            case Http2Frames.GoAway:
-                Expect(length >= 8, "GOAWAY", length);
-                uint code = BinaryPrimitives.ReadUInt32BigEndian(payload.Span[4..]);
-                if (code != Http2Frames.NoError)
-                {
-                    throw new IOException($"{Peer} closed the connection (GOAWAY, HTTP/2 error {code}).");
-                }
-
-                break;
-            case Http2Frames.Headers or Http2Frames.Continuation:
-                // SETTINGS_MAX_CONCURRENT_STREAMS is 1: a second call on this connection is a protocol error.
-                throw new InvalidDataException($"{Peer} opened a second stream ({stream}) on a link connection.");
-            case Http2Frames.PushPromise:
-                throw new InvalidDataException("A client sent PUSH_PROMISE.");
-        }
-    }
-
-    private static void Expect(bool valid, string frame, int length)
-    {
-        if (!valid)
-        {
-            throw new InvalidDataException($"A {frame} frame of {length} bytes.");
-        }
-    }
-
     private Task SendResponseHeadersAsync()
     {
+        LeaveUnauthenticated(); // the acceptor has checked the secret
         var block = ResponseStart();
         HpackEncoder.WriteLiteral(block, LinkHeaders.Accepted, "1");
         _headersSent = true;
@@ -281,10 +281,11 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
     /// Half-closes and reads until the client closes (bounded), so that the trailers are read before
     /// the connection goes: closing with unread bytes would reset it and could lose them.
     /// </summary>
-    private async Task LingerAsync()
+    private async Task LingerAsync(CancellationToken deadline)
     {
         _socket.Shutdown(SocketShutdown.Send);
-        using var linger = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        using var linger = CancellationTokenSource.CreateLinkedTokenSource(deadline);
+        linger.CancelAfter(TimeSpan.FromSeconds(5));
         var sink = new byte[64 << 10];
         while (await _socket.ReceiveAsync(sink, SocketFlags.None, linger.Token).ConfigureAwait(false) > 0)
         {
@@ -308,22 +309,5 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
         }
 
         return encoded.ToString();
-    }
-
-    private async Task WriteAsync(ReadOnlyMemory<byte> bytes)
-    {
-        await _writeLock.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            while (!bytes.IsEmpty)
-            {
-                int n = await _socket.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);
-                bytes = bytes[n..];
-            }
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
     }
 }
