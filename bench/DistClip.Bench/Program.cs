@@ -93,7 +93,15 @@ switch (options.Suite)
         }
 
         return 0;
+    case "sparse-rows":
+        var sparseRows = await SparseRowsSuite.RunAsync(options, Console.Out, CancellationToken.None);
+        if (options.Json is not null)
+        {
+            await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(new { suite = "sparse-rows", results = sparseRows }, new JsonSerializerOptions { WriteIndented = true }));
+        }
+
+        return 0;
     default:
-        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, memory, chaos, collectives, versus-pytorch");
+        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, memory, chaos, collectives, versus-pytorch, sparse-rows, fuzz-http2");
         return 2;
 }
