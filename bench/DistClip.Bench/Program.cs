@@ -93,6 +93,9 @@ switch (options.Suite)
         }
 
         return 0;
+    case "attention":
+        AttentionSuite.Run(options, Console.Out);
+        return 0;
     case "sparse-rows":
         var sparseRows = await SparseRowsSuite.RunAsync(options, Console.Out, CancellationToken.None);
         if (options.Json is not null)
@@ -102,6 +105,6 @@ switch (options.Suite)
 
         return 0;
     default:
-        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, memory, chaos, collectives, versus-pytorch, sparse-rows, fuzz-http2");
+        Console.Error.WriteLine($"unknown suite '{options.Suite}'; suites: train, launch, memory, chaos, collectives, versus-pytorch, sparse-rows, attention, fuzz-http2");
         return 2;
 }
