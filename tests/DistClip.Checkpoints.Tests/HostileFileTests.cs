@@ -105,6 +105,27 @@ public sealed class HostileFileTests : IDisposable
     }
 
     [Fact]
+    public void A_loader_that_reads_exactly_the_files_length_is_stopped_before_its_last_byte()
+    {
+        CheckpointStore store = _root.Store();
+        store.Commit(100);
+        ResolvedCheckpoint resolved = store.ResolveLatest(CancellationToken.None)!;
+        using (var file = new FileStream(Path.Combine(resolved.Directory, CheckpointFiles.Model), FileMode.Open, FileAccess.ReadWrite))
+        {
+            file.Seek(-1, SeekOrigin.End);
+            int last = file.ReadByte();
+            file.Seek(-1, SeekOrigin.End);
+            file.WriteByte((byte)(last ^ 0x01)); // only the last byte differs
+        }
+
+        // Like a self-delimiting format's loader: it never asks past the end, so no end-of-file read checks it.
+        using Stream model = resolved.Open(CheckpointFiles.Model);
+        var buffer = new byte[model.Length];
+        var error = Assert.Throws<CorruptCheckpointException>(() => model.ReadExactly(buffer));
+        Assert.Contains("changed since it was verified", error.Reason);
+    }
+
+    [Fact]
     public async Task Verifying_a_large_checkpoint_stops_promptly_when_cancelled()
     {
         CheckpointStore store = _root.Store();
