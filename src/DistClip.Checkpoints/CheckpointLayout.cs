@@ -62,11 +62,17 @@ internal static class CheckpointLayout
         string text;
         try
         {
-            text = File.ReadAllText(path).Trim();
+            // A few bytes from a regular file: a FIFO named latest would block a resume forever.
+            text = System.Text.Encoding.UTF8.GetString(Manifest.ReadSmallFile(runDirectory, LatestFileName, maxBytes: 256)).Trim();
         }
-        catch (FileNotFoundException)
+        catch (CorruptCheckpointException e) when (e.Reason == "missing")
         {
             problem = $"{path} is missing";
+            return null;
+        }
+        catch (CorruptCheckpointException e)
+        {
+            problem = $"{path} {e.Reason}";
             return null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

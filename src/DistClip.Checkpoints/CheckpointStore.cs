@@ -163,7 +163,9 @@ public sealed class CheckpointStore
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         string directory = Path.GetFullPath(path);
-        if (!Directory.Exists(directory))
+        // lstat, not Directory.Exists: a link or a FIFO given as the directory is refused by Verify, naming it.
+        string? what = CheckpointEntries.NotADirectory(directory);
+        if (what == "missing" || (what is null && !Directory.Exists(directory)))
         {
             throw new CheckpointNotFoundException($"Checkpoint directory {directory} does not exist.", []);
         }

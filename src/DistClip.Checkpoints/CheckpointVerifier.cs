@@ -5,29 +5,35 @@ namespace DistClip.Checkpoints;
 
 /// <summary>
 /// Checks one step directory against its MANIFEST and reads its state.json. Every failure is a
-/// <see cref="CorruptCheckpointException"/> naming the directory and the first bad file.
+/// <see cref="CorruptCheckpointException"/> naming the directory and the first bad file. Only
+/// regular files are opened (<see cref="CheckpointEntries"/>); state.json is read once, and the bytes
+/// hashed are the bytes parsed. Payload files are hashed again as they are loaded
+/// (<see cref="VerifyingReadStream"/>).
 /// </summary>
 internal static class CheckpointVerifier
 {
     /// <summary>Keys of state.json the library owns; callers may not set them.</summary>
     public static readonly IReadOnlySet<string> ReservedStateKeys = new HashSet<string>(StringComparer.Ordinal) { "step", "config", "config_hash" };
 
+    /// <summary>The largest state.json read (its curve grows with the run; a million steps is far below this).</summary>
+    public const int MaxStateBytes = 256 << 20;
+
+    /// <exception cref="OperationCanceledException">Cancelled, between files or within one (every 1 MiB).</exception>
     public static ResolvedCheckpoint Verify(string directory, CancellationToken ct)
     {
-        if (!Directory.Exists(directory))
+        if (CheckpointEntries.NotADirectory(directory) is { } what)
         {
-            throw new CorruptCheckpointException(directory, null, "the directory is missing");
+            throw new CorruptCheckpointException(directory, null, what == "missing" ? "the directory is missing" : $"it is {what}, not a directory");
         }
         IReadOnlyList<ManifestEntry> entries = Manifest.Read(directory);
-        if (!entries.Any(e => e.Name == CheckpointFiles.State))
-        {
-            throw new CorruptCheckpointException(directory, CheckpointFiles.Manifest, $"does not list {CheckpointFiles.State}");
-        }
-        foreach (ManifestEntry entry in entries)
+        ManifestEntry stateEntry = entries.FirstOrDefault(e => e.Name == CheckpointFiles.State)
+            ?? throw new CorruptCheckpointException(directory, CheckpointFiles.Manifest, $"does not list {CheckpointFiles.State}");
+        foreach (ManifestEntry entry in entries.Where(e => e != stateEntry))
         {
             ct.ThrowIfCancellationRequested();
             VerifyFile(directory, entry, ct);
         }
+        byte[] stateBytes = ReadVerified(directory, stateEntry, MaxStateBytes);
 
         var warnings = new List<string>();
         var listed = entries.Select(e => e.Name).Append(CheckpointFiles.Manifest).ToHashSet(StringComparer.Ordinal);
@@ -41,39 +47,58 @@ internal static class CheckpointVerifier
             }
         }
 
-        (long step, JsonObject state, JsonElement config, string hash) = ReadState(directory);
+        (long step, JsonObject state, JsonElement config, string hash) = ReadState(directory, stateBytes);
         string directoryName = Path.GetFileName(Path.TrimEndingDirectorySeparator(directory));
         if (CheckpointLayout.TryParseStep(directoryName, out long named) && named != step)
         {
             throw new CorruptCheckpointException(directory, CheckpointFiles.State, $"says step {step} but the directory is step {named}");
         }
-        string[] payload = [.. entries.Select(e => e.Name).Where(n => n != CheckpointFiles.State).Order(StringComparer.Ordinal)];
+        ManifestEntry[] payload = [.. entries.Where(e => e != stateEntry).OrderBy(e => e.Name, StringComparer.Ordinal)];
         return new ResolvedCheckpoint(step, directory, state, config, hash, payload, warnings);
     }
 
     private static void VerifyFile(string directory, ManifestEntry entry, CancellationToken ct)
     {
-        string path = Path.Combine(directory, entry.Name);
-        var info = new FileInfo(path);
-        if (!info.Exists)
+        using FileStream file = CheckpointEntries.OpenRegular(directory, entry.Name, bufferSize: 1);
+        CheckSize(directory, entry, file.Length);
+        CheckHash(directory, entry, Manifest.Sha256Of(file, ct));
+    }
+
+    /// <summary>A small file read whole, checked against its entry: the bytes returned are the bytes hashed.</summary>
+    private static byte[] ReadVerified(string directory, ManifestEntry entry, int maxBytes)
+    {
+        if (entry.Size > maxBytes)
         {
-            throw new CorruptCheckpointException(directory, entry.Name, "missing");
+            throw new CorruptCheckpointException(directory, entry.Name, $"MANIFEST says {entry.Size} bytes; at most {maxBytes} are read");
         }
-        if (info.Length != entry.Size)
+        using FileStream file = CheckpointEntries.OpenRegular(directory, entry.Name, bufferSize: 1);
+        CheckSize(directory, entry, file.Length);
+        var bytes = new byte[entry.Size];
+        int read = file.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false);
+        CheckSize(directory, entry, read);
+        CheckHash(directory, entry, Manifest.Sha256Of(bytes));
+        return bytes;
+    }
+
+    private static void CheckSize(string directory, ManifestEntry entry, long length)
+    {
+        if (length != entry.Size)
         {
-            string how = info.Length < entry.Size ? "truncated" : "too long";
-            throw new CorruptCheckpointException(directory, entry.Name, $"{how}: {info.Length} bytes, MANIFEST says {entry.Size}");
+            string how = length < entry.Size ? "truncated" : "too long";
+            throw new CorruptCheckpointException(directory, entry.Name, $"{how}: {length} bytes, MANIFEST says {entry.Size}");
         }
-        string actual = Manifest.Sha256Of(path, ct);
+    }
+
+    private static void CheckHash(string directory, ManifestEntry entry, string actual)
+    {
         if (actual != entry.Sha256)
         {
             throw new CorruptCheckpointException(directory, entry.Name, $"sha256 {actual} does not match MANIFEST's {entry.Sha256}");
         }
     }
 
-    private static (long Step, JsonObject State, JsonElement Config, string Hash) ReadState(string directory)
+    private static (long Step, JsonObject State, JsonElement Config, string Hash) ReadState(string directory, byte[] bytes)
     {
-        byte[] bytes = File.ReadAllBytes(Path.Combine(directory, CheckpointFiles.State));
         JsonObject state;
         try
         {

@@ -24,15 +24,14 @@ internal static class Manifest
         return Encoding.UTF8.GetBytes(text.ToString());
     }
 
-    /// <exception cref="CorruptCheckpointException">MANIFEST is missing or malformed.</exception>
+    /// <summary>The most a MANIFEST may hold: thousands of lines, far more than a checkpoint has files.</summary>
+    public const int MaxBytes = 1 << 20;
+
+    /// <exception cref="CorruptCheckpointException">MANIFEST is missing, not a regular file, too large or malformed.</exception>
     public static IReadOnlyList<ManifestEntry> Read(string directory)
     {
-        string path = Path.Combine(directory, CheckpointFiles.Manifest);
-        if (!File.Exists(path))
-        {
-            throw new CorruptCheckpointException(directory, CheckpointFiles.Manifest, "missing");
-        }
-        string[] lines = File.ReadAllText(path, Encoding.UTF8).Split('\n');
+        byte[] bytes = ReadSmallFile(directory, CheckpointFiles.Manifest, MaxBytes);
+        string[] lines = Encoding.UTF8.GetString(bytes).Split('\n');
         var entries = new List<ManifestEntry>();
         for (int i = 0; i < lines.Length; i++)
         {
@@ -49,11 +48,10 @@ internal static class Manifest
         return entries;
     }
 
-    /// <summary>Streams the file through sha256; cancellable between 1 MiB chunks.</summary>
-    public static string Sha256Of(string path, CancellationToken ct)
+    /// <summary>Streams the file through sha256; cancellable between 1 MiB chunks (a large model takes seconds).</summary>
+    public static string Sha256Of(Stream file, CancellationToken ct)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
         byte[] buffer = new byte[1 << 20];
         int read;
         while ((read = file.Read(buffer)) > 0)
@@ -62,6 +60,23 @@ internal static class Manifest
             hash.AppendData(buffer.AsSpan(0, read));
         }
         return Convert.ToHexStringLower(hash.GetCurrentHash());
+    }
+
+    public static string Sha256Of(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    /// <summary>A regular file of at most <paramref name="maxBytes"/>, read whole through one descriptor.</summary>
+    /// <exception cref="CorruptCheckpointException">It is missing, not a regular file, or larger.</exception>
+    public static byte[] ReadSmallFile(string directory, string name, int maxBytes)
+    {
+        using FileStream file = CheckpointEntries.OpenRegular(directory, name, bufferSize: 1);
+        long length = file.Length;
+        if (length > maxBytes)
+        {
+            throw new CorruptCheckpointException(directory, name, $"is {length} bytes; at most {maxBytes} are read");
+        }
+        var bytes = new byte[length];
+        file.ReadExactly(bytes);
+        return bytes;
     }
 
     private static ManifestEntry ParseLine(string directory, string line, int number)

@@ -5,25 +5,25 @@ namespace DistClip.Checkpoints;
 
 /// <summary>
 /// A checkpoint whose every MANIFEST entry was present with the listed size and sha256 when it was
-/// resolved. <see cref="State"/> is the document the caller committed, without the library's own
+/// resolved, and is checked again as it is read (<see cref="Open"/>). <see cref="State"/> is the document the caller committed, without the library's own
 /// <c>step</c>, <c>config</c> and <c>config_hash</c>, which are the properties here.
 /// </summary>
 public sealed class ResolvedCheckpoint
 {
-    private readonly IReadOnlySet<string> _listed;
+    private readonly IReadOnlyList<ManifestEntry> _entries;
 
     internal ResolvedCheckpoint(
         long step, string directory, JsonObject state, JsonElement config, string configHash,
-        IReadOnlyList<string> files, IReadOnlyList<string> warnings)
+        IReadOnlyList<ManifestEntry> files, IReadOnlyList<string> warnings)
     {
         Step = step;
         Directory = directory;
         State = state;
         Config = config;
         ConfigHash = configHash;
-        Files = files;
+        _entries = files;
+        Files = [.. files.Select(f => f.Name)];
         Warnings = warnings;
-        _listed = files.ToHashSet(StringComparer.Ordinal);
     }
 
     public long Step { get; }
@@ -49,17 +49,20 @@ public sealed class ResolvedCheckpoint
     /// </summary>
     public IReadOnlyList<string> Warnings { get; }
 
-    /// <summary>Opens a payload file for reading.</summary>
+    /// <summary>
+    /// Opens a payload file for reading, front to back (not seekable). Its bytes are hashed as they
+    /// are read: the read that would deliver the last byte throws <see cref="CorruptCheckpointException"/>
+    /// instead when the file no longer matches MANIFEST (changed or swapped since it was verified).
+    /// </summary>
     /// <exception cref="FileNotFoundException">The MANIFEST does not list <paramref name="name"/>.</exception>
+    /// <exception cref="CorruptCheckpointException">It is no longer a regular file.</exception>
     public Stream Open(string name)
     {
         // Only listed files were verified; anything else in the directory is not part of the checkpoint.
-        if (!_listed.Contains(name))
-        {
-            throw new FileNotFoundException(
+        ManifestEntry entry = _entries.FirstOrDefault(e => e.Name == name)
+            ?? throw new FileNotFoundException(
                 $"Checkpoint {Directory} has no file '{name}' (it holds: {string.Join(", ", Files)}).", name);
-        }
-        return new FileStream(Path.Combine(Directory, name), FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan);
+        return new VerifyingReadStream(CheckpointEntries.OpenRegular(Directory, name, bufferSize: 1 << 20), Directory, entry);
     }
 
     /// <summary>
@@ -70,5 +73,5 @@ public sealed class ResolvedCheckpoint
         CheckpointConfig.EnsureCompatible(Config, current, allowedToChange);
 
     internal ResolvedCheckpoint WithWarnings(IReadOnlyList<string> earlier) =>
-        earlier.Count == 0 ? this : new(Step, Directory, State, Config, ConfigHash, Files, [.. earlier, .. Warnings]);
+        earlier.Count == 0 ? this : new(Step, Directory, State, Config, ConfigHash, _entries, [.. earlier, .. Warnings]);
 }

@@ -11,7 +11,7 @@ try
 catch (Exception e) when (e is ArgumentException or FormatException or UriFormatException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
-    Console.Error.WriteLine("usage: worker --coordinator HOST:PORT [--preferred-rank N] [--secret-file FILE] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N] [--join-timeout S] [--link direct|grpc]");
+    Console.Error.WriteLine("usage: worker --coordinator HOST:PORT [--preferred-rank N] [--secret-file FILE] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N] [--metrics-bind ADDRESS] [--join-timeout S] [--link direct|grpc]");
     Console.Error.WriteLine($"for tests, {Faults.Variable} injects faults, each once per run (markers in {Faults.StateVariable}, default $TMPDIR/distclip-faults-RUNID):");
     Console.Error.WriteLine($"  {DistClip.Training.Faults.FaultPlan.Grammar}; see docs/architecture.md, \"Fault injection for tests\"");
     return WorkerExitCodes.BadArguments;

@@ -50,7 +50,8 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             new GrpcTransportOptions { Secret = secret, ListenAddress = options.Bind, Port = options.Port }.WithLink(options.Link), loggers, cancellationToken: ct).ConfigureAwait(false);
         var advertised = new UriBuilder(endpoint.Address) { Host = options.AdvertiseHost }.Uri;
         LogEndpoint(_logger, advertised, options.Link.ToString().ToLowerInvariant());
-        await using var metrics = await MetricsServer.StartAsync("distclip-worker", options.Bind, options.MetricsPort, options.AdvertiseHost, ct).ConfigureAwait(false);
+        await using var metrics = await MetricsServer.StartAsync("distclip-worker", options.MetricsBind, options.MetricsPort,
+            System.Net.IPAddress.IsLoopback(options.MetricsBind) ? options.MetricsBind.ToString() : options.AdvertiseHost, ct).ConfigureAwait(false);
         LogMetrics(_logger, metrics.Address);
         string workerId = $"{Environment.MachineName}-{Environment.ProcessId}-{Convert.ToHexString(RandomNumberGenerator.GetBytes(3)).ToLowerInvariant()}";
         var request = new JoinRequest

@@ -6,7 +6,7 @@ using DistClip.Training.Faults;
 namespace DistClip.Worker;
 
 /// <summary>
-/// <c>worker --coordinator URL [--preferred-rank N] [--secret-file F] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N] [--link direct|grpc]</c>.
+/// <c>worker --coordinator URL [--preferred-rank N] [--secret-file F] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N] [--metrics-bind ADDRESS] [--link direct|grpc]</c>.
 /// The secret comes from the file or from DISTCLIP_SECRET; the preferred rank defaults to
 /// Kubernetes' JOB_COMPLETION_INDEX when set. The metrics port defaults to 0 (a free one): several
 /// workers share a host (one per device), and the coordinator's targets file says where each is.
@@ -16,8 +16,14 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
     /// <summary>How long the first join keeps retrying a coordinator that is not up yet (a pod started before it).</summary>
     public TimeSpan JoinTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Where Prometheus scrapes this worker (HTTP/1.1, on <see cref="Bind"/>); 0 takes a free port.</summary>
+    /// <summary>Where Prometheus scrapes this worker (HTTP/1.1, on <see cref="MetricsBind"/>); 0 takes a free port.</summary>
     public int MetricsPort { get; init; }
+
+    /// <summary>
+    /// The metrics port's address: loopback unless told, even when <see cref="Bind"/> is 0.0.0.0 for
+    /// peers, since metrics describe the run to whoever can read them (the chart passes 0.0.0.0).
+    /// </summary>
+    public IPAddress MetricsBind { get; init; } = IPAddress.Loopback;
 
     /// <summary>The link stack of this worker's collectives (<c>--link direct|grpc</c>).</summary>
     public LinkStack Link { get; init; } = LinkStack.Direct;
@@ -35,6 +41,7 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
         string? advertise = null;
         var joinTimeout = TimeSpan.FromSeconds(60);
         int metricsPort = 0;
+        var metricsBind = IPAddress.Loopback;
         var link = LinkStack.Direct;
         for (int i = 0; i < args.Length; i++)
         {
@@ -66,6 +73,9 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
                 case "--metrics-port":
                     metricsPort = Telemetry.MetricsServer.ParsePort(value);
                     break;
+                case "--metrics-bind":
+                    metricsBind = IPAddress.Parse(value);
+                    break;
                 case "--link":
                     link = value switch
                     {
@@ -89,6 +99,7 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
         return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise)
         {
             MetricsPort = metricsPort,
+            MetricsBind = metricsBind,
             JoinTimeout = joinTimeout,
             Link = link,
             Faults = Worker.Faults.FromEnvironment(),

@@ -30,7 +30,12 @@ public sealed record CoordinatorOptions
         Min = 0, Max = 65535, DefaultDoc = "launch: 0; serve: 9464")]
     public int? MetricsPort { get; init; }
 
-    [Setting("address of the metrics port", DefaultDoc = "launch: 127.0.0.1; serve: --bind, else 0.0.0.0")]
+    /// <summary>
+    /// Where /metrics listens. Loopback unless told: metrics tell a stranger about the run (its hosts,
+    /// progress and memory), so they are offered beyond this host only on purpose; the chart passes
+    /// 0.0.0.0 for its Service and monitors.
+    /// </summary>
+    [Setting("address of the metrics port (0.0.0.0 for a Prometheus on another host)", DefaultDoc = "127.0.0.1")]
     public string? MetricsBind { get; init; }
 
     /// <summary>The options only <c>serve</c> takes (launch starts its own workers and picks its own port).</summary>
@@ -96,7 +101,7 @@ public sealed record CoordinatorCommand(bool Serve, RunConfig Run, IPAddress Bin
         }
 
         var bind = Address("bind", own.Bind) ?? IPAddress.Any;
-        var metricsBind = Address("metrics_bind", own.MetricsBind) ?? (serve ? bind : IPAddress.Loopback);
+        var metricsBind = Address("metrics_bind", own.MetricsBind) ?? IPAddress.Loopback;
         string? secret = RunSecret.Load(null);
         if (own.SecretFile is { } file)
         {

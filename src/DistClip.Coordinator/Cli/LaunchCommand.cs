@@ -29,7 +29,12 @@ internal static class LaunchCommand
         RunPlan plan;
         try
         {
-            plan = Preflight.Check(command.Run, w => Console.Error.WriteLine($"warning: {w}"), serve ? null : GpuInventory.OfThisHost());
+            plan = Preflight.Check(command.Run, w => Console.Error.WriteLine($"warning: {w}"), serve ? null : GpuInventory.OfThisHost(), ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // Ctrl-C while a large checkpoint was being verified for the resume: nothing has started.
+            return ExitCodes.Interrupted;
         }
         catch (Exception e) when (e is ConfigException or Data.DataException)
         {
@@ -69,7 +74,7 @@ internal static class LaunchCommand
         await using WorkerLauncher? launcher = serve ? null
             : plan.Hosts is null ? new LocalLauncher(run, server.Address, plan.WorkerGpus, loggers.CreateLogger<LocalLauncher>())
             : new SshLauncher(run, server.Address, plan.Hosts, plan.WorkerGpus, (s.SshOptions ?? "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries),
-                s.RemoteWorker ?? $"dotnet {WorkerLauncher.WorkerDll}", loggers.CreateLogger<SshLauncher>());
+                s.RemoteWorker ?? $"dotnet {WorkerLauncher.WorkerDll}", loggers.CreateLogger<SshLauncher>(), command.MetricsBind);
         if (serve)
         {
             string secretFile = Path.Combine(plan.RunDirectory, "secret");

@@ -21,7 +21,9 @@ public static class Preflight
 {
     /// <param name="localGpus">The GPUs of this host when this coordinator starts the workers (launch);
     /// null when they are started elsewhere (serve). A hostfile run places its workers by the hostfile.</param>
-    public static RunPlan Check(RunConfig settings, Action<string> warn, Launchers.GpuInventory? localGpus)
+    /// <param name="ct">Cancels verifying the checkpoint to resume from (seconds for a large model).</param>
+    /// <exception cref="OperationCanceledException">Cancelled while verifying it.</exception>
+    public static RunPlan Check(RunConfig settings, Action<string> warn, Launchers.GpuInventory? localGpus, CancellationToken ct)
     {
         IReadOnlyList<Launchers.HostEntry>? hosts = null;
         if (settings.Hostfile is not null)
@@ -66,7 +68,7 @@ public static class Preflight
         string? runId = settings.RunId;
         if (settings.Resume is not null)
         {
-            (resume, runId) = ResolveResume(settings.Resume, root, runId, warn);
+            (resume, runId) = ResolveResume(settings.Resume, root, runId, warn, ct);
             try
             {
                 resume.EnsureConfigCompatible(TrainOptionsJson.CheckpointConfig(settings.Training, settings.Workers), TrainOptions.ResumableChanges);
@@ -84,14 +86,14 @@ public static class Preflight
         return new RunPlan(settings, runId, runDir, root, resume, hosts, workerGpus);
     }
 
-    private static (ResolvedCheckpoint, string RunId) ResolveResume(string resume, string root, string? runId, Action<string> warn)
+    private static (ResolvedCheckpoint, string RunId) ResolveResume(string resume, string root, string? runId, Action<string> warn, CancellationToken ct)
     {
         if (resume != "latest")
         {
             ResolvedCheckpoint direct;
             try
             {
-                direct = CheckpointStore.ResolveDirectory(resume, CancellationToken.None);
+                direct = CheckpointStore.ResolveDirectory(resume, ct);
             }
             catch (IOException e)
             {
@@ -106,7 +108,7 @@ public static class Preflight
         ResolvedCheckpoint? latest;
         try
         {
-            latest = new CheckpointStore(new CheckpointOptions(root, runId)).ResolveLatest(CancellationToken.None);
+            latest = new CheckpointStore(new CheckpointOptions(root, runId)).ResolveLatest(ct);
         }
         catch (IOException e)
         {

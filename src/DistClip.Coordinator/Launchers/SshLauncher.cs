@@ -16,10 +16,12 @@ namespace DistClip.Coordinator.Launchers;
 /// at once; the remote process is not reached that way, and a stopped or stuck one may linger on its
 /// host (an external watchdog there, or the host's own end of the session, must end it). With
 /// <paramref name="slotGpus"/> the remote shell exports each slot's GPU as CUDA_VISIBLE_DEVICES.
+/// A worker's metrics listen on its host's loopback unless <paramref name="metricsBind"/> (the
+/// coordinator's own <c>--metrics-bind</c>) opens them further.
 /// </summary>
 public sealed class SshLauncher(
     Membership run, Uri coordinator, IReadOnlyList<HostEntry> hosts, IReadOnlyList<string>? slotGpus,
-    IReadOnlyList<string> sshOptions, string remoteWorker, ILogger logger)
+    IReadOnlyList<string> sshOptions, string remoteWorker, ILogger logger, System.Net.IPAddress? metricsBind = null)
     : WorkerLauncher(run, slotGpus, logger)
 {
     private readonly HostEntry[] _slotHosts = hosts.SelectMany(h => Enumerable.Repeat(h, h.Slots)).ToArray();
@@ -57,7 +59,8 @@ public sealed class SshLauncher(
             $"read -r {RunSecret.EnvironmentVariable} && export {RunSecret.EnvironmentVariable} " +
             $"OMP_WAIT_POLICY=PASSIVE{GpuExport(slot)} && " +
             $"exec {remoteWorker} --coordinator {Quote(coordinator.ToString())} --preferred-rank {slot} --link {Run.Settings.Config.Link} " +
-            $"--bind {(Hostfile.AllLoopback([host]) ? "127.0.0.1" : "0.0.0.0")} --advertise-host {Quote(host.Host)}");
+            $"--bind {(Hostfile.AllLoopback([host]) ? "127.0.0.1" : "0.0.0.0")} --advertise-host {Quote(host.Host)}" +
+            (metricsBind is null || System.Net.IPAddress.IsLoopback(metricsBind) ? "" : $" --metrics-bind {metricsBind}"));
         return psi;
     }
 

@@ -40,24 +40,28 @@ public sealed class CoordinatorServer : IAsyncDisposable
         {
             kestrel.Listen(bind, port, listen => listen.Protocols = HttpProtocols.Http2);
             kestrel.AddServerHeader = false;
-            // Heartbeat streams idle between beats; join calls wait for the whole world.
-            kestrel.Limits.MinRequestBodyDataRate = null;
-            kestrel.Limits.KeepAliveTimeout = TimeSpan.FromMinutes(30);
+            ControlPlaneLimits.Apply(kestrel.Limits, run.Settings.WorldSize);
         });
         builder.Services.AddSingleton(run);
         builder.Services.AddSingleton(_ => new PrometheusTargets(run.Settings.RunDirectory, run.Settings.RunId,
             PrometheusTargets.CoordinatorTarget, run.Logger));
         builder.Services.AddSingleton<CoordinatorMetrics>();
-        // grpc.health.v1 for Kubernetes probes (the kubelet sends no secret; the interceptor lets it through).
+        // grpc.health.v1 for Kubernetes probes (the kubelet sends no secret; the gate and the interceptor
+        // let its Check through, not Watch, a stream a stranger could hold open).
         // With no registered check the service answers Unknown; this one says the coordinator is up.
         builder.Services.AddGrpcHealthChecks().AddCheck("coordinator", () => HealthCheckResult.Healthy("coordinating the run"));
         builder.Services.AddGrpc(grpc =>
         {
             grpc.Interceptors.Add<SecretInterceptor>(run.Settings.Secret);
-            grpc.MaxReceiveMessageSize = 16 << 20; // rank 0's summary is the largest message
-            grpc.EnableDetailedErrors = true;
-        });
+            grpc.MaxReceiveMessageSize = ControlPlaneLimits.MaxOtherMessageBytes;
+            // Nothing but a status goes to a caller: an exception's text is for our log, not for strangers.
+            grpc.EnableDetailedErrors = false;
+            // No worker compresses; with no provider a compressed message is refused, never inflated.
+            grpc.CompressionProviders.Clear();
+        }).AddServiceOptions<RunControlService>(grpc => grpc.MaxReceiveMessageSize = ControlPlaneLimits.MaxRunControlMessageBytes);
         var app = builder.Build();
+        // Before routing and gRPC: a call without the secret is refused from its headers, its body unread.
+        app.UseSecretGate(run.Settings.Secret);
         app.MapGrpcService<RunControlService>();
         app.MapGrpcHealthChecksService();
         // Created now, not on first use: the instruments exist before any worker joins.

@@ -4,7 +4,11 @@ using Grpc.Core.Interceptors;
 
 namespace DistClip.Coordinator.Services;
 
-/// <summary>Refuses every control-plane call that does not carry the run's secret, before its handler runs.</summary>
+/// <summary>
+/// Refuses every control-plane call that does not carry the run's secret, before its handler runs.
+/// <see cref="SecretGate"/> has already refused such calls before their body was read; this keeps the
+/// services safe wherever they are hosted without it.
+/// </summary>
 public sealed class SecretInterceptor(string secret) : Interceptor
 {
     public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
@@ -32,8 +36,9 @@ public sealed class SecretInterceptor(string secret) : Interceptor
 
     private void Check(ServerCallContext context)
     {
-        // Health checking says only "serving" or not, and probes carry no secret.
-        if (context.Method.StartsWith("/grpc.health.v1.Health/", StringComparison.Ordinal))
+        // A health check says only "serving" or not, and probes carry no secret. Watch is a stream a
+        // stranger could hold open, so it needs the secret like everything else.
+        if (context.Method == SecretGate.HealthCheckPath)
         {
             return;
         }

@@ -1,0 +1,364 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.IO.Compression;
+using System.Net;
+using System.Text.RegularExpressions;
+using DistClip.Coordinator.Services;
+
+namespace DistClip.Coordinator.Tests;
+
+/// <summary>
+/// The attacks of issue #15 on the control plane, made against a real <c>coordinator serve</c> on
+/// loopback (one process for the whole class), each asserting its bound: time for slow bodies and
+/// headers, file descriptors for held streams and connections, memory for large and compressed bodies.
+/// </summary>
+public sealed class ControlPlaneLimitTests(ControlPlaneLimitTests.ServeFixture serve) : IClassFixture<ControlPlaneLimitTests.ServeFixture>
+{
+    private const string Secret = "the-run-secret";
+    private const string ReportProgress = "/distclip.v1.RunControl/ReportProgress";
+    private const string HealthCheck = "/grpc.health.v1.Health/Check";
+    private const string HealthWatch = "/grpc.health.v1.Health/Watch";
+    private const int PermissionDenied = 7, Unimplemented = 12;
+
+    public sealed class ServeFixture : IAsyncLifetime
+    {
+        private readonly string _dir = Path.Combine(Path.GetTempPath(), "distclip-limits-" + Guid.NewGuid().ToString("N")[..8]);
+        private CoordinatorProcess? _process;
+
+        public Uri Address { get; private set; } = null!;
+
+        public int Pid => _process!.Id;
+
+        /// <summary>Open descriptors once it listens, before any probe.</summary>
+        public int BaselineFds { get; private set; }
+
+        public async Task InitializeAsync()
+        {
+            _process = CoordinatorProcess.Start(new Dictionary<string, string> { ["DISTCLIP_SECRET"] = Secret },
+                "serve", "--bind", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--workers", "1", "--steps", "1",
+                "--run-dir", Path.Combine(_dir, "run"), "--checkpoint-dir", Path.Combine(_dir, "checkpoints"));
+            var listening = await _process.WaitForLineAsync(@"listening at (\S+);", TimeSpan.FromSeconds(60));
+            Address = new Uri(listening.Groups[1].Value);
+            BaselineFds = OpenFds(Pid);
+        }
+
+        public async Task DisposeAsync()
+        {
+            if (_process is not null)
+            {
+                await _process.DisposeAsync();
+            }
+
+            Directory.Delete(_dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_body_without_the_secret_is_refused_unread_and_a_compressed_one_is_never_inflated()
+    {
+        using var client = Http2Client();
+        long before = RssBytes(serve.Pid);
+
+        // 16 MiB declared and sent, no secret: refused from the headers; the body is not buffered. The
+        // stream is reset under the sender, which may see that rather than the status: refused either way.
+        var big = await CallAsync(client, ReportProgress, new ByteArrayContent(Message(new byte[16 << 20])), secret: null);
+        Assert.True(big.Status is PermissionDenied or null, $"a 16 MiB body without the secret got status {big.Status}: {big.Message}");
+
+        // A gzip bomb (64 MiB of zeros in ~64 KiB) with the secret: refused before inflating.
+        using var zipped = new MemoryStream();
+        using (var gzip = new GZipStream(zipped, CompressionLevel.SmallestSize, leaveOpen: true))
+        {
+            gzip.Write(new byte[64 << 20]);
+        }
+
+        var bomb = await CallAsync(client, ReportProgress, new ByteArrayContent(Message(zipped.ToArray(), compressed: true)), Secret, encoding: "gzip");
+        AssertStatus(Unimplemented, bomb);
+
+        long grown = RssBytes(serve.Pid) - before;
+        Assert.True(grown < 100L << 20, $"the coordinator's RSS grew by {grown >> 20} MiB for refused bodies");
+        AssertStatus(0, await CallAsync(client, HealthCheck, new ByteArrayContent(Message([])), secret: null));
+        // Refusals say the status, not what the server was doing.
+        Assert.DoesNotContain("Exception", big.Message + bomb.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Health_Watch_needs_the_secret_so_500_strangers_hold_nothing_open()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var ct = deadline.Token;
+        using var client = Http2Client();
+        AssertStatus(PermissionDenied, await CallAsync(client, HealthWatch, new ByteArrayContent(Message([])), secret: null));
+
+        // 500 watches, 16 to a connection (the most one may carry): each must be ended by the server
+        // (END_STREAM or RST_STREAM), none held open as a served watch would be.
+        const int watches = 500;
+        int perConnection = ControlPlaneLimits.MaxStreamsPerConnection;
+        var connections = new List<RawHttp2Connection>();
+        try
+        {
+            var ended = new List<Task<int>>();
+            for (int opened = 0; opened < watches; opened += perConnection)
+            {
+                var connection = await RawHttp2Connection.ConnectAsync(serve.Address, ct);
+                connections.Add(connection);
+                await connection.SendPrefaceAsync(ct);
+                int streams = Math.Min(perConnection, watches - opened);
+                for (int i = 0; i < streams; i++)
+                {
+                    int id = 1 + (2 * i);
+                    await connection.SendFrameAsync(RawHttp2Connection.Headers, RawHttp2Connection.EndHeaders, id, RawHttp2Connection.HeaderBlock(
+                        (":method", "POST"), (":scheme", "http"), (":path", HealthWatch), (":authority", serve.Address.Authority),
+                        ("content-type", "application/grpc"), ("te", "trailers")), ct);
+                    await connection.SendFrameAsync(RawHttp2Connection.Data, RawHttp2Connection.EndStream, id, Message([]), ct);
+                }
+
+                ended.Add(StreamsEnded(connection, streams, ct));
+            }
+
+            int[] counts = await Task.WhenAll(ended);
+            Assert.Equal(watches, counts.Sum());
+            int fds = OpenFds(serve.Pid);
+            Assert.True(fds <= serve.BaselineFds + connections.Count + 16,
+                $"{fds} descriptors open with {watches} refused watches on {connections.Count} connections (baseline {serve.BaselineFds})");
+        }
+        finally
+        {
+            foreach (var connection in connections)
+            {
+                await connection.DisposeAsync();
+            }
+        }
+
+        // The probe the kubelet makes still works without the secret.
+        AssertStatus(0, await CallAsync(client, HealthCheck, new ByteArrayContent(Message([])), secret: null));
+    }
+
+    /// <summary>How many of the first <paramref name="streams"/> streams the server ended, reading until all are (or it closes).</summary>
+    private static async Task<int> StreamsEnded(RawHttp2Connection connection, int streams, CancellationToken ct)
+    {
+        var ended = new HashSet<int>();
+        while (ended.Count < streams && await connection.ReadFrameAsync(ct) is { } frame)
+        {
+            bool ends = frame.Type == RawHttp2Connection.RstStream
+                || (frame.Type is RawHttp2Connection.Headers or RawHttp2Connection.Data && (frame.Flags & RawHttp2Connection.EndStream) != 0);
+            if (ends && frame.StreamId != 0)
+            {
+                ended.Add(frame.StreamId);
+            }
+        }
+
+        return ended.Count;
+    }
+
+    [Fact]
+    public async Task Slow_bodies_and_slow_headers_are_cut_off_within_their_limits()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var ct = deadline.Token;
+        using var client = Http2Client();
+
+        // A health check's body (the one call allowed without the secret) trickled at 2 bytes/s:
+        // cut off once the minimum data rate's grace is over, long before the 200 bytes are sent.
+        var trickled = new TrickleContent(Message(new byte[195]));
+        var clock = Stopwatch.StartNew();
+        var slowCheck = CallAsync(client, HealthCheck, trickled, secret: null);
+
+        // The same trickle to a run's call without the secret: refused from the headers at once.
+        var refusedTrickle = new TrickleContent(Message(new byte[195]));
+        var slowStranger = await CallAsync(client, ReportProgress, refusedTrickle, secret: null).WaitAsync(TimeSpan.FromSeconds(5), ct);
+        AssertStatus(PermissionDenied, slowStranger);
+
+        // A header block begun and never finished, and a connection that never sends its preface.
+        await using var halfHeaders = await RawHttp2Connection.ConnectAsync(serve.Address, ct);
+        await halfHeaders.SendPrefaceAsync(ct);
+        await halfHeaders.SendFrameAsync(RawHttp2Connection.Headers, 0, 1,
+            RawHttp2Connection.HeaderBlock((":method", "POST"), (":scheme", "http")), ct);
+        await using var silent = await RawHttp2Connection.ConnectAsync(serve.Address, ct);
+        var halfClosed = Closed(halfHeaders, ct);
+        var silentClosed = Closed(silent, ct);
+
+        var check = await slowCheck.WaitAsync(ct);
+        Assert.NotEqual(0, check.Status);
+        Assert.True(clock.Elapsed < ControlPlaneLimits.MinRequestBodyDataRate.GracePeriod + TimeSpan.FromSeconds(10),
+            $"a trickled body was cut off only after {clock.Elapsed}");
+        Assert.True(trickled.Sent < 200, $"the whole trickled body ({trickled.Sent} bytes) was accepted");
+
+        var headersLimit = ControlPlaneLimits.RequestHeadersTimeout + ControlPlaneLimits.IdleConnectionTimeout;
+        foreach (var (what, closed) in new[] { ("half a header block", halfClosed), ("a silent connection", silentClosed) })
+        {
+            TimeSpan after = await closed;
+            Assert.True(after < headersLimit + TimeSpan.FromSeconds(5), $"{what} was closed only after {after}");
+        }
+    }
+
+    [Fact]
+    public async Task Connections_beyond_the_cap_are_refused_and_streams_per_connection_are_capped()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var ct = deadline.Token;
+        long cap = ControlPlaneLimits.MaxConnections(worldSize: 1);
+        int attempts = (int)cap + 100;
+        var connections = new List<RawHttp2Connection>();
+        try
+        {
+            // Each connection either gets the server's SETTINGS (it is served) or is closed unserved.
+            var outcomes = new List<Task<RawHttp2Connection.Frame?>>();
+            for (int i = 0; i < attempts; i++)
+            {
+                var connection = await RawHttp2Connection.ConnectAsync(serve.Address, ct);
+                connections.Add(connection);
+                outcomes.Add(ServerSettings(connection, ct));
+            }
+
+            var settings = await Task.WhenAll(outcomes);
+            int served = settings.Count(s => s is not null);
+            int fds = OpenFds(serve.Pid);
+            Assert.True(served <= cap, $"{served} of {attempts} connections served; the cap is {cap}");
+            Assert.True(attempts - served >= attempts - cap, $"only {attempts - served} connections refused");
+            Assert.True(fds <= serve.BaselineFds + cap + 16, $"{fds} descriptors open with {attempts} connections tried (baseline {serve.BaselineFds}, cap {cap})");
+            Assert.All(settings.Where(s => s is not null),
+                s => Assert.Equal((uint)ControlPlaneLimits.MaxStreamsPerConnection, RawHttp2Connection.SettingOf(s!, RawHttp2Connection.MaxConcurrentStreams)));
+        }
+        finally
+        {
+            foreach (var connection in connections)
+            {
+                await connection.DisposeAsync();
+            }
+        }
+    }
+
+    private static async Task<RawHttp2Connection.Frame?> ServerSettings(RawHttp2Connection connection, CancellationToken ct)
+    {
+        try
+        {
+            await connection.SendPrefaceAsync(ct);
+        }
+        catch (IOException)
+        {
+            return null; // closed before the preface went out: refused
+        }
+
+        while (await connection.ReadFrameAsync(ct) is { } frame)
+        {
+            if (frame.Type == RawHttp2Connection.Settings && (frame.Flags & RawHttp2Connection.Ack) == 0)
+            {
+                return frame;
+            }
+        }
+
+        return null;
+    }
+
+    private static async Task<TimeSpan> Closed(RawHttp2Connection connection, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        await connection.ReadUntilClosedAsync(ct);
+        return clock.Elapsed;
+    }
+
+    private sealed record Answer(int? Status, string Message);
+
+    private static void AssertStatus(int expected, Answer answer) =>
+        Assert.True(answer.Status == expected, $"expected gRPC status {expected}, got {answer.Status?.ToString(CultureInfo.InvariantCulture) ?? "none"}: {answer.Message}");
+
+    private static HttpClient Http2Client() => new(new SocketsHttpHandler { EnableMultipleHttp2Connections = true })
+    {
+        Timeout = Timeout.InfiniteTimeSpan,
+    };
+
+    /// <summary>
+    /// One gRPC call as bytes: its status (null when the server cut the stream or connection without
+    /// one, which for these probes counts as refused) and message.
+    /// </summary>
+    private async Task<Answer> CallAsync(HttpClient client, string path, HttpContent body, string? secret, string? encoding = null)
+    {
+        body.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(serve.Address, path))
+        {
+            Content = body,
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        request.Headers.TryAddWithoutValidation("te", "trailers");
+        if (secret is not null)
+        {
+            request.Headers.TryAddWithoutValidation("x-distclip-secret", secret);
+        }
+
+        if (encoding is not null)
+        {
+            request.Headers.TryAddWithoutValidation("grpc-encoding", encoding);
+        }
+
+        // A call the server holds open fails the test at this deadline instead of hanging it.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, deadline.Token);
+            if (response.Headers.TryGetValues("grpc-status", out var early))
+            {
+                return new Answer(int.Parse(early.Single(), CultureInfo.InvariantCulture), Message(response.Headers));
+            }
+
+            await response.Content.ReadAsByteArrayAsync(deadline.Token);
+            return response.TrailingHeaders.TryGetValues("grpc-status", out var late)
+                ? new Answer(int.Parse(late.Single(), CultureInfo.InvariantCulture), Message(response.TrailingHeaders))
+                : new Answer(null, $"no grpc-status: HTTP {(int)response.StatusCode} {response.Version} {string.Join("; ", response.Headers.Select(h => h.Key))} | {string.Join("; ", response.TrailingHeaders.Select(h => h.Key))}");
+        }
+        catch (HttpRequestException e)
+        {
+            return new Answer(null, e.Message);
+        }
+        catch (IOException e)
+        {
+            return new Answer(null, e.Message);
+        }
+    }
+
+    private static string Message(System.Net.Http.Headers.HttpHeaders headers) =>
+        headers.TryGetValues("grpc-message", out var message) ? Uri.UnescapeDataString(message.Single()) : "";
+
+    /// <summary>A gRPC length-prefixed message around <paramref name="payload"/>.</summary>
+    private static byte[] Message(byte[] payload, bool compressed = false)
+    {
+        var message = new byte[5 + payload.Length];
+        message[0] = compressed ? (byte)1 : (byte)0;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), payload.Length);
+        payload.CopyTo(message, 5);
+        return message;
+    }
+
+    /// <summary>Sends its bytes one at a time, two a second: the slow-body attack.</summary>
+    private sealed class TrickleContent(byte[] bytes) : HttpContent
+    {
+        private int _sent;
+
+        public int Sent => Volatile.Read(ref _sent);
+
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        {
+            foreach (byte b in bytes)
+            {
+                await stream.WriteAsync(new[] { b });
+                await stream.FlushAsync();
+                Interlocked.Increment(ref _sent);
+                await Task.Delay(TimeSpan.FromMilliseconds(500)); // the attacker's pace, not a wait for an event
+            }
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = bytes.Length;
+            return true;
+        }
+    }
+
+    private static int OpenFds(int pid) => Directory.GetFiles($"/proc/{pid}/fd").Length;
+
+    private static long RssBytes(int pid)
+    {
+        var match = Regex.Match(File.ReadAllText($"/proc/{pid}/status"), @"VmRSS:\s+(\d+) kB");
+        return long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) * 1024;
+    }
+}
