@@ -118,8 +118,10 @@ public sealed class LaunchTests : IDisposable
         for (int rank = 0; rank < 2; rank++)
         {
             // Slot r asks for rank r, so worker-r.log is rank r's; its last line carries the peak it reported.
-            string last = File.ReadLines(Path.Combine(_dir, "summary", "logs", $"worker-{rank}.log")).Last(l => l.Length > 0);
-            Assert.Contains($"rank {rank} finished at step 4; peak RSS", last);
+            var lines = File.ReadLines(Path.Combine(_dir, "summary", "logs", $"worker-{rank}.log")).Where(l => l.Length > 0).ToList();
+            string last = lines[^1];
+            Assert.True(last.Contains($"rank {rank} finished at step 4; peak RSS", StringComparison.Ordinal),
+                $"worker-{rank}.log does not end with its finish line; it ends:\n{string.Join('\n', lines.TakeLast(6))}");
             Assert.Contains($"({peaks[rank]} bytes)", last);
         }
     }
