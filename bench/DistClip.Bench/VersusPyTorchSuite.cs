@@ -195,6 +195,16 @@ public static class VersusPyTorchSuite
                 $"ratio DistClip / PyTorch, {ratio.Shape}, round {ratio.Round}: {ratio.DistClipOverPyTorch:F3}"));
         }
 
+        // What DistClip's step waits on the wire for: the features' all-gather and what is left of the
+        // gradient reduction after backward (the rest runs behind the image tower's backward).
+        foreach (var r in report.Results.Where(r => r.Framework == DistClip && r.Workers > 1))
+        {
+            double step = r.PhaseSeconds.Values.Sum();
+            double exposed = r.PhaseSeconds.GetValueOrDefault("all_gather") + r.PhaseSeconds.GetValueOrDefault("all_reduce");
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"DistClip exposed communication, {r.Shape}, round {r.Round}: {exposed:F3} s of a {step:F3} s step ({exposed / step:P1})"));
+        }
+
         // DDP reduces gradient buckets while backward runs; only DistClip's all-reduce is a phase of its own.
         output.WriteLine("PyTorch DDP's all-reduce runs inside backward; what it leaves exposed is in PyTorch's backward figure.");
     }
