@@ -86,6 +86,50 @@ public class StagedReductionTests
     }
 
     [Fact]
+    public async Task Gradients_that_cannot_live_in_the_buffer_are_copied_in_and_out_stage_by_stage()
+    {
+        // float64 parameters take the copy path (as CUDA ones do): packed when their stage is
+        // released, written back at completion. Values are multiples of 1/4: exact in float32.
+        var groups = InMemoryCollectives.CreateGroups(2, options: GroupOptions);
+        try
+        {
+            var outcomes = RankThreads.Run(2, Deadline, rank =>
+            {
+                using var scope = torch.NewDisposeScope();
+                var ps = new[] { new Parameter(torch.zeros(3, dtype: ScalarType.Float64)), new Parameter(torch.zeros(2, dtype: ScalarType.Float64)) };
+                using var collectives = new GroupStepCollectives(groups[rank]);
+                var results = new List<double[]>();
+                for (int round = 0; round < 2; round++)
+                {
+                    ps[0].grad = torch.tensor(new[] { rank + round + 0.25, 1.5, -2.0 });
+                    ps[1].grad = torch.tensor(new[] { rank * 0.5, round * 0.75 });
+                    using var reduction = collectives.BeginGradientReduction([[ps[0]], [ps[1]]], null, CancellationToken.None);
+                    reduction.Release(0);
+                    reduction.Release(1);
+                    reduction.Complete();
+                    results.Add([.. ps[0].grad!.data<double>(), .. ps[1].grad!.data<double>()]);
+                    Assert.Equal(ScalarType.Float64, ps[0].grad!.dtype);
+                }
+
+                return results;
+            }).Select(o => o.Value).ToArray();
+
+            foreach (var results in outcomes)
+            {
+                Assert.Equal(new[] { 1.5, 3.0, -4.0, 0.5, 0.0 }, results[0]);
+                Assert.Equal(new[] { 3.5, 3.0, -4.0, 0.5, 1.5 }, results[1]);
+            }
+        }
+        finally
+        {
+            foreach (var group in groups)
+            {
+                await group.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
     public async Task Stages_are_released_in_order_and_all_before_completion()
     {
         var groups = InMemoryCollectives.CreateGroups(1, options: GroupOptions);
