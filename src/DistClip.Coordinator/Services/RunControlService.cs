@@ -124,8 +124,9 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
     {
         // The membership acts on the worker id (it loses that member), so the token must be that of
         // the rank the worker holds, when it is a current member, not only of the rank the message names.
-        Demand(request.RankToken, request.Generation, run.RankOf(request.WorkerId, request.Generation) ?? request.Rank, "failure report");
-        run.ReportFailure(FailureOf(request));
+        int rank = run.RankOf(request.WorkerId, request.Generation) ?? request.Rank;
+        Demand(request.RankToken, request.Generation, rank, "failure report");
+        run.ReportFailure(FailureOf(request) with { Rank = rank });
         return Task.FromResult(Done);
     }
 
