@@ -51,8 +51,13 @@ public sealed class RankIdentityTests : IDisposable
         // Rank 1 fails (reported with its own token): generation 1 aborts and both join generation 2.
         await client.ReportFailureAsync(new WorkerFailure
         {
-            WorkerId = "w1", Generation = 1, Rank = 1, Kind = WorkerFailure.Types.Kind.Error, ExceptionType = "IOException",
-            Message = "injected by the test", RankToken = old1.RankToken,
+            WorkerId = "w1",
+            Generation = 1,
+            Rank = 1,
+            Kind = WorkerFailure.Types.Kind.Error,
+            ExceptionType = "IOException",
+            Message = "injected by the test",
+            RankToken = old1.RankToken,
         });
         var (new0, new1) = await JoinTwoAsync(client);
         Assert.Equal(2, new0.Generation);
@@ -163,7 +168,11 @@ public sealed class RankIdentityTests : IDisposable
     {
         var joins = Enumerable.Range(0, 2).Select(r => client.JoinAsync(new JoinRequest
         {
-            WorkerId = $"w{r}", Host = "test", Pid = Environment.ProcessId + r, PreferredRank = r, HeldStep = -1,
+            WorkerId = $"w{r}",
+            Host = "test",
+            Pid = Environment.ProcessId + r,
+            PreferredRank = r,
+            HeldStep = -1,
             CollectiveEndpoint = $"http://127.0.0.1:{40000 + r}/",
         }, deadline: DateTime.UtcNow + Deadline).ResponseAsync).ToArray();
         var assignments = await Task.WhenAll(joins);
