@@ -53,9 +53,11 @@ internal static class BenchWorker
                         Say(output, $"PORT {endpoint.Address.Port}");
                         break;
                     case "PEERS":
-                        var membership = new CollectiveMembership(
-                            int.Parse(w[1], CultureInfo.InvariantCulture), w[3].Split(',').Select(u => new Uri(u)).ToArray(),
-                            long.Parse(w[2], CultureInfo.InvariantCulture));
+                        int rank = int.Parse(w[1], CultureInfo.InvariantCulture);
+                        var peers = w[3].Split(',').Select(u => new Uri(u)).ToArray();
+                        long generation = long.Parse(w[2], CultureInfo.InvariantCulture);
+                        var membership = new CollectiveMembership(rank, peers, generation,
+                            new RingTokens(TokenOf(generation, rank), TokenOf(generation, (rank - 1 + peers.Length) % peers.Length)));
                         group = await endpoint!.JoinAsync(membership, new CollectiveOptions
                         {
                             OperationTimeout = TimeSpan.FromMinutes(2),
@@ -180,6 +182,10 @@ internal static class BenchWorker
     }
 
     /// <summary>Experiment knobs: transport settings from the environment, so variants run without a rebuild.</summary>
+    /// <summary>A rank token for the bench's coordinator-less rings: every worker computes the same one (real runs get theirs from the coordinator).</summary>
+    private static byte[] TokenOf(long generation, int rank) =>
+        System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"{Secret}/{generation}/{rank}"));
+
     private static int Knob(string name, int fallback) =>
         int.TryParse(Environment.GetEnvironmentVariable(name), CultureInfo.InvariantCulture, out int value) ? value : fallback;
 

@@ -21,6 +21,7 @@ internal sealed class CollectiveLinkService(LinkAcceptor acceptor) : CollectiveL
                 headers.GetValue(LinkHeaders.Generation),
                 headers.GetValue(LinkHeaders.Rank),
                 headers.GetValue(LinkHeaders.WorldSize),
+                headers.GetValue(LinkHeaders.RankToken),
                 context.Peer);
             await acceptor.ServeAsync(
                 request, requests, () => context.WriteResponseHeadersAsync(new Metadata { { LinkHeaders.Accepted, "1" } }), context.CancellationToken)
@@ -38,7 +39,7 @@ internal sealed class CollectiveLinkService(LinkAcceptor acceptor) : CollectiveL
 
     public static StatusCode ToStatus(LinkRefusal reason) => reason switch
     {
-        LinkRefusal.WrongSecret => StatusCode.PermissionDenied,
+        LinkRefusal.WrongSecret or LinkRefusal.WrongToken => StatusCode.PermissionDenied,
         LinkRefusal.NoSuchGroup => StatusCode.DeadlineExceeded,
         LinkRefusal.AlreadyConnected => StatusCode.AlreadyExists,
         LinkRefusal.Malformed => StatusCode.InvalidArgument,

@@ -2,9 +2,9 @@ namespace DistClip.Collectives.Grpc;
 
 /// <summary>
 /// Who is in the group, as the coordinator assigned it: this worker's rank, every rank's collectives
-/// endpoint (index = rank), and the generation.
+/// endpoint (index = rank), the generation, and the rank tokens this rank's links present and expect.
 /// </summary>
-public sealed record CollectiveMembership(int Rank, IReadOnlyList<Uri> Peers, long Generation)
+public sealed record CollectiveMembership(int Rank, IReadOnlyList<Uri> Peers, long Generation, RingTokens Tokens)
 {
     public int WorldSize => Peers.Count;
 
@@ -27,6 +27,12 @@ public sealed record CollectiveMembership(int Rank, IReadOnlyList<Uri> Peers, lo
         if (Generation < 0)
         {
             throw new ArgumentException($"{nameof(Generation)} must not be negative, not {Generation}.", nameof(Generation));
+        }
+
+        if (Tokens is null || !RingTokens.IsToken(Tokens.Own) || !RingTokens.IsToken(Tokens.ExpectedLeft))
+        {
+            throw new ArgumentException(
+                $"{nameof(Tokens)} must hold this rank's token and its left neighbour's, each {RingTokens.MinBytes}..{RingTokens.MaxBytes} bytes.", nameof(Tokens));
         }
     }
 }

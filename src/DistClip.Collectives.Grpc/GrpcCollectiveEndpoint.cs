@@ -132,7 +132,7 @@ public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
         var leftRank = membership.LeftRank;
         var incoming = _acceptor.Register(
             membership.Generation, membership.Rank, membership.WorldSize,
-            new PeerInfo(leftRank, membership.Peers[leftRank].ToString()));
+            new PeerInfo(leftRank, membership.Peers[leftRank].ToString()), membership.Tokens.ExpectedLeft);
         OutgoingLink? outgoing = null;
         try
         {

@@ -17,12 +17,13 @@ internal sealed class IncomingLink
     private readonly CancellationTokenSource _closed = new();
     private Exception? _closeReason;
 
-    public IncomingLink(long generation, int rank, int worldSize, PeerInfo left)
+    public IncomingLink(long generation, int rank, int worldSize, PeerInfo left, byte[] leftToken)
     {
         Generation = generation;
         Rank = rank;
         WorldSize = worldSize;
         Left = left;
+        LeftToken = leftToken;
     }
 
     public long Generation { get; }
@@ -32,6 +33,9 @@ internal sealed class IncomingLink
     public int WorldSize { get; }
 
     public PeerInfo Left { get; }
+
+    /// <summary>The rank token the left neighbour must present for this generation.</summary>
+    public byte[] LeftToken { get; }
 
     /// <summary>Set by the transport: told of a break at once, so a pending operation fails even if it waits elsewhere.</summary>
     public Action<PeerFailedException>? Broken { get; set; }

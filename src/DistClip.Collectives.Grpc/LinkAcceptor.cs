@@ -8,12 +8,15 @@ using Microsoft.Extensions.Logging;
 namespace DistClip.Collectives.Grpc;
 
 /// <summary>What a neighbour's call says about itself (its metadata).</summary>
-internal sealed record LinkRequest(string? Secret, string? Generation, string? Rank, string? WorldSize, string Endpoint);
+internal sealed record LinkRequest(string? Secret, string? Generation, string? Rank, string? WorldSize, string? RankToken, string Endpoint);
 
 /// <summary>
 /// Admits incoming links: checks the secret, refuses stale generations and strangers, and hands the
 /// call to the group of its generation (waiting a bounded time for that group to be created, since
-/// a neighbour may join a moment earlier).
+/// a neighbour may join a moment earlier) once the call presents the rank token the coordinator told
+/// that group to expect from its left neighbour. A link claiming a generation this endpoint has not
+/// been assigned has nothing to match until (unless) the group exists: it is refused, at the latest
+/// when the connect timeout passes.
 /// </summary>
 internal sealed class LinkAcceptor
 {
@@ -38,7 +41,7 @@ internal sealed class LinkAcceptor
     public LogRateLimiter Refusals => _refusals;
 
     /// <summary>Opens the incoming side of a new group; older generations are refused from now on.</summary>
-    public IncomingLink Register(long generation, int rank, int worldSize, PeerInfo left)
+    public IncomingLink Register(long generation, int rank, int worldSize, PeerInfo left, byte[] leftToken)
     {
         long newest;
         do
@@ -51,7 +54,7 @@ internal sealed class LinkAcceptor
         }
         while (Interlocked.CompareExchange(ref _newestGeneration, generation, newest) != newest);
 
-        var link = new IncomingLink(generation, rank, worldSize, left);
+        var link = new IncomingLink(generation, rank, worldSize, left, leftToken);
         if (!Slot(generation).TrySetResult(link))
         {
             throw new InvalidOperationException($"This endpoint already has a group of generation {generation}.");
@@ -111,6 +114,13 @@ internal sealed class LinkAcceptor
             throw Refuse(LinkRefusal.NoSuchGroup, $"No group of generation {generation} was created here within {_connectTimeout}.");
         }
 
+        // The token before the layout: it alone says who is calling (the rank and world size are claims).
+        if (!TokenMatches(request.RankToken, link.LeftToken))
+        {
+            throw Refuse(LinkRefusal.WrongToken,
+                $"{request.Endpoint} presented a token that does not match rank {link.Left.Rank} generation {generation}.");
+        }
+
         if (rank != link.Left.Rank || worldSize != link.WorldSize)
         {
             throw Refuse(LinkRefusal.NotANeighbour,
@@ -119,6 +129,21 @@ internal sealed class LinkAcceptor
 
         GrpcLog.LinkAccepted(_logger, link.Rank, rank, generation);
         await link.PumpAsync(frames, accept, callAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>Constant-time in the token's bytes; a header that is not hex of the right length never matches.</summary>
+    private static bool TokenMatches(string? presented, byte[] expected)
+    {
+        if (presented is null || presented.Length != 2 * expected.Length)
+        {
+            return false;
+        }
+
+        Span<byte> bytes = stackalloc byte[RingTokens.MaxBytes];
+        var decoded = bytes[..expected.Length];
+        return Convert.FromHexString(presented, decoded, out _, out int written) == System.Buffers.OperationStatus.Done
+            && written == expected.Length
+            && CryptographicOperations.FixedTimeEquals(decoded, expected);
     }
 
     private long Parse(string? value, string header) =>

@@ -3,6 +3,7 @@ namespace DistClip.Collectives.Grpc;
 internal enum LinkRefusal
 {
     WrongSecret,
+    WrongToken,
     StaleGeneration,
     NotANeighbour,
     NoSuchGroup,

@@ -44,6 +44,7 @@ internal sealed class OutgoingLink : IAsyncDisposable
             { LinkHeaders.Generation, membership.Generation.ToString(CultureInfo.InvariantCulture) },
             { LinkHeaders.Rank, membership.Rank.ToString(CultureInfo.InvariantCulture) },
             { LinkHeaders.WorldSize, membership.WorldSize.ToString(CultureInfo.InvariantCulture) },
+            { LinkHeaders.RankToken, Convert.ToHexString(membership.Tokens.Own) },
         };
         using var deadline = new CancellationTokenSource(options.ConnectTimeout, time);
         using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);

@@ -47,6 +47,7 @@ internal static partial class FailureReports
             Kind = kind,
             ExceptionType = cause.GetType().Name,
             Message = cause.Message.Length > MaxMessageLength ? cause.Message[..MaxMessageLength] : cause.Message,
+            RankToken = assignment.RankToken,
         };
     }
 

@@ -46,15 +46,23 @@ internal sealed partial class GenerationRun(
     /// <summary>The run's settings as this worker runs them (checked when the assignment arrived).</summary>
     private readonly RunConfig _config = ConfigOf(assignment);
 
+    /// <summary>
+    /// The checkpoint to load, held to the run's checkpoint directory (refused, as a fatal
+    /// <see cref="ConfigException"/>, anywhere else); empty: none.
+    /// </summary>
+    private readonly string _resumeFrom = assignment.ResumeFrom.Length == 0 ? ""
+        : ResumeDirectory.EnsureUnder(assignment.ResumeFrom, assignment.CheckpointRoot);
+
     public async Task<GenerationEnd> RunAsync(CancellationToken ct)
     {
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var identity = new HeartbeatRequest { WorkerId = workerId, Generation = assignment.Generation };
+        var identity = new HeartbeatRequest { WorkerId = workerId, Generation = assignment.Generation, RankToken = assignment.RankToken };
         await using var heartbeats = new Heartbeats(client, identity, TimeSpan.FromMilliseconds(assignment.HeartbeatIntervalMs), Status, abort);
         ICollectiveGroup? group = null;
         try
         {
-            var membership = new CollectiveMembership(assignment.Rank, assignment.Peers.Select(p => new Uri(p.CollectiveEndpoint)).ToList(), assignment.Generation);
+            var membership = new CollectiveMembership(assignment.Rank, assignment.Peers.Select(p => new Uri(p.CollectiveEndpoint)).ToList(), assignment.Generation,
+                new RingTokens(assignment.RankToken.ToByteArray(), assignment.LeftRankToken.ToByteArray()));
             group = await endpoint.JoinAsync(membership,
                 new CollectiveOptions
                 {
@@ -156,9 +164,9 @@ internal sealed partial class GenerationRun(
             session.RestoreReplicaState(state);
             LogHandedOver(_logger, assignment.Generation, assignment.StateSource, assignment.StateStep, state.Bytes.Length);
         }
-        else if (assignment.ResumeFrom.Length > 0)
+        else if (_resumeFrom.Length > 0)
         {
-            session.Load(CheckpointStore.ResolveDirectory(assignment.ResumeFrom, ct));
+            session.Load(CheckpointStore.ResolveDirectory(_resumeFrom, ct));
         }
         else
         {
@@ -190,6 +198,7 @@ internal sealed partial class GenerationRun(
             SummaryJson = summary is null ? "" : summary.ToJson(),
             // Read after the last step, the final checkpoint and rank 0's evaluation: the peak of the whole run.
             PeakRssBytes = PeakMemory.ResidentBytes(),
+            RankToken = assignment.RankToken,
         };
     }
 
@@ -233,6 +242,7 @@ internal sealed partial class GenerationRun(
                 LearningRate = metrics.LearningRate,
                 LogitScale = metrics.LogitScale,
                 Samples = metrics.Samples,
+                RankToken = assignment.RankToken,
             }, cancellationToken: ct).ResponseAsync.ContinueWith(static _ => { }, TaskScheduler.Default);
             if (_config.CheckpointEvery > 0 && metrics.Step % _config.CheckpointEvery == 0)
             {
@@ -297,6 +307,7 @@ internal sealed partial class GenerationRun(
             Generation = assignment.Generation,
             Step = committed.Step,
             Directory = committed.Directory,
+            RankToken = assignment.RankToken,
         }, cancellationToken: ct);
         return true;
     }

@@ -37,7 +37,8 @@ while (Console.ReadLine() is { } line)
     if (words[0] == "PEERS")
     {
         var peers = words[2].Split(',').Select(u => new Uri(u)).ToArray();
-        var membership = new CollectiveMembership(rank, peers, long.Parse(words[1], CultureInfo.InvariantCulture));
+        long generation = long.Parse(words[1], CultureInfo.InvariantCulture);
+        var membership = new CollectiveMembership(rank, peers, generation, PeerTokens.For(Arg("--secret")!, generation, rank, peers.Length));
         group = await endpoint.JoinAsync(membership, new CollectiveOptions { OperationTimeout = timeout }, CancellationToken.None);
         Say("JOINED");
         continue;

@@ -1,6 +1,7 @@
 using System.Globalization;
 using DistClip.Collectives.Grpc;
 using DistClip.Collectives.Grpc.Http2;
+using DistClip.Collectives.TestPeer;
 using Grpc.Core;
 using Grpc.Net.Client;
 
@@ -51,12 +52,74 @@ public sealed class GrpcEndpointTests
             new GrpcTransportOptions { Secret = "other", ConnectTimeout = TimeSpan.FromSeconds(5), Client = client });
         var peers = new[] { a.Address, stranger.Address };
 
-        var join = stranger.JoinAsync(new CollectiveMembership(1, peers, 1), null, CancellationToken.None);
+        var join = stranger.JoinAsync(new CollectiveMembership(1, peers, 1, PeerTokens.For(Secret, 1, 1, 2)), null, CancellationToken.None);
         var refused = await Assert.ThrowsAsync<PeerFailedException>(() => join);
 
         Assert.Equal(0, refused.Peer!.Rank);
         Assert.Contains("PermissionDenied", refused.Message);
         Assert.Contains("presented a wrong or missing secret", refused.Message);
+    }
+
+    /// <summary>
+    /// A neighbour that holds the secret but presents a token other than the one the coordinator told
+    /// rank 1 to expect from rank 0 (here: rank 1's own, the token a worker has) is refused; the real
+    /// rank 0 then links, and the ring works.
+    /// </summary>
+    [Theory]
+    [InlineData(LinkServer.Http2Direct)]
+    [InlineData(LinkServer.Kestrel)]
+    public async Task A_link_presenting_another_ranks_token_is_refused_with_PermissionDenied(LinkServer server)
+    {
+        var options = new GrpcTransportOptions { Secret = Secret, Server = server };
+        await using var a = await GrpcCollectiveEndpoint.StartAsync(options);
+        await using var b = await GrpcCollectiveEndpoint.StartAsync(options);
+        var peers = new[] { a.Address, b.Address };
+        var joinB = b.JoinAsync(new CollectiveMembership(1, peers, 1, PeerTokens.For(Secret, 1, 1, 2)), null, CancellationToken.None);
+
+        var error = await Assert.ThrowsAsync<RpcException>(
+            () => OpenRawLinkAsync(b.Address, Secret, generation: 1, rank: 0, worldSize: 2, token: PeerTokens.Of(Secret, 1, 1)));
+
+        Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        Assert.Contains("presented a token that does not match rank 0 generation 1", error.Status.Detail);
+        var joinA = a.JoinAsync(new CollectiveMembership(0, peers, 1, PeerTokens.For(Secret, 1, 0, 2)), null, CancellationToken.None);
+        var groups = await Task.WhenAll(joinA, joinB);
+        await AssertAllReduceAsync(groups);
+        await InMemoryRingTests.DisposeAll(groups);
+    }
+
+    /// <summary>
+    /// A link claiming a generation this endpoint has not been assigned yet, with the only token a
+    /// neighbour of the current generation holds: when the endpoint joins that generation, the token
+    /// is not the one it expects, so the link is refused instead of taking the real neighbour's place.
+    /// </summary>
+    [Theory]
+    [InlineData(LinkServer.Http2Direct)]
+    [InlineData(LinkServer.Kestrel)]
+    public async Task A_link_from_a_future_generation_is_refused_with_PermissionDenied(LinkServer server)
+    {
+        var options = new GrpcTransportOptions { Secret = Secret, Server = server };
+        await using var a = await GrpcCollectiveEndpoint.StartAsync(options);
+        await using var b = await GrpcCollectiveEndpoint.StartAsync(options);
+        var first = await JoinAsync([a, b], generation: 1);
+
+        var early = OpenRawLinkAsync(b.Address, Secret, generation: 2, rank: 0, worldSize: 2, token: PeerTokens.Of(Secret, 1, 0));
+        var second = await JoinAsync([a, b], generation: 2);
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => early);
+        Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        Assert.Contains("presented a token that does not match rank 0 generation 2", error.Status.Detail);
+        await AssertAllReduceAsync(second);
+        await InMemoryRingTests.DisposeAll(second);
+        await InMemoryRingTests.DisposeAll(first);
+    }
+
+    private static async Task AssertAllReduceAsync(ICollectiveGroup[] groups)
+    {
+        var inputs = Enumerable.Range(0, groups.Length).Select(r => TestData.Random(1000, r)).ToArray();
+        var results = inputs.Select(x => (float[])x.Clone()).ToArray();
+        await Task.WhenAll(groups.Select((g, r) => g.AllReduceSumAsync(results[r], CancellationToken.None)));
+        TestData.AssertClose(inputs, results[0]);
+        Assert.Equal(TestData.Sha256(results[0]), TestData.Sha256(results[1]));
     }
 
     /// <summary>
@@ -197,7 +260,7 @@ public sealed class GrpcEndpointTests
     {
         var peers = endpoints.Select(e => e.Address).ToArray();
         return await Task.WhenAll(endpoints.Select((e, r) =>
-            e.JoinAsync(new CollectiveMembership(r, peers, generation), options, CancellationToken.None)));
+            e.JoinAsync(new CollectiveMembership(r, peers, generation, PeerTokens.For(Secret, generation, r, peers.Length)), options, CancellationToken.None)));
     }
 
     [Theory]
@@ -237,7 +300,7 @@ public sealed class GrpcEndpointTests
     };
 
     /// <summary>Opens CollectiveLink.Open by hand, as a stranger or a stale peer would, and waits for the verdict.</summary>
-    private static async Task OpenRawLinkAsync(Uri address, string secret, long generation, int rank, int worldSize)
+    private static async Task OpenRawLinkAsync(Uri address, string secret, long generation, int rank, int worldSize, byte[]? token = null)
     {
         using var channel = GrpcChannel.ForAddress(address);
         var metadata = new Metadata
@@ -247,6 +310,11 @@ public sealed class GrpcEndpointTests
             { "x-distclip-rank", rank.ToString(CultureInfo.InvariantCulture) },
             { "x-distclip-world-size", worldSize.ToString(CultureInfo.InvariantCulture) },
         };
+        if (token is not null)
+        {
+            metadata.Add("x-distclip-rank-token", Convert.ToHexString(token));
+        }
+
         using var call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(
             LinkMethods.ClientOpen, null, new CallOptions(metadata, deadline: DateTime.UtcNow.AddSeconds(30)));
         await call.ResponseHeadersAsync;

@@ -180,7 +180,7 @@ public sealed class Http2ServerAttackTests
     private static async Task<(ServerEnd End, IncomingLink Link)> AdmittedAsync()
     {
         var acceptor = Acceptor();
-        var link = acceptor.Register(1, rank: 1, worldSize: 2, new PeerInfo(0, "left"));
+        var link = RawHttp2.Register(acceptor);
         var end = await AcceptOneAsync(Options(), acceptor);
         await TrySendAsync(end.Client, ClientHandshake());
         await link.Attached.WaitAsync(Patience);

@@ -19,6 +19,9 @@ internal static class RawHttp2
 {
     public const string Secret = "run-secret";
 
+    /// <summary>The rank token the handshake's rank 0 presents, and a group registered with <see cref="Register"/> expects.</summary>
+    public static readonly byte[] LeftToken = [.. Enumerable.Range(100, 32).Select(i => (byte)i)];
+
     /// <summary>How long any one of these tests waits for an event before it calls it missing.</summary>
     public static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
@@ -39,7 +42,7 @@ internal static class RawHttp2
     public static byte[] WindowUpdate(int stream, uint increment) => Http2Frames.WindowUpdateFrame(stream, increment);
 
     /// <summary>The header block of a CollectiveLink.Open request, as the direct client writes it.</summary>
-    public static byte[] RequestBlock(string secret = Secret, long generation = 1, int rank = 0, int worldSize = 2)
+    public static byte[] RequestBlock(string secret = Secret, long generation = 1, int rank = 0, int worldSize = 2, byte[]? token = null)
     {
         var block = new List<byte>();
         HpackEncoder.WriteLiteral(block, ":method", "POST");
@@ -52,6 +55,7 @@ internal static class RawHttp2
         HpackEncoder.WriteLiteral(block, LinkHeaders.Generation, generation.ToString(CultureInfo.InvariantCulture));
         HpackEncoder.WriteLiteral(block, LinkHeaders.Rank, rank.ToString(CultureInfo.InvariantCulture));
         HpackEncoder.WriteLiteral(block, LinkHeaders.WorldSize, worldSize.ToString(CultureInfo.InvariantCulture));
+        HpackEncoder.WriteLiteral(block, LinkHeaders.RankToken, Convert.ToHexString(token ?? LeftToken));
         return [.. block];
     }
 
@@ -207,6 +211,9 @@ internal static class RawHttp2
 
         return null;
     }
+
+    /// <summary>The group of generation 1 in which the handshake's rank 0 is the left neighbour of rank 1.</summary>
+    public static IncomingLink Register(LinkAcceptor acceptor) => acceptor.Register(1, rank: 1, worldSize: 2, new PeerInfo(0, "left"), LeftToken);
 
     public static LinkAcceptor Acceptor(TimeProvider? time = null, ILogger? logger = null) =>
         new(Secret, TimeSpan.FromSeconds(30), time ?? TimeProvider.System, logger ?? NullLogger.Instance);

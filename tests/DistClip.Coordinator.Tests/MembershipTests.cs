@@ -457,7 +457,9 @@ public sealed class MembershipTests : IDisposable
         };
         var plan = new GenerationPlan(4, [Worker("w0", 0), Worker("w1", 1)], "/ckpt/step-8");
 
-        var assignment = RunControlService.AssignmentOf(new Seated(plan, 1), settings);
+        var identity = new RankIdentity(DistClip.Control.RankTokens.Derive("secret", [1, 2, 3], "test"), NullLogger.Instance, _time);
+
+        var assignment = RunControlService.AssignmentOf(new Seated(plan, 1), settings, identity);
 
         // The run's settings travel typed, every one of them.
         Assert.Equal(settings.Config, DistClip.Control.RunConfigValuesMapping.FromMessage(assignment.Config));
@@ -465,7 +467,10 @@ public sealed class MembershipTests : IDisposable
         Assert.Equal((4L, 1, 2, "/ckpt/step-8"), (assignment.Generation, assignment.Rank, assignment.WorldSize, assignment.ResumeFrom));
         Assert.Equal(["http://127.0.0.1:40000/", "http://127.0.0.1:40001/"], assignment.Peers.Select(p => p.CollectiveEndpoint));
         Assert.Equal(1000, assignment.HeartbeatIntervalMs);
-        Assert.True(RunControlService.AssignmentOf(RunOver.Instance, settings).Stop);
+        // Its own token, and the one its left neighbour (rank 0) presents on the ring, both of generation 4.
+        Assert.Equal(identity.TokenOf(4, 1), assignment.RankToken.ToByteArray());
+        Assert.Equal(identity.TokenOf(4, 0), assignment.LeftRankToken.ToByteArray());
+        Assert.True(RunControlService.AssignmentOf(RunOver.Instance, settings, identity).Stop);
         Assert.Equal("checkpoint", RunControlService.PhaseName(HeartbeatRequest.Types.Phase.Checkpoint));
         Assert.Equal(new FailureReport("w1", 4, 1, 7, "step", FailureKind.CollectiveTimeout, "CollectiveTimeoutException", "late"),
             RunControlService.FailureOf(new WorkerFailure

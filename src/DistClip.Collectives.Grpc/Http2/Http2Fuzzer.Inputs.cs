@@ -17,6 +17,7 @@ internal static partial class Http2Fuzzer
         HpackEncoder.WriteLiteral(block, LinkHeaders.Generation, "1");
         HpackEncoder.WriteLiteral(block, LinkHeaders.Rank, "0");
         HpackEncoder.WriteLiteral(block, LinkHeaders.WorldSize, "2");
+        HpackEncoder.WriteLiteral(block, LinkHeaders.RankToken, Convert.ToHexString(Token));
         byte[] message = Message(1000);
         return
         [

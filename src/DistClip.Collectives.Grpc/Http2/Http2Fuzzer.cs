@@ -20,6 +20,9 @@ internal static partial class Http2Fuzzer
 {
     private const string Secret = "fuzz-secret";
 
+    // The rank token the recorded neighbour presents, and its group expects: cases that keep it intact get past admission.
+    private static readonly byte[] Token = [.. Enumerable.Range(1, 32).Select(i => (byte)i)];
+
     /// <summary>What a run saw: outcomes by name, cases that did not end in time, and memory before and after.</summary>
     public sealed record Report(
         int Cases, int Hung, int Unexpected, IReadOnlyDictionary<string, int> Outcomes, IReadOnlyList<string> Problems,
@@ -80,7 +83,7 @@ internal static partial class Http2Fuzzer
     {
         var options = new GrpcTransportOptions { Secret = Secret, HandshakeTimeout = deadline / 2 };
         var acceptor = new LinkAcceptor(Secret, TimeSpan.FromMilliseconds(200), TimeProvider.System, NullLogger.Instance);
-        var link = acceptor.Register(1, rank: 1, worldSize: 2, new PeerInfo(0, "fuzz"));
+        var link = acceptor.Register(1, rank: 1, worldSize: 2, new PeerInfo(0, "fuzz"), Token);
         var drained = DrainAsync(link);
         var (client, accepted) = await ConnectPairAsync().ConfigureAwait(false);
         using var _ = client;
@@ -127,6 +130,7 @@ internal static partial class Http2Fuzzer
             [LinkHeaders.Generation] = "1",
             [LinkHeaders.Rank] = "0",
             [LinkHeaders.WorldSize] = "2",
+            [LinkHeaders.RankToken] = Convert.ToHexString(Token),
         };
         using var timeout = new CancellationTokenSource(deadline);
         var start = Http2LinkCall.StartAsync(address, LinkMethods.ClientOpen.FullName, metadata, timeout.Token);

@@ -141,6 +141,7 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
             headers.GetValueOrDefault(LinkHeaders.Generation),
             headers.GetValueOrDefault(LinkHeaders.Rank),
             headers.GetValueOrDefault(LinkHeaders.WorldSize),
+            headers.GetValueOrDefault(LinkHeaders.RankToken),
             Peer);
         try
         {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using DistClip.Checkpoints;
 using DistClip.Config;
+using DistClip.Control;
 using DistClip.Data;
 
 namespace DistClip.Coordinator.Cli;
@@ -69,6 +70,8 @@ public static class Preflight
         if (settings.Resume is not null)
         {
             (resume, runId) = ResolveResume(settings.Resume, root, runId, warn, ct);
+            // Workers load only from under the checkpoint root (they refuse anything else): say so now, not at join.
+            ResumeDirectory.EnsureUnder(resume.Directory, root);
             try
             {
                 resume.EnsureConfigCompatible(TrainOptionsJson.CheckpointConfig(settings.Training, settings.Workers), TrainOptions.ResumableChanges);

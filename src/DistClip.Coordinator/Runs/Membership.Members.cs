@@ -5,6 +5,16 @@ namespace DistClip.Coordinator.Runs;
 /// <summary>What the membership keeps of a worker waiting to join and of a member of the current generation.</summary>
 public sealed partial class Membership
 {
+    /// <summary>
+    /// The rank of worker <paramref name="workerId"/> in <paramref name="generation"/> while that is
+    /// the current generation; null otherwise (the calls of a worker that is no member change nothing).
+    /// </summary>
+    public int? RankOf(string workerId, long generation) => Locked<int?>(() =>
+    {
+        var member = Find(workerId, generation);
+        return member is null ? null : Array.IndexOf(_members, member);
+    });
+
     private sealed class Joiner(WorkerIdentity worker, int order)
     {
         public WorkerIdentity Worker { get; } = worker;

@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using DistClip.Control;
 using Microsoft.Extensions.Logging;
 
 namespace DistClip.Coordinator.Runs;
@@ -54,11 +55,15 @@ public sealed partial class Membership : IDisposable
         _latestCheckpoint = settings.ResumeFrom;
         _latestCheckpointStep = StepOfCheckpoint(settings.ResumeFrom);
         _formingSince = _time.GetUtcNow();
+        Identity = new RankIdentity(RankTokens.ForRun(settings.Secret, settings.RunId), logger, _time);
         var period = settings.HeartbeatInterval / 2;
         _monitor = _time.CreateTimer(_ => Tick(), null, period, period);
     }
 
     public RunSettings Settings => _settings;
+
+    /// <summary>Issues and checks the members' rank tokens (a fresh key per membership, so per coordinator process).</summary>
+    public RankIdentity Identity { get; }
 
     /// <summary>Completes when the run has succeeded or failed for good (on entering Ending).</summary>
     public Task<RunOutcome> Completion => _outcome.Task;

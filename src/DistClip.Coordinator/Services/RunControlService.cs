@@ -3,13 +3,16 @@ using DistClip.Control;
 using DistClip.Control.V1;
 using DistClip.Coordinator.Runs;
 using DistClip.Coordinator.Telemetry;
+using Google.Protobuf;
 using Grpc.Core;
 
 namespace DistClip.Coordinator.Services;
 
 /// <summary>
 /// The gRPC face of <see cref="Membership"/>: translation only, no decisions. The control protocol's
-/// messages are mapped to the membership's records here and nowhere else.
+/// messages are mapped to the membership's records here and nowhere else. Every call that speaks
+/// for a rank must present that rank's token for its generation (<see cref="RankIdentity"/>); the
+/// check is here, before the membership hears of the call.
 /// </summary>
 internal sealed class RunControlService(Membership run, PrometheusTargets targets) : RunControl.RunControlBase
 {
@@ -26,7 +29,7 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
         long held = request.HeldRunId == run.Settings.RunId && request.HeldStep >= 0 ? request.HeldStep : -1;
         var worker = new WorkerIdentity(request.WorkerId, request.Host, request.Pid, request.CollectiveEndpoint, request.PreferredRank, held);
         var reply = await run.JoinAsync(worker, context.CancellationToken).ConfigureAwait(false);
-        var assignment = AssignmentOf(reply, run.Settings);
+        var assignment = AssignmentOf(reply, run.Settings, run.Identity);
         targets.Assigned(request, assignment);
         return assignment;
     }
@@ -40,7 +43,16 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
         }
 
         var first = requestStream.Current;
-        var commands = run.AttachHeartbeat(BeatOf(first));
+        // The stream is the member's once its first beat carries the token of the member's rank;
+        // later beats on it only move its step and phase (they are read as the first's worker and
+        // generation), so nobody can beat, or break a stream, for a rank whose token they lack.
+        int? rank = run.RankOf(first.WorkerId, first.Generation);
+        if (rank is { } r)
+        {
+            Demand(first.RankToken, first.Generation, r, "heartbeat");
+        }
+
+        var commands = rank is null ? null : run.AttachHeartbeat(BeatOf(first));
         if (commands is null)
         {
             // Not a member of the current generation (it has already moved on): tell it to rejoin.
@@ -54,7 +66,7 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
         {
             while (await requestStream.MoveNext(ct).ConfigureAwait(false))
             {
-                run.Heartbeat(BeatOf(requestStream.Current));
+                run.Heartbeat(BeatOf(requestStream.Current) with { WorkerId = first.WorkerId, Generation = first.Generation });
             }
         }
         catch (Exception e) when (e is IOException or RpcException or OperationCanceledException or InvalidOperationException)
@@ -88,18 +100,21 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
 
     public override Task<Ack> ReportProgress(Progress request, ServerCallContext context)
     {
+        Demand(request.RankToken, request.Generation, 0, "progress report"); // only rank 0 reports progress
         run.ReportProgress(new ProgressReport(request.Generation, request.Step, request.TotalSteps, request.Loss, request.LearningRate, request.LogitScale, request.Samples));
         return Task.FromResult(Done);
     }
 
     public override Task<Ack> ReportCheckpoint(CheckpointCommitted request, ServerCallContext context)
     {
+        Demand(request.RankToken, request.Generation, 0, "checkpoint report"); // only rank 0 commits checkpoints
         run.ReportCheckpoint(new CheckpointReport(request.Generation, request.Step, request.Directory));
         return Task.FromResult(Done);
     }
 
     public override Task<Ack> Finish(WorkerFinished request, ServerCallContext context)
     {
+        Demand(request.RankToken, request.Generation, request.Rank, "finish");
         run.Finish(new FinishReport(request.Generation, request.Rank, request.ParametersSha256,
             request.SummaryJson.Length == 0 ? null : request.SummaryJson, request.PeakRssBytes));
         return Task.FromResult(Done);
@@ -107,8 +122,21 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
 
     public override Task<Ack> ReportFailure(WorkerFailure request, ServerCallContext context)
     {
-        run.ReportFailure(FailureOf(request));
+        // The membership acts on the worker id (it loses that member), so the token must be that of
+        // the rank the worker holds, when it is a current member, not only of the rank the message names.
+        int rank = run.RankOf(request.WorkerId, request.Generation) ?? request.Rank;
+        Demand(request.RankToken, request.Generation, rank, "failure report");
+        run.ReportFailure(FailureOf(request) with { Rank = rank });
         return Task.FromResult(Done);
+    }
+
+    /// <summary>Refuses the call (PermissionDenied) unless <paramref name="token"/> is that of (generation, rank).</summary>
+    private void Demand(ByteString token, long generation, int rank, string call)
+    {
+        if (!run.Identity.Admits(token.Span, generation, rank, call))
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, RankIdentity.Refusal(generation, rank)));
+        }
     }
 
     internal static FailureReport FailureOf(WorkerFailure failure) => new(
@@ -121,8 +149,11 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
         },
         failure.ExceptionType, failure.Message);
 
-    /// <summary>A seat as the worker's assignment: its generation and rank, its peers, and the run's settings.</summary>
-    internal static Assignment AssignmentOf(JoinReply reply, RunSettings settings)
+    /// <summary>
+    /// A seat as the worker's assignment: its generation and rank, its peers, the run's settings, its
+    /// token, and the token of its left neighbour (the only rank its collectives endpoint admits).
+    /// </summary>
+    internal static Assignment AssignmentOf(JoinReply reply, RunSettings settings, RankIdentity identity)
     {
         if (reply is not Seated seat)
         {
@@ -142,6 +173,8 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
             StateStep = plan.StateStep,
             CheckpointRoot = settings.CheckpointRoot,
             HeartbeatIntervalMs = (int)settings.HeartbeatInterval.TotalMilliseconds,
+            RankToken = ByteString.CopyFrom(identity.TokenOf(plan.Generation, seat.Rank)),
+            LeftRankToken = ByteString.CopyFrom(identity.TokenOf(plan.Generation, (seat.Rank - 1 + plan.WorldSize) % plan.WorldSize)),
         };
         assignment.Peers.AddRange(plan.Ranks.Select((w, r) => new Peer { Rank = r, CollectiveEndpoint = w.CollectiveEndpoint, Host = w.Host }));
         return assignment;

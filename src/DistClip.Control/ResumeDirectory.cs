@@ -1,0 +1,50 @@
+using DistClip.Config;
+
+namespace DistClip.Control;
+
+/// <summary>
+/// Where a run may resume from: only a directory under its checkpoint root. The resume directory
+/// reaches a worker in its assignment, and a worker loads whatever it names (weights, optimizer
+/// state); held to the root, a forged or mistaken path cannot point the run at an arbitrary
+/// directory. The coordinator checks it before any worker starts, and every worker again before it
+/// loads.
+/// </summary>
+public static class ResumeDirectory
+{
+    /// <summary>
+    /// <paramref name="directory"/>'s full path, once it is under <paramref name="checkpointRoot"/>
+    /// (both normalised by <see cref="Path.GetFullPath(string)"/>, so <c>..</c> cannot climb out) and
+    /// no directory between the root and it is a symbolic link (which could lead out again).
+    /// </summary>
+    /// <exception cref="ConfigException">Either is not so, naming both paths.</exception>
+    public static string EnsureUnder(string directory, string checkpointRoot)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        ArgumentException.ThrowIfNullOrEmpty(checkpointRoot);
+        string root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointRoot));
+        string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
+        string prefix = root + Path.DirectorySeparatorChar;
+        if (!full.StartsWith(prefix, StringComparison.Ordinal))
+        {
+            throw new ConfigException("resume",
+                $"the checkpoint to resume from, {full}, is not under the run's checkpoint directory {root}; refusing to load it");
+        }
+
+        // Every component below the root, from the root down: a link anywhere on the way could point
+        // outside the root while the path still reads as inside it.
+        string[] parts = full[prefix.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
+        string at = root;
+        foreach (string part in parts)
+        {
+            at = Path.Combine(at, part);
+            if (new DirectoryInfo(at).LinkTarget is { } target)
+            {
+                throw new ConfigException("resume",
+                    $"the checkpoint to resume from, {full}, passes through the symbolic link {at} (to {target}) under the run's " +
+                    $"checkpoint directory {root}; refusing to load it");
+            }
+        }
+
+        return full;
+    }
+}
