@@ -54,9 +54,12 @@ public static class SparseRowsSuite
             };
             foreach (var (mix, rows) in mixes)
             {
+                // Stand-in rank tokens (a coordinator would issue them): each rank expects its left neighbour's.
+                byte[][] tokens = [System.Security.Cryptography.RandomNumberGenerator.GetBytes(32), System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)];
+                generation++;
                 var groups = await Task.WhenAll(
-                    a.JoinAsync(new CollectiveMembership(0, peers, ++generation), null, ct),
-                    b.JoinAsync(new CollectiveMembership(1, peers, generation), null, ct));
+                    a.JoinAsync(new CollectiveMembership(0, peers, generation, new RingTokens(tokens[0], tokens[1])), null, ct),
+                    b.JoinAsync(new CollectiveMembership(1, peers, generation, new RingTokens(tokens[1], tokens[0])), null, ct));
                 try
                 {
                     var dense = new List<double>();
