@@ -72,7 +72,7 @@ public sealed class RunTls : IDisposable
         {
             certificate = X509Certificate2.CreateFromPem(certPem, keyPem);
         }
-        catch (CryptographicException e)
+        catch (Exception e) when (e is CryptographicException or ArgumentException)
         {
             authority.Dispose();
             throw new TlsOptionException("--tls-key", $"{keyFile} is not the private key of --tls-cert {certFile}: {e.Message}");
