@@ -92,7 +92,8 @@ internal static class LaunchCommand
                 WriteSecret(secretFile, secret);
             }
 
-            Console.WriteLine($"waiting for {s.Workers} workers: worker --coordinator {server.Address} --secret-file {(command.Secret is null ? secretFile : "<yours>")}");
+            Console.WriteLine($"waiting for {s.Workers} workers: worker --coordinator {server.Address} --secret-file {(command.Secret is null ? secretFile : "<yours>")}" +
+                (tls is null ? "" : " --tls-dir <its certificate, key and this run's CA>"));
         }
         else
         {
