@@ -47,11 +47,12 @@ public sealed class CoordinatorServer : IAsyncDisposable
                 if (tls is not null)
                 {
                     // The data plane's server options exactly: one trust decision for both planes.
-                    // The handshake gets the request-headers bound of ControlPlaneLimits.
+                    // A stranger's handshake gets no longer than its request headers would, and
+                    // counts among Kestrel's capped connections like any other.
                     listen.UseHttps(new TlsHandshakeCallbackOptions
                     {
                         OnConnection = _ => ValueTask.FromResult(tls.ServerOptions()),
-                        HandshakeTimeout = TimeSpan.FromSeconds(5),
+                        HandshakeTimeout = ControlPlaneLimits.RequestHeadersTimeout,
                     });
                 }
             });
