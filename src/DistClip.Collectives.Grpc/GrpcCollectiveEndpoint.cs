@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -15,7 +16,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace DistClip.Collectives.Grpc;
 
 /// <summary>
-/// A worker's collectives endpoint: an h2c gRPC server of its own (never the control-plane port)
+/// A worker's collectives endpoint: an h2c (or, with <see cref="GrpcTransportOptions.Tls"/>, TLS) gRPC server of its own (never the control-plane port)
 /// that its left neighbour streams into; see <see cref="LinkServer"/> for the two servers. Start it
 /// once, report <see cref="Address"/> to the coordinator, then <see cref="JoinAsync"/> a group for
 /// each generation the coordinator announces.
@@ -62,7 +63,7 @@ public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
             string host = local.Address.Equals(IPAddress.Any) || local.Address.Equals(IPAddress.IPv6Any)
                 ? "127.0.0.1"
                 : local.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{local.Address}]" : local.Address.ToString();
-            var listening = new Uri($"http://{host}:{local.Port}/");
+            var listening = new Uri($"{(options.Tls is null ? "http" : "https")}://{host}:{local.Port}/");
             GrpcLog.EndpointStarted(logs.CreateLogger<GrpcCollectiveEndpoint>(), listening);
             return new GrpcCollectiveEndpoint(null, listener, acceptor, options, time, logs, listening);
         }
@@ -71,7 +72,19 @@ public sealed class GrpcCollectiveEndpoint : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(kestrel =>
         {
-            kestrel.Listen(options.ListenAddress, options.Port, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Listen(options.ListenAddress, options.Port, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http2;
+                if (options.Tls is { } tls)
+                {
+                    // The direct server's options exactly (mutual TLS, the run's CA), within the same handshake deadline.
+                    listen.UseHttps(new TlsHandshakeCallbackOptions
+                    {
+                        OnConnection = _ => ValueTask.FromResult(tls.ServerOptions()),
+                        HandshakeTimeout = options.HandshakeTimeout,
+                    });
+                }
+            });
             kestrel.Limits.Http2.InitialStreamWindowSize = options.StreamWindowBytes;
             kestrel.Limits.Http2.InitialConnectionWindowSize = options.ConnectionWindowBytes;
             kestrel.Limits.Http2.MaxFrameSize = options.MaxFrameBytes;

@@ -62,6 +62,11 @@ internal sealed class GrpcNetLinkCall : ILinkCall
             ConnectTimeout = options.ConnectTimeout,
             InitialHttp2StreamWindowSize = options.StreamWindowBytes,
         };
+        if (options.Tls is { } tls)
+        {
+            handler.SslOptions = tls.ClientOptions(address.DnsSafeHost);
+        }
+
         return GrpcChannel.ForAddress(address, new GrpcChannelOptions
         {
             HttpHandler = handler,

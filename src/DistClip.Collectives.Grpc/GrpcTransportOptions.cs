@@ -8,6 +8,14 @@ public sealed record GrpcTransportOptions
     /// <summary>The run's shared secret; every peer presents it and a wrong one is refused (PermissionDenied).</summary>
     public required string Secret { get; init; }
 
+    /// <summary>
+    /// The run's TLS material; null = h2c. With it both link ends speak TLS 1.2+ with ALPN h2, present
+    /// their certificates and accept only peers chained to the run's CA (mutual TLS), on either link
+    /// stack; the endpoint's address becomes https. Its handshake counts toward
+    /// <see cref="HandshakeTimeout"/> and <see cref="MaxUnauthenticatedConnections"/>.
+    /// </summary>
+    public DistClip.Tls.RunTls? Tls { get; init; }
+
     /// <summary>Where this rank's collectives endpoint listens (h2c). Loopback unless the cluster says otherwise.</summary>
     public IPAddress ListenAddress { get; init; } = IPAddress.Loopback;
 

@@ -174,7 +174,7 @@ internal sealed class OutgoingLink : IAsyncDisposable
 
         return await Http2.Http2LinkCall.StartAsync(
             address, LinkMethods.ClientOpen.FullName, metadata.Select(m => KeyValuePair.Create(m.Key, m.Value)), cancellationToken,
-            options.MaxHeaderBytes)
+            options.MaxHeaderBytes, options.Tls)
             .ConfigureAwait(false);
     }
 }

@@ -30,6 +30,8 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             MaxSendMessageSize = 16 << 20,
             HttpHandler = new SocketsHttpHandler
             {
+                // With TLS: this worker's certificate, and the coordinator's checked against the run's CA alone.
+                SslOptions = options.Tls?.ClientOptions(options.Coordinator.DnsSafeHost) ?? new(),
                 // The heartbeat stream and the join/report calls share one connection; pings notice a
                 // coordinator that vanished without closing it.
                 KeepAlivePingDelay = TimeSpan.FromSeconds(10),
@@ -47,7 +49,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
         }));
 
         await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(
-            new GrpcTransportOptions { Secret = secret, ListenAddress = options.Bind, Port = options.Port }.WithLink(options.Link), loggers, cancellationToken: ct).ConfigureAwait(false);
+            new GrpcTransportOptions { Secret = secret, ListenAddress = options.Bind, Port = options.Port, Tls = options.Tls }.WithLink(options.Link), loggers, cancellationToken: ct).ConfigureAwait(false);
         var advertised = new UriBuilder(endpoint.Address) { Host = options.AdvertiseHost }.Uri;
         LogEndpoint(_logger, advertised, options.Link.ToString().ToLowerInvariant());
         await using var metrics = await MetricsServer.StartAsync("distclip-worker", options.MetricsBind, options.MetricsPort,

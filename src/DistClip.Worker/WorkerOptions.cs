@@ -1,12 +1,13 @@
 using System.Globalization;
 using System.Net;
 using DistClip.Collectives.Grpc;
+using DistClip.Tls;
 using DistClip.Training.Faults;
 
 namespace DistClip.Worker;
 
 /// <summary>
-/// <c>worker --coordinator URL [--preferred-rank N] [--secret-file F] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N] [--metrics-bind ADDRESS] [--link direct|grpc]</c>.
+/// <c>worker --coordinator URL [--preferred-rank N] [--secret-file F] [--bind ADDRESS] [--port N] [--advertise-host HOST] [--metrics-port N] [--metrics-bind ADDRESS] [--link direct|grpc] [--tls-dir DIR | --tls-cert F --tls-key F --tls-ca F]</c>.
 /// The secret comes from the file or from DISTCLIP_SECRET; the preferred rank defaults to
 /// Kubernetes' JOB_COMPLETION_INDEX when set. The metrics port defaults to 0 (a free one): several
 /// workers share a host (one per device), and the coordinator's targets file says where each is.
@@ -28,6 +29,13 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
     /// <summary>The link stack of this worker's collectives (<c>--link direct|grpc</c>).</summary>
     public LinkStack Link { get; init; } = LinkStack.Direct;
 
+    /// <summary>
+    /// The run's TLS material (<c>--tls-dir</c> or the three files), checked before the worker starts:
+    /// the coordinator is reached over HTTPS and the links speak TLS, each trusting only the run's CA
+    /// and presenting this worker's certificate. Null: h2c.
+    /// </summary>
+    public RunTls? Tls { get; init; }
+
     /// <summary>Faults to inject, for tests (<c>DISTCLIP_FAULTS</c>, see <see cref="Worker.Faults"/>); none by default.</summary>
     public FaultPlan Faults { get; init; } = FaultPlan.None;
 
@@ -43,6 +51,7 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
         int metricsPort = 0;
         var metricsBind = IPAddress.Loopback;
         var link = LinkStack.Direct;
+        string? tlsDir = null, tlsCert = null, tlsKey = null, tlsCa = null;
         for (int i = 0; i < args.Length; i++)
         {
             string name = args[i];
@@ -50,7 +59,7 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
             switch (name)
             {
                 case "--coordinator":
-                    coordinator = new Uri(value.Contains("://", StringComparison.Ordinal) ? value : "http://" + value);
+                    coordinator = new Uri(value.Contains("://", StringComparison.Ordinal) ? value : "scheme://" + value);
                     break;
                 case "--preferred-rank":
                     preferred = int.Parse(value, CultureInfo.InvariantCulture);
@@ -84,6 +93,18 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
                         _ => throw new ArgumentException($"--link: '{value}' is not direct or grpc"),
                     };
                     break;
+                case "--tls-dir":
+                    tlsDir = value;
+                    break;
+                case "--tls-cert":
+                    tlsCert = value;
+                    break;
+                case "--tls-key":
+                    tlsKey = value;
+                    break;
+                case "--tls-ca":
+                    tlsCa = value;
+                    break;
                 default:
                     throw new ArgumentException($"unknown option {name}");
             }
@@ -94,6 +115,17 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
             throw new ArgumentException("--coordinator HOST:PORT is required");
         }
 
+        var tls = RunTls.FromOptions(tlsDir, tlsCert, tlsKey, tlsCa);
+        if (coordinator.Scheme == "scheme")
+        {
+            coordinator = new UriBuilder(coordinator) { Scheme = tls is null ? "http" : "https" }.Uri;
+        }
+        else if (tls is not null && coordinator.Scheme != "https")
+        {
+            tls.Dispose();
+            throw new ArgumentException($"--coordinator: {coordinator} is not https, but TLS is on");
+        }
+
         // Peers must reach this worker: loopback when bound to loopback, else the host's name.
         advertise ??= IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName();
         return new WorkerOptions(coordinator, preferred, secretFile, bind, port, advertise)
@@ -102,6 +134,7 @@ public sealed record WorkerOptions(Uri Coordinator, int PreferredRank, string? S
             MetricsBind = metricsBind,
             JoinTimeout = joinTimeout,
             Link = link,
+            Tls = tls,
             Faults = Worker.Faults.FromEnvironment(),
         };
     }

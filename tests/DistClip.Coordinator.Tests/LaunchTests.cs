@@ -55,6 +55,7 @@ public sealed class LaunchTests : IDisposable
     [InlineData("link", "--link", "quic")]
     [InlineData("bind", "--bind", "0.0.0.0")] // a serve option
     [InlineData("metrics_port", "--metrics-port", "70000")]
+    [InlineData("--tls-cert", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem", "--tls-ca", "/nonexistent/ca.pem")]
     public async Task A_bad_configuration_exits_2_naming_the_field_before_any_worker_starts(string field, params string[] args)
     {
         var result = await CoordinatorProcess.RunAsync(TimeSpan.FromSeconds(60),

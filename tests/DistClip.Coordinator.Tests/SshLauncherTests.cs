@@ -90,15 +90,16 @@ public sealed class SshLauncherTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.DoesNotContain("Unhandled exception", result.Stdout + result.Stderr);
     }
 
+    /// <summary>With <c>--tls auto</c>: each slot's generated key and certificates travel on ssh's stdin, never as files it must find.</summary>
     [Fact]
-    public async Task A_hostfile_run_starts_its_workers_over_ssh_and_trains_to_the_end()
+    public async Task A_hostfile_run_starts_its_workers_over_ssh_and_trains_to_the_end_over_TLS()
     {
         string hostfile = Path.Combine(_dir, "hosts");
         File.WriteAllText(hostfile, $"# two slots on this machine, through sshd\n127.0.0.1 slots=2 port={_port}\n");
         string ssh = $"-i {Path.Combine(_dir, "user_key")} -o UserKnownHostsFile={Path.Combine(_dir, "known_hosts")} -o StrictHostKeyChecking=yes";
 
         var result = await CoordinatorProcess.RunAsync(TimeSpan.FromMinutes(3),
-            [.. Runs.Quick(_dir, "ssh"), "--hostfile", hostfile, "--ssh-options", ssh, "--steps", "4"]);
+            [.. Runs.Quick(_dir, "ssh"), "--hostfile", hostfile, "--ssh-options", ssh, "--steps", "4", "--tls", "auto"]);
         output.WriteLine(result.Stdout + result.Stderr);
 
         Assert.True(result.ExitCode == 0, $"exit {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
@@ -106,6 +107,14 @@ public sealed class SshLauncherTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(2, summary.GetProperty("world_size").GetInt32());
         Assert.Equal(4, summary.GetProperty("steps").GetInt64());
         Assert.Contains("for 127.0.0.1", result.Stdout); // both slots went through the hostfile's host
+        Assert.Matches(@"coordinator listening at https://", result.Stdout);
+        for (int rank = 0; rank < 2; rank++)
+        {
+            string log = File.ReadAllText(Path.Combine(_dir, "ssh", "logs", $"worker-{rank}.log"));
+            Assert.Matches(@"Collectives endpoint at https://", log);
+            Assert.DoesNotContain("PRIVATE KEY", log);
+        }
+
         // Without gpus= slot i of a host gets GPU i (the workers fall back to the CPU: this libtorch has no CUDA).
         Assert.Equal("CUDA_VISIBLE_DEVICES=0", LaunchTests.DeviceLine(Path.Combine(_dir, "ssh"), 0).Groups["seen"].Value);
         Assert.Equal("CUDA_VISIBLE_DEVICES=1", LaunchTests.DeviceLine(Path.Combine(_dir, "ssh"), 1).Groups["seen"].Value);

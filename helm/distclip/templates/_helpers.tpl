@@ -115,6 +115,34 @@ Usage: include "distclip.threadEnv" "worker"
         path: secret
 {{- end }}
 
+{{/*
+The run's TLS Secret (tls.enabled): ca.crt, tls.crt and tls.key, read by --tls-dir.
+*/}}
+{{- define "distclip.tlsDir" -}}/etc/distclip/tls{{- end }}
+
+{{- define "distclip.tlsVolume" -}}
+{{- if not .Values.tls.secretName }}
+{{- fail "tls.secretName: tls.enabled needs a kubernetes.io/tls Secret holding ca.crt, tls.crt and tls.key" }}
+{{- end }}
+- name: run-tls
+  secret:
+    secretName: {{ .Values.tls.secretName }}
+    defaultMode: 288 # 0440: owner and group (fsGroup) may read
+    items:
+      - key: ca.crt
+        path: ca.crt
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+
+{{- define "distclip.tlsMount" -}}
+- name: run-tls
+  mountPath: {{ include "distclip.tlsDir" . }}
+  readOnly: true
+{{- end }}
+
 {{- define "distclip.secretMount" -}}
 - name: run-secret
   mountPath: {{ include "distclip.secretDir" . }}

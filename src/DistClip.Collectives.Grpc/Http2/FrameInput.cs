@@ -1,12 +1,10 @@
-using System.Net.Sockets;
-
 namespace DistClip.Collectives.Grpc.Http2;
 
 /// <summary>
 /// A connection's incoming bytes, for both direct link ends: frame headers and small frames are read
 /// through one buffer; bulk DATA may bypass it (<see cref="ReceiveDirectAsync"/>) once it is empty.
 /// </summary>
-internal sealed class FrameInput(Socket socket, int capacity, string peer)
+internal sealed class FrameInput(LinkWire wire, int capacity, string peer)
 {
     private readonly byte[] _buffer = new byte[capacity];
     private int _start;
@@ -52,7 +50,7 @@ internal sealed class FrameInput(Socket socket, int capacity, string peer)
         while (Buffered < needed)
         {
             int room = Math.Min(_buffer.Length - _end, want - Buffered);
-            int n = await socket.ReceiveAsync(_buffer.AsMemory(_end, room), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            int n = await wire.ReceiveAsync(_buffer.AsMemory(_end, room), cancellationToken).ConfigureAwait(false);
             if (n == 0)
             {
                 throw new IOException($"{peer} closed the connection.");
@@ -91,7 +89,7 @@ internal sealed class FrameInput(Socket socket, int capacity, string peer)
             throw new InvalidOperationException("Buffered bytes come first.");
         }
 
-        int n = await socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        int n = await wire.ReceiveAsync(destination, cancellationToken).ConfigureAwait(false);
         return n > 0 ? n : throw new IOException($"{peer} closed the connection in the middle of a frame.");
     }
 }

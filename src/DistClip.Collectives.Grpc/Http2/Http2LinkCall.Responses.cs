@@ -10,7 +10,7 @@ internal sealed partial class Http2LinkCall
 {
     private async Task ReadLoopAsync()
     {
-        var input = new FrameInput(_socket, 64 << 10, _peer);
+        var input = new FrameInput(_wire, 64 << 10, _peer);
         List<byte>? headerBlock = null;
         bool blockEndsStream = false;
         try
@@ -120,12 +120,7 @@ internal sealed partial class Http2LinkCall
 
         try
         {
-            _socket.Blocking = false;
-            _socket.Send(Http2Frames.ErrorFrame(Http2Frames.GoAway, 0, code), SocketFlags.None, out _);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // Gone already.
+            _wire.TrySendNow(Http2Frames.ErrorFrame(Http2Frames.GoAway, 0, code));
         }
         finally
         {

@@ -25,6 +25,7 @@ internal sealed partial class Http2LinkCall : ILinkCall
     private const int ReceiveWindow = 1 << 20;
 
     private readonly Socket _socket;
+    private readonly LinkWire _wire;
     private readonly string _peer;
     private readonly SemaphoreSlim _writeLock = new(1, 1);  // one frame on the wire at a time
     private readonly SemaphoreSlim _sendLock = new(1, 1);   // one message at a time (owns _head)
@@ -43,9 +44,10 @@ internal sealed partial class Http2LinkCall : ILinkCall
     private Exception? _failure;
     private int _closed;
 
-    private Http2LinkCall(Socket socket, string peer, int maxHeaderBytes)
+    private Http2LinkCall(LinkWire wire, string peer, int maxHeaderBytes)
     {
-        _socket = socket;
+        _socket = wire.Socket;
+        _wire = wire;
         _peer = peer;
         _maxHeaderBlock = maxHeaderBytes;
         _decoder = new HpackDecoder(maxListBytes: maxHeaderBytes);
@@ -60,9 +62,10 @@ internal sealed partial class Http2LinkCall : ILinkCall
 
     /// <summary>Connects and starts the call; a peer that cannot be reached is an <see cref="RpcException"/> with Unavailable.</summary>
     /// <param name="maxHeaderBytes">The largest response header block accepted, and its largest decoded size (<see cref="GrpcTransportOptions.MaxHeaderBytes"/>).</param>
+    /// <param name="tls">The run's TLS material: the connection is TLS (h2, mutual) and the server must chain to the run's CA; null = h2c.</param>
     public static async Task<Http2LinkCall> StartAsync(
         Uri address, string path, IEnumerable<KeyValuePair<string, string>> metadata, CancellationToken cancellationToken,
-        int maxHeaderBytes = 16 << 10)
+        int maxHeaderBytes = 16 << 10, DistClip.Tls.RunTls? tls = null)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
@@ -80,7 +83,26 @@ internal sealed partial class Http2LinkCall : ILinkCall
             throw;
         }
 
-        var call = new Http2LinkCall(socket, address.ToString(), maxHeaderBytes);
+        var wire = new LinkWire(socket);
+        if (tls is not null)
+        {
+            try
+            {
+                await wire.AuthenticateAsClientAsync(tls.ClientOptions(address.DnsSafeHost), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is System.Security.Authentication.AuthenticationException or IOException or SocketException)
+            {
+                wire.Dispose();
+                throw new RpcException(new Status(StatusCode.Unavailable, $"TLS with {address} failed: {ex.Message}", ex));
+            }
+            catch
+            {
+                wire.Dispose();
+                throw;
+            }
+        }
+
+        var call = new Http2LinkCall(wire, address.ToString(), maxHeaderBytes);
         _ = call.ReadLoopAsync();
 
         var start = new List<byte>(512);
@@ -89,7 +111,7 @@ internal sealed partial class Http2LinkCall : ILinkCall
 
         var block = new List<byte>(256);
         HpackEncoder.WriteLiteral(block, ":method", "POST");
-        HpackEncoder.WriteLiteral(block, ":scheme", "http");
+        HpackEncoder.WriteLiteral(block, ":scheme", tls is null ? "http" : "https");
         HpackEncoder.WriteLiteral(block, ":path", path);
         HpackEncoder.WriteLiteral(block, ":authority", address.Authority);
         HpackEncoder.WriteLiteral(block, "content-type", "application/grpc");
@@ -225,7 +247,7 @@ internal sealed partial class Http2LinkCall : ILinkCall
                 // Not connected any more.
             }
 
-            _socket.Dispose();
+            _wire.Dispose();
         }
     }
 
@@ -275,7 +297,7 @@ internal sealed partial class Http2LinkCall : ILinkCall
     {
         while (!bytes.IsEmpty)
         {
-            int n = await _socket.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);
+            int n = await _wire.SendAsync(bytes, CancellationToken.None).ConfigureAwait(false);
             bytes = bytes[n..];
         }
     }

@@ -103,12 +103,7 @@ internal sealed partial class Http2LinkConnection
 
         try
         {
-            _socket.Blocking = false;
-            _socket.Send(Http2Frames.ErrorFrame(Http2Frames.GoAway, 0, code, _streamId), SocketFlags.None, out _);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // Gone already.
+            _wire.TrySendNow(Http2Frames.ErrorFrame(Http2Frames.GoAway, 0, code, _streamId));
         }
         finally
         {
@@ -131,7 +126,7 @@ internal sealed partial class Http2LinkConnection
                 cancellationToken.ThrowIfCancellationRequested();
                 try
                 {
-                    int n = await _socket.SendAsync(bytes, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    int n = await _wire.SendAsync(bytes, cancellationToken).ConfigureAwait(false);
                     bytes = bytes[n..];
                 }
                 catch (OperationCanceledException)

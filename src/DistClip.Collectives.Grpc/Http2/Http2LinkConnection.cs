@@ -27,6 +27,7 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
     private const int SendBufferBytes = 64 << 10;
 
     private readonly Socket _socket;
+    private readonly LinkWire _wire;
     private readonly GrpcTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly int _maxMessageBytes;
@@ -55,6 +56,7 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
     public Http2LinkConnection(Socket socket, GrpcTransportOptions options, TimeProvider? time = null, Action? leaveUnauthenticated = null)
     {
         _socket = socket;
+        _wire = new LinkWire(socket);
         _options = options;
         _time = time ?? TimeProvider.System;
         _leaveUnauthenticated = leaveUnauthenticated;
@@ -65,7 +67,7 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
             ? $"{(remote.AddressFamily == AddressFamily.InterNetworkV6 ? "ipv6" : "ipv4")}:{remote}"
             : "unknown";
         socket.SendBufferSize = SendBufferBytes;
-        _input = new FrameInput(socket, _maxHeaderBlock + Http2Frames.HeaderLength, Peer);
+        _input = new FrameInput(_wire, _maxHeaderBlock + Http2Frames.HeaderLength, Peer);
     }
 
     /// <summary>Who is calling, as gRPC's <c>ServerCallContext.Peer</c> writes it.</summary>
@@ -84,6 +86,13 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
             {
                 // One deadline over the whole handshake, writes included: it closes the socket, so a
                 // peer that stops reading cannot park this side in a send that never completes.
+                // TLS, when on, is part of it: a stranger's handshake is one more unauthenticated
+                // connection, held no longer than the rest (mutual TLS refuses it before HTTP/2).
+                if (_options.Tls is { } tls)
+                {
+                    await _wire.AuthenticateAsServerAsync(tls.ServerOptions(), stopping).ConfigureAwait(false);
+                }
+
                 headers = await HandshakeAsync(stopping).ConfigureAwait(false);
             }
 
@@ -109,7 +118,7 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
         }
         finally
         {
-            _socket.Dispose();
+            _wire.Dispose();
             LeaveUnauthenticated();
         }
     }
@@ -284,11 +293,11 @@ internal sealed partial class Http2LinkConnection : IAsyncStreamReader<RingFrame
     /// </summary>
     private async Task LingerAsync(CancellationToken deadline)
     {
-        _socket.Shutdown(SocketShutdown.Send);
+        await _wire.ShutdownSendAsync(deadline).ConfigureAwait(false);
         using var linger = CancellationTokenSource.CreateLinkedTokenSource(deadline);
         linger.CancelAfter(TimeSpan.FromSeconds(5));
         var sink = new byte[64 << 10];
-        while (await _socket.ReceiveAsync(sink, SocketFlags.None, linger.Token).ConfigureAwait(false) > 0)
+        while (await _wire.ReceiveAsync(sink, linger.Token).ConfigureAwait(false) > 0)
         {
         }
     }

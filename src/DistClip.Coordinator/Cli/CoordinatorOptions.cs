@@ -2,6 +2,7 @@ using System.Net;
 using DistClip.Config;
 using DistClip.Config.Settings;
 using DistClip.Control;
+using DistClip.Tls;
 
 namespace DistClip.Coordinator.Cli;
 
@@ -38,14 +39,46 @@ public sealed record CoordinatorOptions
     [Setting("address of the metrics port (0.0.0.0 for a Prometheus on another host)", DefaultDoc = "127.0.0.1")]
     public string? MetricsBind { get; init; }
 
+    /// <summary>
+    /// TLS on both planes (README, "Security"). Off by default for launch: its workers talk over
+    /// loopback, where encryption protects nothing and costs CPU on the gradient path.
+    /// </summary>
+    [Setting("launch: 'auto' makes a run-local CA and a certificate per worker (under the run dir) and turns TLS on for both planes",
+        Choices = ["off", "auto"], DefaultDoc = "off")]
+    public string? Tls { get; init; }
+
+    [Setting("directory holding ca.pem, cert.pem and key.pem (or a Kubernetes TLS Secret's ca.crt, tls.crt, tls.key): TLS on both planes")]
+    public string? TlsDir { get; init; }
+
+    [Setting("PEM certificate of this process (with --tls-key and --tls-ca)")]
+    public string? TlsCert { get; init; }
+
+    [Setting("PEM private key of --tls-cert")]
+    public string? TlsKey { get; init; }
+
+    [Setting("PEM CA certificate: the only root trusted, and every peer (workers included) must present a certificate it issued")]
+    public string? TlsCa { get; init; }
+
     /// <summary>The options only <c>serve</c> takes (launch starts its own workers and picks its own port).</summary>
     public static readonly IReadOnlySet<string> ServeOnly = new HashSet<string> { "bind", "port", "secret-file" };
+
+    /// <summary>The options only <c>launch</c> takes (serve's workers are started elsewhere, with certificates of their own).</summary>
+    public static readonly IReadOnlySet<string> LaunchOnly = new HashSet<string> { "tls" };
 }
 
 /// <summary>A parsed <c>coordinator launch|serve</c> command line: the run's settings and the process's own.</summary>
 /// <param name="Secret">The join secret from <c>--secret-file</c> or DISTCLIP_SECRET; null = generate one.</param>
 public sealed record CoordinatorCommand(bool Serve, RunConfig Run, IPAddress Bind, int Port, string? Secret, IPAddress MetricsBind, int MetricsPort)
 {
+    /// <summary>The TLS material of <c>--tls-dir</c> or <c>--tls-cert/--tls-key/--tls-ca</c>, checked; null = none given.</summary>
+    public RunTls? Tls { get; init; }
+
+    /// <summary>Where <see cref="Tls"/> came from, as a worker's <c>--tls-dir</c> or three files (launch passes it on to its workers).</summary>
+    public IReadOnlyList<string> TlsArguments { get; init; } = [];
+
+    /// <summary><c>launch --tls auto</c>: generate a run-local CA and certificates.</summary>
+    public bool TlsAuto { get; init; }
+
     /// <summary>
     /// Reads the whole command line in one pass: <c>--config FILE</c> (a JSON object of run settings,
     /// applied first), the run's settings and the coordinator's own options, each
@@ -88,6 +121,11 @@ public sealed record CoordinatorCommand(bool Serve, RunConfig Run, IPAddress Bin
                     throw new ConfigException(option.JsonName, "is a 'coordinator serve' option; launch starts its own workers and listens where they reach it");
                 }
 
+                if (serve && CoordinatorOptions.LaunchOnly.Contains(name))
+                {
+                    throw new ConfigException(option.JsonName, "is a 'coordinator launch' option; serve's workers are started elsewhere, give it --tls-dir or the --tls-* files");
+                }
+
                 own = SettingTable<CoordinatorOptions>.Apply(own, option, value);
             }
             else if (name == "config" || SettingTable<RunConfig>.Find(name) is not null)
@@ -120,8 +158,33 @@ public sealed record CoordinatorCommand(bool Serve, RunConfig Run, IPAddress Bin
             }
         }
 
+        bool tlsAuto = own.Tls == "auto";
+        RunTls? tls;
+        try
+        {
+            tls = RunTls.FromOptions(own.TlsDir, own.TlsCert, own.TlsKey, own.TlsCa);
+        }
+        catch (TlsOptionException e)
+        {
+            throw new ConfigException(e.Option, e.Detail);
+        }
+
+        if (tls is not null && tlsAuto)
+        {
+            tls.Dispose();
+            throw new ConfigException("--tls", "'auto' generates the certificates; give it or --tls-dir/--tls-cert, not both");
+        }
+
+        IReadOnlyList<string> tlsArguments = own.TlsDir is { } dir ? ["--tls-dir", Path.GetFullPath(dir)]
+            : tls is null ? []
+            : ["--tls-cert", Path.GetFullPath(own.TlsCert!), "--tls-key", Path.GetFullPath(own.TlsKey!), "--tls-ca", Path.GetFullPath(own.TlsCa!)];
         return new CoordinatorCommand(serve, RunConfig.FromArguments(run), bind, own.Port ?? (serve ? CoordinatorOptions.ServeDefaultPort : 0),
-            secret, metricsBind, own.MetricsPort ?? (serve ? CoordinatorOptions.ServeDefaultMetricsPort : 0));
+            secret, metricsBind, own.MetricsPort ?? (serve ? CoordinatorOptions.ServeDefaultMetricsPort : 0))
+        {
+            Tls = tls,
+            TlsArguments = tlsArguments,
+            TlsAuto = tlsAuto,
+        };
     }
 
     /// <summary>The host name the metrics endpoint is advertised under (loopback stays loopback).</summary>
@@ -135,8 +198,8 @@ public sealed record CoordinatorCommand(bool Serve, RunConfig Run, IPAddress Bin
     public static void PrintHelp(TextWriter output, bool serve)
     {
         output.WriteLine(serve
-            ? "usage: coordinator serve [--bind ADDRESS] [--port N] [--secret-file FILE] [--config FILE] [--SETTING VALUE ...]"
-            : "usage: coordinator launch [--config FILE] [--SETTING VALUE ...]");
+            ? "usage: coordinator serve [--bind ADDRESS] [--port N] [--secret-file FILE] [--tls-dir DIR | --tls-cert F --tls-key F --tls-ca F] [--config FILE] [--SETTING VALUE ...]"
+            : "usage: coordinator launch [--tls auto | --tls-dir DIR | --tls-cert F --tls-key F --tls-ca F] [--config FILE] [--SETTING VALUE ...]");
         output.WriteLine();
         output.WriteLine(serve
             ? "Runs the coordinator of a run whose workers are started elsewhere (Kubernetes, ssh, SLURM)."
@@ -149,7 +212,7 @@ public sealed record CoordinatorCommand(bool Serve, RunConfig Run, IPAddress Bin
 
         output.WriteLine("Coordinator options:");
         var options = SettingTable<CoordinatorOptions>.Settings;
-        foreach (string line in SettingTable<CoordinatorOptions>.HelpLines().Where((_, i) => serve || !CoordinatorOptions.ServeOnly.Contains(options[i].Name)))
+        foreach (string line in SettingTable<CoordinatorOptions>.HelpLines().Where((_, i) => serve ? !CoordinatorOptions.LaunchOnly.Contains(options[i].Name) : !CoordinatorOptions.ServeOnly.Contains(options[i].Name)))
         {
             output.WriteLine(line);
         }

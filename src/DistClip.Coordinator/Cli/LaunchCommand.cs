@@ -6,6 +6,7 @@ using DistClip.Coordinator.Launchers;
 using DistClip.Coordinator.Reports;
 using DistClip.Coordinator.Runs;
 using DistClip.Coordinator.Services;
+using DistClip.Tls;
 using Microsoft.Extensions.Logging;
 
 namespace DistClip.Coordinator.Cli;
@@ -61,7 +62,8 @@ internal static class LaunchCommand
         bool loopbackOnly = !serve && (plan.Hosts is null || Launchers.Hostfile.AllLoopback(plan.Hosts));
         var bind = serve ? command.Bind : loopbackOnly ? IPAddress.Loopback : IPAddress.Any;
         string advertise = s.AdvertiseHost ?? (IPAddress.IsLoopback(bind) ? bind.ToString() : Dns.GetHostName());
-        await using var server = await CoordinatorServer.StartAsync(run, bind, command.Port, advertise, ct);
+        using var tls = command.TlsAuto ? GenerateTls(plan, s.Workers, advertise) : command.Tls;
+        await using var server = await CoordinatorServer.StartAsync(run, bind, command.Port, advertise, ct, tls);
         Console.WriteLine($"run {plan.RunId}: {s.Workers} worker(s), {s.Training.Model} on {s.Training.Dataset}, " +
             $"{s.Training.Steps} steps at global batch {s.Training.GlobalBatch}" + (plan.Resume is null ? "" : $", resuming from step {plan.Resume.Step}"));
         Console.WriteLine($"coordinator listening at {server.Address}; logs and summary in {plan.RunDirectory}");
@@ -71,10 +73,17 @@ internal static class LaunchCommand
         run.CheckpointReported += c => progress.Note($"checkpoint of step {c.Step} committed: {c.Directory}");
         run.GenerationAborted += why => progress.Note($"generation aborted: {why}; restarting from a survivor's state (or the latest checkpoint when none can serve)");
         run.WorkerFailed += failure => progress.Note($"worker failure: {failure}");
+        // Generated certificates are one per slot; given ones are this process's, handed on to all.
+        Func<int, WorkerTls>? workerTls = command.TlsAuto ? slot => WorkerTls.Directory(TlsDirectory(plan, $"worker-{slot}"))
+            : command.Tls is null ? null
+            : _ => new WorkerTls(command.TlsArguments);
         await using WorkerLauncher? launcher = serve ? null
-            : plan.Hosts is null ? new LocalLauncher(run, server.Address, plan.WorkerGpus, loggers.CreateLogger<LocalLauncher>())
+            : plan.Hosts is null ? new LocalLauncher(run, server.Address, plan.WorkerGpus, loggers.CreateLogger<LocalLauncher>()) { Tls = workerTls }
             : new SshLauncher(run, server.Address, plan.Hosts, plan.WorkerGpus, (s.SshOptions ?? "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries),
-                s.RemoteWorker ?? $"dotnet {WorkerLauncher.WorkerDll}", loggers.CreateLogger<SshLauncher>(), command.MetricsBind);
+                s.RemoteWorker ?? $"dotnet {WorkerLauncher.WorkerDll}", loggers.CreateLogger<SshLauncher>(), command.MetricsBind)
+            {
+                Tls = workerTls,
+            };
         if (serve)
         {
             string secretFile = Path.Combine(plan.RunDirectory, "secret");
@@ -83,7 +92,8 @@ internal static class LaunchCommand
                 WriteSecret(secretFile, secret);
             }
 
-            Console.WriteLine($"waiting for {s.Workers} workers: worker --coordinator {server.Address} --secret-file {(command.Secret is null ? secretFile : "<yours>")}");
+            Console.WriteLine($"waiting for {s.Workers} workers: worker --coordinator {server.Address} --secret-file {(command.Secret is null ? secretFile : "<yours>")}" +
+                (tls is null ? "" : " --tls-dir <its certificate, key and this run's CA>"));
         }
         else
         {
@@ -159,6 +169,21 @@ internal static class LaunchCommand
             Console.WriteLine($"summary: {summaryPath}");
         }
     }
+
+    /// <summary>
+    /// <c>--tls auto</c>: a run-local CA and a certificate for the coordinator and for each worker slot
+    /// under <c>&lt;run dir&gt;/tls</c>, naming loopback, this host and the hostfile's hosts; returns the coordinator's.
+    /// </summary>
+    private static RunTls GenerateTls(RunPlan plan, int workers, string advertise)
+    {
+        var hosts = new List<string> { advertise, Dns.GetHostName() };
+        hosts.AddRange(plan.Hosts?.Select(h => h.Host) ?? []);
+        var holders = Enumerable.Range(0, workers).Select(slot => $"worker-{slot}").Prepend("coordinator");
+        RunCertificates.Generate(Path.Combine(plan.RunDirectory, "tls"), holders, hosts);
+        return RunTls.LoadDirectory(TlsDirectory(plan, "coordinator"));
+    }
+
+    private static string TlsDirectory(RunPlan plan, string holder) => Path.Combine(plan.RunDirectory, "tls", holder);
 
     private static void WriteSecret(string path, string secret)
     {

@@ -28,6 +28,11 @@ public sealed class LocalLauncher(Membership run, Uri coordinator, IReadOnlyList
         psi.ArgumentList.Add(slot.ToString(CultureInfo.InvariantCulture));
         psi.ArgumentList.Add("--link");
         psi.ArgumentList.Add(Run.Settings.Config.Link);
+        foreach (string argument in Tls?.Invoke(slot).Arguments ?? [])
+        {
+            psi.ArgumentList.Add(argument);
+        }
+
         psi.Environment[RunSecret.EnvironmentVariable] = Run.Settings.Secret;
         psi.Environment["OMP_WAIT_POLICY"] = "PASSIVE";
         if (GpuOf(slot) is { } gpu)

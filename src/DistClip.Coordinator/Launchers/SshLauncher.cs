@@ -54,13 +54,22 @@ public sealed class SshLauncher(
         // The end of ssh's options: the destination can never be read as one (Hostfile also refuses a leading '-').
         psi.ArgumentList.Add("--");
         psi.ArgumentList.Add(host.User is null ? host.Host : $"{host.User}@{host.Host}");
-        // One remote shell line: read the secret from stdin, then become the worker.
+        // One remote shell line: read the secret from stdin, then become the worker. Generated TLS
+        // files follow the secret on stdin, one base64 line each, into a directory only the worker's
+        // user can read (mktemp -d is 0700): the key never touches the command line either.
+        var tls = Tls?.Invoke(slot);
+        string tlsSetup = tls?.GeneratedDirectory is null ? ""
+            : "tls=$(mktemp -d) && " + string.Concat(WorkerTls.Files.Select(f => $"read -r l && printf '%s' \"$l\" | base64 -d > \"$tls\"/{f} && "));
+        string tlsArguments = tls is null ? ""
+            : tls.GeneratedDirectory is null ? " " + string.Join(' ', tls.Arguments.Select(Quote))
+            : " --tls-dir \"$tls\"";
         psi.ArgumentList.Add(
+            tlsSetup +
             $"read -r {RunSecret.EnvironmentVariable} && export {RunSecret.EnvironmentVariable} " +
             $"OMP_WAIT_POLICY=PASSIVE{GpuExport(slot)} && " +
             $"exec {remoteWorker} --coordinator {Quote(coordinator.ToString())} --preferred-rank {slot} --link {Run.Settings.Config.Link} " +
             $"--bind {(Hostfile.AllLoopback([host]) ? "127.0.0.1" : "0.0.0.0")} --advertise-host {Quote(host.Host)}" +
-            (metricsBind is null || System.Net.IPAddress.IsLoopback(metricsBind) ? "" : $" --metrics-bind {metricsBind}"));
+            (metricsBind is null || System.Net.IPAddress.IsLoopback(metricsBind) ? "" : $" --metrics-bind {metricsBind}") + tlsArguments);
         return psi;
     }
 
@@ -68,6 +77,14 @@ public sealed class SshLauncher(
     {
         try
         {
+            if (Tls?.Invoke(slot).GeneratedDirectory is { } directory)
+            {
+                foreach (string file in WorkerTls.Files)
+                {
+                    process.StandardInput.WriteLine(Convert.ToBase64String(File.ReadAllBytes(Path.Combine(directory, file))));
+                }
+            }
+
             process.StandardInput.WriteLine(Run.Settings.Secret);
             process.StandardInput.Flush();
         }

@@ -45,6 +45,9 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
 
     protected Membership Run => _run;
 
+    /// <summary>Each slot's TLS material (<see cref="WorkerTls"/>); null: the workers speak h2c.</summary>
+    public Func<int, WorkerTls>? Tls { get; init; }
+
     /// <summary>How many slots this launcher fills.</summary>
     protected virtual int Slots => _run.Settings.WorldSize;
 

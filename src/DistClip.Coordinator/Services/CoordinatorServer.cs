@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
@@ -13,7 +14,7 @@ using Microsoft.Extensions.Logging;
 namespace DistClip.Coordinator.Services;
 
 /// <summary>
-/// The coordinator's gRPC (h2c) server for the control plane. Tensors never come here. It also keeps
+/// The coordinator's gRPC server for the control plane: h2c, or HTTPS (h2, mutual TLS) with the run's TLS material. Tensors never come here. It also keeps
 /// the run's Prometheus targets file and its <c>DistClip.Coordinator</c> instruments (exported by
 /// the program's metrics endpoint, a port of its own).
 /// </summary>
@@ -32,13 +33,29 @@ public sealed class CoordinatorServer : IAsyncDisposable
     /// <summary>Where workers reach the coordinator, e.g. <c>http://127.0.0.1:40123/</c>.</summary>
     public Uri Address { get; }
 
-    public static async Task<CoordinatorServer> StartAsync(Membership run, IPAddress bind, int port, string advertiseHost, CancellationToken ct)
+    /// <param name="tls">The run's TLS material: HTTPS with a client certificate from the run's CA required of every caller; null = h2c.</param>
+    public static async Task<CoordinatorServer> StartAsync(
+        Membership run, IPAddress bind, int port, string advertiseHost, CancellationToken ct, DistClip.Tls.RunTls? tls = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(kestrel =>
         {
-            kestrel.Listen(bind, port, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Listen(bind, port, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http2;
+                if (tls is not null)
+                {
+                    // The data plane's server options exactly: one trust decision for both planes.
+                    // A stranger's handshake gets no longer than its request headers would, and
+                    // counts among Kestrel's capped connections like any other.
+                    listen.UseHttps(new TlsHandshakeCallbackOptions
+                    {
+                        OnConnection = _ => ValueTask.FromResult(tls.ServerOptions()),
+                        HandshakeTimeout = ControlPlaneLimits.RequestHeadersTimeout,
+                    });
+                }
+            });
             kestrel.AddServerHeader = false;
             ControlPlaneLimits.Apply(kestrel.Limits, run.Settings.WorldSize);
         });
