@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using DistClip.Collectives.Grpc;
 using DistClip.Collectives.Grpc.Http2;
+using DistClip.Collectives.TestPeer;
 using DistClip.Tls;
 using Grpc.Core;
 
@@ -50,7 +51,7 @@ public sealed class TlsLinkTests : IDisposable
         await using var b = await GrpcCollectiveEndpoint.StartAsync(options with { Tls = _rank1 });
         var peers = new[] { a.Address, b.Address };
         var groups = await Task.WhenAll(new[] { a, b }.Select((e, r) =>
-            e.JoinAsync(new CollectiveMembership(r, peers, 1), new CollectiveOptions { ChunkBytes = 1 << 20 }, CancellationToken.None)));
+            e.JoinAsync(new CollectiveMembership(r, peers, 1, PeerTokens.For(Secret, 1, r, 2)), new CollectiveOptions { ChunkBytes = 1 << 20 }, CancellationToken.None)));
         var inputs = Enumerable.Range(0, 2).Select(r => TestData.Random(300_007, r)).ToArray();
         var results = inputs.Select(x => (float[])x.Clone()).ToArray();
 
@@ -104,7 +105,7 @@ public sealed class TlsLinkTests : IDisposable
         await using var rank0 = await GrpcCollectiveEndpoint.StartAsync(
             new GrpcTransportOptions { Secret = Secret, Client = client, Tls = _rank0, ConnectTimeout = TimeSpan.FromSeconds(5) });
 
-        var join = rank0.JoinAsync(new CollectiveMembership(0, [rank0.Address, stranger.Address], 1), null, CancellationToken.None);
+        var join = rank0.JoinAsync(new CollectiveMembership(0, [rank0.Address, stranger.Address], 1, PeerTokens.For(Secret, 1, 0, 2)), null, CancellationToken.None);
         var failed = await Assert.ThrowsAsync<PeerFailedException>(() => join);
 
         Assert.Equal(1, failed.Peer!.Rank);
