@@ -16,7 +16,7 @@ public sealed record AttentionResult(string Path, bool Causal, long Batch, long 
 /// The <c>attention</c> suite: the attention core of one clip-tiny block (q, k, v of [N, H, L, D])
 /// through libtorch's scaled_dot_product_attention and through plain matmul + softmax (what the PyTorch
 /// reference and PyTorch 1.13 do), alternating, on <c>--threads</c> (first value) threads, median of
-/// <c>--steps</c> repetitions. Decides which the model's SelfAttention takes at these shapes.
+/// <c>--steps</c> repetitions (docs/torchsharp.md says why the model keeps the fused kernel for now).
 /// </summary>
 public static class AttentionSuite
 {

@@ -1,4 +1,3 @@
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -40,36 +39,7 @@ internal sealed class SelfAttention : nn.Module<Tensor, Tensor?, Tensor>
         var (q, k, v) = (split[0], split[1], split[2]);
         // A boolean mask broadcasts over heads and queries; libtorch refuses a mask together with is_causal.
         var mask = keyMask?.view(n, 1, 1, l); // [N, 1, 1, L]
-        var y = x.device_type == DeviceType.CPU
-            ? Attend(q, k, v, mask, causal && mask is null)
-            : F.scaled_dot_product_attention(q, k, v, mask, is_casual: causal && mask is null); // [N, H, L, D]
+        var y = F.scaled_dot_product_attention(q, k, v, mask, is_casual: causal && mask is null); // [N, H, L, D]
         return out_proj.call(y.transpose(1, 2).reshape(n, l, w)); // [N, L, W]
-    }
-
-    /// <summary>
-    /// softmax(q·kᵀ/√D + mask)·v with plain matmuls, for the CPU: at CLIP's lengths (16 to 77) libtorch
-    /// 2.10's fused CPU kernel takes 1.5 to 2.5 times as long forward and backward (`bench … attention`),
-    /// while on CUDA the fused kernels win and are kept.
-    /// </summary>
-    /// <param name="q">[N, H, L, D], and so <paramref name="k"/>, <paramref name="v"/>.</param>
-    /// <param name="keyMask">[N, 1, 1, L], true where a key may be attended; null: all.</param>
-    internal static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? keyMask, bool causal)
-    {
-        long l = q.shape[2];
-        var scores = q.matmul(k.transpose(-2, -1)).mul_(Math.Pow(q.shape[3], -0.5)); // [N, H, L, L]
-        if (causal)
-        {
-            // A query sees only the keys at or before it.
-            using var future = torch.ones(l, l, dtype: ScalarType.Bool, device: q.device).triu_(1);
-            scores = scores.masked_fill(future, double.NegativeInfinity);
-        }
-        else if (keyMask is not null)
-        {
-            // Padding is never attended; every row keeps at least its real tokens, so no row is all −∞.
-            using var hidden = keyMask.logical_not();
-            scores = scores.masked_fill(hidden, double.NegativeInfinity);
-        }
-
-        return scores.softmax(-1).matmul(v);
     }
 }
