@@ -33,7 +33,9 @@ public sealed class Http2ServerAttackTests
 
         Assert.All(closed, c => Assert.True(c.isClosed, "a flooding connection was still open after 30 s"));
         Assert.All(closed, c => Assert.InRange(c.Elapsed, handshake * 0.9, handshake + TimeSpan.FromSeconds(15)));
-        Assert.Equal(0, listener.Unauthenticated);
+        // The server releases a connection's place in its finally, just after the close the client saw.
+        Assert.True(SpinWait.SpinUntil(() => listener.Unauthenticated == 0, TimeSpan.FromSeconds(10)),
+            $"{listener.Unauthenticated} connections still counted as unauthenticated 10 s after all were closed");
     }
 
     [Fact]
