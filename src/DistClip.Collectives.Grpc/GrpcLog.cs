@@ -1,3 +1,4 @@
+using DistClip.Logging;
 using Microsoft.Extensions.Logging;
 
 namespace DistClip.Collectives.Grpc;

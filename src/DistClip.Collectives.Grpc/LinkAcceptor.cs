@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using DistClip.Collectives.Transport;
+using DistClip.Logging;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 

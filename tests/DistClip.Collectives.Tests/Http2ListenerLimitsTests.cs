@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using DistClip.Collectives.Grpc;
 using DistClip.Collectives.Grpc.Http2;
+using DistClip.Logging;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using static DistClip.Collectives.Tests.RawHttp2;

@@ -1,4 +1,5 @@
 using DistClip.Control;
+using DistClip.Logging;
 using Microsoft.Extensions.Logging;
 
 namespace DistClip.Coordinator.Runs;
@@ -16,10 +17,7 @@ public sealed partial class RankIdentity(RankTokens tokens, ILogger logger, Time
     public const int LogLines = 10;
     public static readonly TimeSpan LogInterval = TimeSpan.FromSeconds(10);
 
-    private readonly Lock _gate = new();
-    private DateTimeOffset _windowStart = DateTimeOffset.MinValue;
-    private int _inWindow;
-    private long _suppressed;
+    private readonly LogRateLimiter _refusals = new(LogLines, LogInterval, time);
 
     /// <summary>The token member <paramref name="rank"/> of <paramref name="generation"/> presents.</summary>
     public byte[] TokenOf(long generation, int rank) => tokens.Of(generation, rank);
@@ -32,7 +30,7 @@ public sealed partial class RankIdentity(RankTokens tokens, ILogger logger, Time
             return true;
         }
 
-        if (TryLog(out long suppressed))
+        if (_refusals.TryLog(out long suppressed))
         {
             LogRefused(logger, call, rank, generation, suppressed);
         }
@@ -42,31 +40,6 @@ public sealed partial class RankIdentity(RankTokens tokens, ILogger logger, Time
 
     /// <summary>What a caller is told: which claim its token failed, nothing about the token.</summary>
     public static string Refusal(long generation, int rank) => $"token does not match rank {rank} generation {generation}";
-
-    private bool TryLog(out long suppressed)
-    {
-        lock (_gate)
-        {
-            var now = time.GetUtcNow();
-            if (now - _windowStart >= LogInterval)
-            {
-                _windowStart = now;
-                _inWindow = 0;
-            }
-
-            if (_inWindow < LogLines)
-            {
-                _inWindow++;
-                suppressed = _suppressed;
-                _suppressed = 0;
-                return true;
-            }
-
-            _suppressed++;
-            suppressed = 0;
-            return false;
-        }
-    }
 
     [LoggerMessage(Level = LogLevel.Warning,
         Message = "Refused {Call}: its token does not match rank {Rank} generation {Generation} ({Suppressed} more refusals were not logged before this one)")]

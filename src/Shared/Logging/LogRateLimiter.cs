@@ -1,10 +1,11 @@
-namespace DistClip.Collectives.Grpc;
+namespace DistClip.Logging;
 
 /// <summary>
 /// Lets at most <c>lines</c> log lines through per <c>interval</c>, and counts the rest, so that a
 /// stranger who makes this side refuse 10,000 connections costs 10,000 counter increments, not
 /// 10,000 lines. The first line let through in a new interval carries how many were suppressed
-/// before it (logging it is the caller's part). Thread-safe.
+/// before it (logging it is the caller's part). Thread-safe. Compiled into each program that needs it
+/// (src/Shared/Logging): the data plane's refusals and the coordinator's token refusals.
 /// </summary>
 internal sealed class LogRateLimiter
 {
