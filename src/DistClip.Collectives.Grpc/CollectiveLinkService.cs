@@ -37,9 +37,16 @@ internal sealed class CollectiveLinkService(LinkAcceptor acceptor) : CollectiveL
         }
     }
 
+    /// <summary>
+    /// The status of a refusal, the same from both servers: a wrong or missing secret is
+    /// <see cref="StatusCode.Unauthenticated"/> (no valid credentials for this run); a caller that has
+    /// the secret but presents a token that is not the expected neighbour's is
+    /// <see cref="StatusCode.PermissionDenied"/> (authenticated, but not allowed this link).
+    /// </summary>
     public static StatusCode ToStatus(LinkRefusal reason) => reason switch
     {
-        LinkRefusal.WrongSecret or LinkRefusal.WrongToken => StatusCode.PermissionDenied,
+        LinkRefusal.WrongSecret => StatusCode.Unauthenticated,
+        LinkRefusal.WrongToken => StatusCode.PermissionDenied,
         LinkRefusal.NoSuchGroup => StatusCode.DeadlineExceeded,
         LinkRefusal.AlreadyConnected => StatusCode.AlreadyExists,
         LinkRefusal.Malformed => StatusCode.InvalidArgument,

@@ -5,7 +5,7 @@ namespace DistClip.Collectives.Grpc;
 /// <summary>The gRPC transport's settings: where to listen, the run's secret, and the HTTP/2 tuning.</summary>
 public sealed record GrpcTransportOptions
 {
-    /// <summary>The run's shared secret; every peer presents it and a wrong one is refused (PermissionDenied).</summary>
+    /// <summary>The run's shared secret; every peer presents it and a wrong or missing one is refused (Unauthenticated).</summary>
     public required string Secret { get; init; }
 
     /// <summary>

@@ -83,8 +83,10 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
             {
                 assignment = await client.JoinAsync(request, cancellationToken: ct).ConfigureAwait(false);
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.PermissionDenied)
+            catch (RpcException e) when (e.StatusCode is StatusCode.Unauthenticated or StatusCode.PermissionDenied)
             {
+                // Both are a refusal no retry can fix: Unauthenticated for a wrong or missing run secret,
+                // PermissionDenied for a caller that has the secret but not the right.
                 LogRefused(_logger, options.Coordinator, e.Status.Detail);
                 return WorkerExitCodes.Refused;
             }

@@ -16,13 +16,14 @@ public sealed class GrpcEndpointTests
     [Theory]
     [InlineData(LinkServer.Http2Direct)]
     [InlineData(LinkServer.Kestrel)]
-    public async Task A_link_with_a_wrong_secret_is_refused_with_PermissionDenied(LinkServer server)
+    public async Task A_link_with_a_wrong_secret_is_refused_with_Unauthenticated(LinkServer server)
     {
         await using var endpoint = await GrpcCollectiveEndpoint.StartAsync(new GrpcTransportOptions { Secret = Secret, Server = server });
 
         var error = await Assert.ThrowsAsync<RpcException>(() => OpenRawLinkAsync(endpoint.Address, "wrong", generation: 1, rank: 0, worldSize: 2));
 
-        Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        Assert.Equal(StatusCode.Unauthenticated, error.StatusCode);
+        Assert.EndsWith("presented a wrong or missing secret.", error.Status.Detail);
     }
 
     [Theory]
@@ -56,7 +57,7 @@ public sealed class GrpcEndpointTests
         var refused = await Assert.ThrowsAsync<PeerFailedException>(() => join);
 
         Assert.Equal(0, refused.Peer!.Rank);
-        Assert.Contains("PermissionDenied", refused.Message);
+        Assert.Contains("Unauthenticated", refused.Message);
         Assert.Contains("presented a wrong or missing secret", refused.Message);
     }
 
@@ -172,7 +173,7 @@ public sealed class GrpcEndpointTests
         var error = await Assert.ThrowsAsync<RpcException>(() => call.Completion.WaitAsync(TimeSpan.FromSeconds(30)));
 
         Assert.Null(headers.GetValue("x-distclip-accepted"));
-        Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        Assert.Equal(StatusCode.Unauthenticated, error.StatusCode);
         Assert.EndsWith("presented a wrong or missing secret.", error.Status.Detail);
     }
 

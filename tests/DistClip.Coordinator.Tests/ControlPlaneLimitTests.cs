@@ -18,7 +18,7 @@ public sealed class ControlPlaneLimitTests(ControlPlaneLimitTests.ServeFixture s
     private const string ReportProgress = "/distclip.v1.RunControl/ReportProgress";
     private const string HealthCheck = "/grpc.health.v1.Health/Check";
     private const string HealthWatch = "/grpc.health.v1.Health/Watch";
-    private const int PermissionDenied = 7, Unimplemented = 12;
+    private const int Unauthenticated = 16, Unimplemented = 12;
 
     public sealed class ServeFixture : IAsyncLifetime
     {
@@ -62,7 +62,7 @@ public sealed class ControlPlaneLimitTests(ControlPlaneLimitTests.ServeFixture s
         // 16 MiB declared and sent, no secret: refused from the headers; the body is not buffered. The
         // stream is reset under the sender, which may see that rather than the status: refused either way.
         var big = await CallAsync(client, ReportProgress, new ByteArrayContent(Message(new byte[16 << 20])), secret: null);
-        Assert.True(big.Status is PermissionDenied or null, $"a 16 MiB body without the secret got status {big.Status}: {big.Message}");
+        Assert.True(big.Status is Unauthenticated or null, $"a 16 MiB body without the secret got status {big.Status}: {big.Message}");
 
         // A gzip bomb (64 MiB of zeros in ~64 KiB) with the secret: refused before inflating.
         using var zipped = new MemoryStream();
@@ -87,7 +87,7 @@ public sealed class ControlPlaneLimitTests(ControlPlaneLimitTests.ServeFixture s
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         var ct = deadline.Token;
         using var client = Http2Client();
-        AssertStatus(PermissionDenied, await CallAsync(client, HealthWatch, new ByteArrayContent(Message([])), secret: null));
+        AssertStatus(Unauthenticated, await CallAsync(client, HealthWatch, new ByteArrayContent(Message([])), secret: null));
 
         // 500 watches, 16 to a connection (the most one may carry): each must be ended by the server
         // (END_STREAM or RST_STREAM), none held open as a served watch would be.
@@ -166,7 +166,7 @@ public sealed class ControlPlaneLimitTests(ControlPlaneLimitTests.ServeFixture s
         // The same trickle to a run's call without the secret: refused from the headers at once.
         var refusedTrickle = new TrickleContent(Message(new byte[195]));
         var slowStranger = await CallAsync(client, ReportProgress, refusedTrickle, secret: null).WaitAsync(TimeSpan.FromSeconds(5), ct);
-        AssertStatus(PermissionDenied, slowStranger);
+        AssertStatus(Unauthenticated, slowStranger);
 
         // A header block begun and never finished, and a connection that never sends its preface.
         await using var halfHeaders = await RawHttp2Connection.ConnectAsync(serve.Address, ct);

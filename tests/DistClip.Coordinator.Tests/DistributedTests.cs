@@ -214,13 +214,21 @@ public sealed class DistributedTests(ITestOutputHelper output) : IDisposable
         Assert.DoesNotContain("joined", coordinator.Stdout);
 
         // Health checking answers without the secret (Kubernetes probes carry none); the run's own
-        // calls do not.
+        // calls do not: without the secret they are Unauthenticated.
         using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(listening.Groups[1].Value);
         var health = await new Grpc.Health.V1.Health.HealthClient(channel).CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
         Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, health.Status);
-        var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(
-            () => new Control.V1.RunControl.RunControlClient(channel).ReportProgressAsync(new Control.V1.Progress()).ResponseAsync);
-        Assert.Equal(Grpc.Core.StatusCode.PermissionDenied, refused.StatusCode);
+        var control = new Control.V1.RunControl.RunControlClient(channel);
+        var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => control.ReportProgressAsync(new Control.V1.Progress()).ResponseAsync);
+        Assert.Equal(Grpc.Core.StatusCode.Unauthenticated, refused.StatusCode);
+        Assert.Equal("this run's secret is required to join it", refused.Status.Detail);
+
+        // With the secret but without rank 0's token the caller is authenticated, not allowed: PermissionDenied.
+        var withSecret = new Grpc.Core.Metadata { { Control.RunSecret.Header, "the-right-secret" } };
+        var denied = await Assert.ThrowsAsync<Grpc.Core.RpcException>(
+            () => control.ReportProgressAsync(new Control.V1.Progress { Generation = 1 }, withSecret).ResponseAsync);
+        Assert.Equal(Grpc.Core.StatusCode.PermissionDenied, denied.StatusCode);
+        Assert.Equal("token does not match rank 0 generation 1", denied.Status.Detail);
     }
 
     /// <summary>Hash of clip-micro's initial parameters for seed 11, as a worker computes it.</summary>

@@ -130,7 +130,11 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
         return Task.FromResult(Done);
     }
 
-    /// <summary>Refuses the call (PermissionDenied) unless <paramref name="token"/> is that of (generation, rank).</summary>
+    /// <summary>
+    /// Refuses the call (PermissionDenied) unless <paramref name="token"/> is that of (generation, rank):
+    /// the caller has the run's secret (a call without it ended Unauthenticated before it got here) but
+    /// not the right to speak for that rank.
+    /// </summary>
     private void Demand(ByteString token, long generation, int rank, string call)
     {
         if (!run.Identity.Admits(token.Span, generation, rank, call))

@@ -35,8 +35,10 @@ internal static class SecretGate
             var headers = context.Request.Headers;
             if (context.Request.Path != HealthCheckPath && !RunSecret.Matches(secret, headers[RunSecret.Header].FirstOrDefault()))
             {
-                // The same status the interceptor gives (a worker reports it as "refused"), and no more.
-                await RefuseAsync(context, StatusCode.PermissionDenied, "this run's secret is required to join it");
+                // The same status the interceptor gives (a worker reports it as "refused"), and no more:
+                // Unauthenticated, as the caller lacks valid credentials (PermissionDenied is for a caller
+                // that has the secret but not the right, such as a wrong rank token).
+                await RefuseAsync(context, StatusCode.Unauthenticated, "this run's secret is required to join it");
                 return;
             }
 

@@ -45,7 +45,9 @@ public sealed class SecretInterceptor(string secret) : Interceptor
 
         if (!RunSecret.Matches(secret, context.RequestHeaders.GetValue(RunSecret.Header)))
         {
-            throw new RpcException(new Status(StatusCode.PermissionDenied, "this run's secret is required to join it"));
+            // Unauthenticated, not PermissionDenied: the caller has not shown it belongs to the run at all.
+            // PermissionDenied is for a caller that has the secret but not the right (a wrong rank token).
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "this run's secret is required to join it"));
         }
     }
 }
