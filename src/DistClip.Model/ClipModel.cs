@@ -43,7 +43,7 @@ public sealed class ClipModel : nn.Module
         bert = text.Type == TextConfig.Bert;
 
         visual = ImageEncoder.Create(config.Vision, config.EmbedDim);
-        token_embedding = new Embedding(text.VocabSize, text.Width, std: 0.02);
+        token_embedding = new Embedding(text.VocabSize, text.Width, std: text.TokenInitStd);
         positional_embedding = Init.NormalParameter(0.01, text.ContextLength, text.Width);
         ln_embed = bert ? nn.LayerNorm(text.Width) : null;
         transformer = new TransformerStack(new TransformerShape(text.Width, text.Layers, text.Heads, text.MlpRatio, text.Activation), causal: !bert);
@@ -72,6 +72,30 @@ public sealed class ClipModel : nn.Module
     /// <returns>[N, EmbedDim], not normalised.</returns>
     public Tensor EncodeImage(Tensor images)
     {
+        CheckImages(images);
+        return visual.call(images);
+    }
+
+    /// <summary>
+    /// <see cref="EncodeImage(Tensor)"/>, its graph cut into <see cref="ImageSegments"/> by
+    /// <paramref name="cuts"/> where the image tower supports it (ViT); otherwise uncut.
+    /// </summary>
+    public Tensor EncodeImage(Tensor images, BackwardCuts? cuts)
+    {
+        CheckImages(images);
+        return cuts is not null && visual is VisionTransformer vit ? vit.Forward(images, cuts) : visual.call(images);
+    }
+
+    /// <summary>
+    /// The image tower's parameters by the segments <see cref="EncodeImage(Tensor, BackwardCuts)"/>
+    /// cuts it into, top first (a ViT: 2 per block and one for the embeddings; other towers: one).
+    /// Together they are <see cref="TowerParameters"/>' image list.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<Parameter>> ImageSegments() =>
+        visual is VisionTransformer vit ? vit.Segments() : [[.. visual.parameters()]];
+
+    private void CheckImages(Tensor images)
+    {
         ArgumentNullException.ThrowIfNull(images);
         var v = Config.Vision;
         if (images.ndim != 4 || images.shape[1] != v.Channels || images.shape[2] != v.ImageSize || images.shape[3] != v.ImageSize)
@@ -80,8 +104,6 @@ public sealed class ClipModel : nn.Module
                 $"images must be [N, {v.Channels}, {v.ImageSize}, {v.ImageSize}], got [{string.Join(", ", images.shape)}]",
                 nameof(images));
         }
-
-        return visual.call(images);
     }
 
     /// <param name="tokens">[N, L] int64, L ≤ context length; the end-of-text token at lengths − 1.</param>

@@ -26,6 +26,60 @@ public class ClipModelTests
         Assert.Contains(Enumerable.Range(0, pa.Length), i => !pa[i].Equals(pc[i]));
     }
 
+    [Theory]
+    [InlineData(TextConfig.DefaultTokenInitStd)]
+    [InlineData(1.0)]
+    public void TheTokenTableIsDrawnWithTheConfiguredStandardDeviation(double std)
+    {
+        manual_seed(3);
+        var text = TinyConfigs.CausalText with { VocabSize = 2000, Width = 64, TokenInitStd = std };
+        using var model = new ClipModel(TinyConfigs.With(TinyConfigs.Vit, text));
+        using var table = model.TokenEmbedding.detach();
+        Assert.Equal(0.0, table.mean().item<float>(), 2 * std / Math.Sqrt(2000 * 64) * 4);
+        Assert.Equal(std, table.std().item<float>(), std * 0.02);
+    }
+
+    [Fact]
+    public void Cutting_the_image_tower_into_segments_changes_no_gradient_bit()
+    {
+        manual_seed(11);
+        var vision = TinyConfigs.Vit with { Layers = 3 };
+        using var model = new ClipModel(TinyConfigs.With(vision));
+        using var scope = NewDisposeScope();
+        var images = randn(6, 1, 28, 28);
+        var upstream = randn(6, 24); // dL/d(features), as the loss stage hands it over
+        var image = model.TowerParameters().Image;
+
+        torch.autograd.backward([Features.Normalize(model.EncodeImage(images))], [upstream]);
+        var whole = image.Select(p => p.grad!.clone()).ToList();
+        model.zero_grad();
+
+        var cuts = new BackwardCuts();
+        var features = Features.Normalize(model.EncodeImage(images, cuts));
+        var segments = model.ImageSegments();
+        Assert.Equal(2 * vision.Layers, cuts.Count);
+        Assert.Equal(cuts.Count + 1, segments.Count);
+
+        // Every image parameter in exactly one segment; each segment complete when its turn is reported, and untouched before.
+        Assert.Equal(image.Count, segments.Sum(s => s.Count));
+        Assert.Equal(image.Count, segments.SelectMany(s => s).Select(p => p.Handle).Distinct().Count());
+        var done = new List<int>();
+        cuts.Backward(features, upstream, k =>
+        {
+            done.Add(k);
+            Assert.All(segments[k], p => Assert.NotNull(p.grad));
+            foreach (var below in segments.Skip(k + 1).SelectMany(s => s))
+            {
+                Assert.True(below.grad is null || below.grad.count_nonzero().item<long>() == 0, "a segment below got its gradient early");
+            }
+        });
+        Assert.Equal(Enumerable.Range(0, segments.Count), done);
+        for (int i = 0; i < image.Count; i++)
+        {
+            Assert.True(whole[i].equal(image[i].grad!).all().item<bool>(), $"image parameter {i} differs from the uncut graph's");
+        }
+    }
+
     [Fact]
     public void LogitScaleStartsAtLnOneOverPointZeroSevenAndIsClampedAtLnHundred()
     {

@@ -75,6 +75,7 @@ public class ConfigTests
     [InlineData("text.mlp_ratio", "expected a number, got \"four\"")]
     [InlineData("text.activation", "'relu' is not one of gelu, quick_gelu")]
     [InlineData("max_logit_scale", "must be finite and at least init_logit_scale")]
+    [InlineData("text.token_init_std", "must be a positive finite standard deviation, got 0")]
     public void InvalidConfigsAreRefusedByFieldName(string field, string detail)
     {
         var json = Mutate(Breakages[field]);
@@ -126,6 +127,7 @@ public class ConfigTests
         ["text.mlp_ratio"] = j => j["text"]!["mlp_ratio"] = "four",
         ["text.activation"] = j => j["text"]!["activation"] = "relu",
         ["max_logit_scale"] = j => j["max_logit_scale"] = 1.0,
+        ["text.token_init_std"] = j => j["text"]!["token_init_std"] = 0.0,
     };
 
     private static void AssertRefused(string field, VisionConfig vision)

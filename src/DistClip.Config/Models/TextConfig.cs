@@ -14,10 +14,14 @@ public sealed record TextConfig(
     int Layers,
     int Heads,
     double MlpRatio = 4.0,
-    string Activation = Activations.Gelu)
+    string Activation = Activations.Gelu,
+    double TokenInitStd = TextConfig.DefaultTokenInitStd)
 {
     public const string Causal = "causal";
     public const string Bert = "bert";
+
+    /// <summary>OpenAI's CLIP (and GPT-2) draw the token table from N(0, 0.02²).</summary>
+    public const double DefaultTokenInitStd = 0.02;
 
     private static readonly string[] Types = [Causal, Bert];
 
@@ -29,6 +33,10 @@ public sealed record TextConfig(
         Check.Positive(p + "vocab_size", VocabSize);
         Check.Positive(p + "context_length", ContextLength);
         Check.TransformerShape(p, Width, Layers, Heads, MlpRatio, Activation);
+        if (!double.IsFinite(TokenInitStd) || TokenInitStd <= 0)
+        {
+            throw new ConfigException(p + "token_init_std", $"must be a positive finite standard deviation, got {TokenInitStd.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+        }
     }
 
     internal static TextConfig Read(ConfigObject json)
@@ -43,7 +51,8 @@ public sealed record TextConfig(
             Layers: json.RequiredInt("layers"),
             Heads: json.RequiredInt("heads"),
             MlpRatio: json.OptionalDouble("mlp_ratio", 4.0),
-            Activation: json.OptionalString("activation", Activations.Gelu));
+            Activation: json.OptionalString("activation", Activations.Gelu),
+            TokenInitStd: json.OptionalDouble("token_init_std", DefaultTokenInitStd));
         json.RefuseUnknownKeys();
         return config;
     }
@@ -58,5 +67,6 @@ public sealed record TextConfig(
         ["heads"] = Heads,
         ["mlp_ratio"] = MlpRatio,
         ["activation"] = Activation,
+        ["token_init_std"] = TokenInitStd,
     };
 }

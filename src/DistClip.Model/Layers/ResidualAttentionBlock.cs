@@ -26,9 +26,20 @@ internal sealed class ResidualAttentionBlock : nn.Module<Tensor, Tensor?, Tensor
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor? keyMask)
+    public override Tensor forward(Tensor x, Tensor? keyMask) => Forward(x, keyMask, null);
+
+    /// <summary>The block, cut (when <paramref name="cuts"/> is given) before each of its two halves.</summary>
+    public Tensor Forward(Tensor x, Tensor? keyMask, BackwardCuts? cuts)
     {
+        x = cuts?.Cut(x) ?? x;
         x = x + attn.call(ln_1.call(x), keyMask);
+        x = cuts?.Cut(x) ?? x;
         return x + mlp.call(ln_2.call(x));
     }
+
+    /// <summary>The attention half's parameters (ln_1, attn): the segment between the block's two cuts.</summary>
+    public IReadOnlyList<Parameter> AttentionHalf() => [.. ln_1.parameters(), .. attn.parameters()];
+
+    /// <summary>The MLP half's parameters (ln_2, mlp): the segment above the block's second cut.</summary>
+    public IReadOnlyList<Parameter> MlpHalf() => [.. ln_2.parameters(), .. mlp.parameters()];
 }

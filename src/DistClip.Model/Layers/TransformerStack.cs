@@ -23,13 +23,19 @@ internal sealed class TransformerStack : nn.Module<Tensor, Tensor?, Tensor>
 
     /// <param name="x">[N, L, W]</param>
     /// <param name="keyMask">[N, L] bool, true where a key may be attended; null: all.</param>
-    public override Tensor forward(Tensor x, Tensor? keyMask)
+    public override Tensor forward(Tensor x, Tensor? keyMask) => Forward(x, keyMask, null);
+
+    /// <summary>The stack, cut (when <paramref name="cuts"/> is given) before each half of each block.</summary>
+    public Tensor Forward(Tensor x, Tensor? keyMask, BackwardCuts? cuts)
     {
         foreach (var block in resblocks)
         {
-            x = block.call(x, keyMask);
+            x = cuts is null ? block.call(x, keyMask) : block.Forward(x, keyMask, cuts);
         }
 
         return x;
     }
+
+    /// <summary>The blocks, first to last.</summary>
+    public IReadOnlyList<ResidualAttentionBlock> Blocks => [.. resblocks];
 }

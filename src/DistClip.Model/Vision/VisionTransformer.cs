@@ -37,14 +37,42 @@ internal sealed class VisionTransformer : nn.Module<Tensor, Tensor>
 
     /// <param name="images">[N, C, H, W]</param>
     /// <returns>[N, E]</returns>
-    public override Tensor forward(Tensor images)
+    public override Tensor forward(Tensor images) => Forward(images, null);
+
+    /// <summary>
+    /// The tower's parameters by the segments <see cref="Forward"/> cuts it into, top first: ln_post,
+    /// proj and the last block's MLP half; then each block's attention half and the MLP half below it;
+    /// last the patch embedding, class token, positions and ln_pre.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<Parameter>> Segments()
+    {
+        var blocks = transformer.Blocks;
+        List<Parameter> top = [.. ln_post.parameters(), proj, .. blocks[^1].MlpHalf()];
+        var segments = new List<IReadOnlyList<Parameter>> { top };
+        for (int i = blocks.Count - 1; i >= 0; i--)
+        {
+            segments.Add(blocks[i].AttentionHalf());
+            if (i > 0)
+            {
+                segments.Add(blocks[i - 1].MlpHalf());
+            }
+        }
+
+        segments.Add([.. conv1.parameters(), class_embedding, positional_embedding, .. ln_pre.parameters()]);
+        return segments;
+    }
+
+    /// <param name="images">[N, C, H, W]</param>
+    /// <param name="cuts">Where given, the graph is cut before each half of each block (see <see cref="Segments"/>).</param>
+    /// <returns>[N, E]</returns>
+    public Tensor Forward(Tensor images, BackwardCuts? cuts)
     {
         var x = conv1.call(images); // [N, W, g, g]
         var (n, w) = (x.shape[0], x.shape[1]);
         x = x.flatten(2).transpose(1, 2); // [N, g², W]
         var cls = class_embedding.view(1, 1, w).expand(n, 1, w); // [N, 1, W]
         x = cat([cls, x], dim: 1) + positional_embedding; // [N, g²+1, W]
-        x = transformer.call(ln_pre.call(x), null);
+        x = cuts is null ? transformer.call(ln_pre.call(x), null) : transformer.Forward(ln_pre.call(x), null, cuts);
         var pooled = ln_post.call(x[.., 0, ..]); // [N, W]: the class token
         return pooled.matmul(proj); // [N, E]
     }

@@ -32,7 +32,8 @@ public sealed class ClipTrainer : IDisposable
     private readonly LossStage _loss;
     private readonly StepSettings _step;
     private readonly List<Parameter> _parameters;
-    private readonly IReadOnlyList<Parameter>[] _stages; // [text tower + temperature, image tower]: reduced in this order
+    private readonly IReadOnlyList<Parameter>[] _stages; // [text tower + temperature, image tower's segments top first]: reduced in this order
+    private readonly bool _segmentImage;
     private readonly double _gradClip;
     private readonly IStepHooks _hooks;
     private volatile TrainingPhase _phase = TrainingPhase.Step;
@@ -64,7 +65,11 @@ public sealed class ClipTrainer : IDisposable
         // The temperature and bias too: each rank's gradient for them is its part of a sum over rows.
         _parameters = model.parameters().Where(p => p.requires_grad).ToList();
         var (text, image) = model.TowerParameters();
-        _stages = [[.. text.Where(p => p.requires_grad)], [.. image.Where(p => p.requires_grad)]];
+        // With peers to reduce with, the image tower goes in segments (a ViT: half-blocks), each sent
+        // as soon as its backward ends; alone, as one stage.
+        _segmentImage = _collectives.WorldSize > 1 && model.ImageSegments().Count > 1;
+        IEnumerable<IReadOnlyList<Parameter>> imageStages = _segmentImage ? model.ImageSegments() : [image];
+        _stages = [[.. text.Where(p => p.requires_grad)], .. imageStages.Select(s => (IReadOnlyList<Parameter>)[.. s.Where(p => p.requires_grad)])];
         _optimizer = OptimizerFactory.Create(model, options, adamW);
         _schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, totalSteps, options.MinLearningRate);
         _gradClip = options.GradClipNorm;
@@ -102,9 +107,10 @@ public sealed class ClipTrainer : IDisposable
         long b = images.shape[0];
         int micro = _step.MicroBatch > 0 && _step.MicroBatch < b ? _step.MicroBatch : 0;
         Tensor imageFeatures, textFeatures;
+        BackwardCuts? cuts = micro == 0 && _segmentImage ? new BackwardCuts() : null;
         if (micro == 0)
         {
-            (imageFeatures, textFeatures) = Encode(images, tokens, lengths);
+            (imageFeatures, textFeatures) = Encode(images, tokens, lengths, cuts);
         }
         else
         {
@@ -115,7 +121,7 @@ public sealed class ClipTrainer : IDisposable
             foreach (var (start, length) in Slices(b, micro))
             {
                 using var microScope = torch.NewDisposeScope();
-                var (microImages, microTexts) = Encode(images.narrow(0, start, length), tokens.narrow(0, start, length), lengths.narrow(0, start, length));
+                var (microImages, microTexts) = Encode(images.narrow(0, start, length), tokens.narrow(0, start, length), lengths.narrow(0, start, length), null);
                 imageFeatures.narrow(0, start, length).copy_(microImages);
                 textFeatures.narrow(0, start, length).copy_(microTexts);
             }
@@ -154,7 +160,21 @@ public sealed class ClipTrainer : IDisposable
         {
             torch.autograd.backward([textFeatures, .. scalars], [loss.TextGradient, .. scalarGradients]);
             reduction.Release(0);
-            torch.autograd.backward([imageFeatures], [loss.ImageGradient]);
+            if (cuts is null)
+            {
+                torch.autograd.backward([imageFeatures], [loss.ImageGradient]);
+            }
+            else
+            {
+                // Each segment but the last goes on the wire as its backward ends; the last after the fault hook below.
+                cuts.Backward(imageFeatures, loss.ImageGradient, k =>
+                {
+                    if (1 + k < _stages.Length - 1)
+                    {
+                        reduction.Release(1 + k);
+                    }
+                });
+            }
         }
         else
         {
@@ -174,16 +194,21 @@ public sealed class ClipTrainer : IDisposable
                 var microImages = Features.Normalize(Model.EncodeImage(images.narrow(0, start, length)));
                 torch.autograd.backward([microImages], [loss.ImageGradient.narrow(0, start, length)]);
             }
+
+            for (int stage = 1; stage < _stages.Length - 1; stage++)
+            {
+                reduction.Release(stage);
+            }
         }
 
         if (_hooks.PoisonGradients(StepsDone + 1))
         {
             // A fault injected for a test: one NaN here makes the all-reduced sum NaN on every rank.
-            using var grad = _stages[1][0].grad!;
+            using var grad = _stages[^1][0].grad!;
             grad.view(-1)[0] = float.NaN;
         }
 
-        reduction.Release(1);
+        reduction.Release(_stages.Length - 1);
         double backward = Lap(clock);
 
         // What is left of the reduction after backward: the exposed communication.
@@ -242,8 +267,8 @@ public sealed class ClipTrainer : IDisposable
     }
 
     /// <summary>[n, C, H, W] images and [n, L] tokens → [n, D] unit vectors each.</summary>
-    private (Tensor Images, Tensor Texts) Encode(Tensor images, Tensor tokens, Tensor lengths) =>
-        (Features.Normalize(Model.EncodeImage(images)), Features.Normalize(Model.EncodeText(tokens, lengths)));
+    private (Tensor Images, Tensor Texts) Encode(Tensor images, Tensor tokens, Tensor lengths, BackwardCuts? cuts) =>
+        (Features.Normalize(Model.EncodeImage(images, cuts)), Features.Normalize(Model.EncodeText(tokens, lengths)));
 
     private static IEnumerable<(long Start, long Length)> Slices(long count, int size)
     {

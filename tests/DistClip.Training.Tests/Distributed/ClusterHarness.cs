@@ -84,15 +84,23 @@ internal static class ClusterHarness
 
     /// <summary>One process, the whole global batch, <see cref="SingleProcessCollectives"/>.</summary>
     public static RunRecord RunSingle(
-        OptimizerSettings settings, int steps, IImageTextDataset? dataset = null, StepSettings? step = null, int globalBatch = GlobalBatch)
+        OptimizerSettings settings, int steps, IImageTextDataset? dataset = null, StepSettings? step = null, int globalBatch = GlobalBatch,
+        ClipConfig? config = null)
     {
-        using var model = NewModel(Seed, ConfigFor(step));
+        using var model = NewModel(Seed, ConfigFor(step, config));
         var batches = LocalBatches(1, 0, steps, dataset, globalBatch);
         return Train1(model, settings, steps, batches, collectives: null, step, CancellationToken.None);
     }
 
-    /// <summary>clip-micro, with the sigmoid loss's bias when <paramref name="step"/> trains with it.</summary>
-    public static ClipConfig ConfigFor(StepSettings? step) => step?.Loss == LossKind.Siglip ? Config.WithLogitBias() : Config;
+    /// <summary><paramref name="config"/> (default clip-micro), with the sigmoid loss's bias when <paramref name="step"/> trains with it.</summary>
+    public static ClipConfig ConfigFor(StepSettings? step, ClipConfig? config = null) =>
+        step?.Loss == LossKind.Siglip ? (config ?? Config).WithLogitBias() : config ?? Config;
+
+    /// <summary>clip-micro with a two-block ViT for its image tower: a model whose image tower a distributed step reduces in segments.</summary>
+    public static ClipConfig VitConfig => Config with
+    {
+        Vision = new VisionConfig(VisionConfig.Vit, ImageSize: 28, Channels: 1, PatchSize: 7, Width: 32, Layers: 2, Heads: 4),
+    };
 
     /// <summary>
     /// N ranks on threads. Ranks other than 0 start from other seeds: <see cref="GroupStepCollectives.BroadcastParameters"/>
@@ -100,9 +108,9 @@ internal static class ClusterHarness
     /// </summary>
     public static RunRecord[] RunRanks(
         int world, OptimizerSettings settings, int steps, GroupStepOptions? options = null, IImageTextDataset? dataset = null,
-        StepSettings? step = null, int globalBatch = GlobalBatch)
+        StepSettings? step = null, int globalBatch = GlobalBatch, ClipConfig? config = null)
     {
-        var models = Enumerable.Range(0, world).Select(r => NewModel(r == 0 ? Seed : Seed + 100 + r, ConfigFor(step))).ToArray();
+        var models = Enumerable.Range(0, world).Select(r => NewModel(r == 0 ? Seed : Seed + 100 + r, ConfigFor(step, config))).ToArray();
         var groups = InMemoryCollectives.CreateGroups(world, options: GroupOptions);
         var batches = Enumerable.Range(0, world).Select(r => LocalBatches(world, r, steps, dataset, globalBatch)).ToArray();
         try

@@ -57,6 +57,36 @@ public class EquivalenceTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [InlineData(2, GroupStepOptions.DefaultBucketBytes)]
+    [InlineData(4, 64 << 10)] // buckets smaller than a segment
+    public void A_ViT_whose_image_tower_is_reduced_segment_by_segment_matches_one_process(int world, int bucketBytes)
+    {
+        // Each half-block of the image tower is its own stage, released as its backward ends (ClipTrainer).
+        var config = VitConfig;
+        using (var probe = NewModel(Seed, config))
+        {
+            Assert.Equal(2 * config.Vision.Layers + 1, probe.ImageSegments().Count);
+        }
+
+        var single = RunSingle(Sgd, Steps, config: config);
+        var ranks = RunRanks(world, Sgd, Steps, new GroupStepOptions { BucketBytes = bucketBytes }, config: config);
+
+        var (gradName, gradError) = WorstRelativeError(ranks[0].FirstGradients, single.FirstGradients);
+        var (paramName, paramError) = WorstRelativeError(ranks[0].Parameters, single.Parameters);
+        output.WriteLine($"ViT, N={world}: step-1 gradients worst {gradError:E2} ({gradName}); parameters after {Steps} steps worst {paramError:E2} ({paramName})");
+        Assert.True(gradError <= 1e-5, $"step-1 gradient of {gradName} differs from one process by {gradError:E2}; expected <= 1e-5");
+        Assert.True(paramError <= 1e-5, $"{paramName} after {Steps} SGD steps differs from one process by {paramError:E2}; expected <= 1e-5");
+        Assert.Equal(ranks[0].Parameters.Count, ranks[0].GradientsInBuffer);
+        for (int r = 1; r < world; r++)
+        {
+            foreach (var (name, values) in ranks[0].Parameters)
+            {
+                Assert.True(BitIdentical(ranks[r].Parameters[name], values), $"rank {r}'s {name} differs from rank 0's after {Steps} steps");
+            }
+        }
+    }
+
     [Fact]
     public void Sgd_reference_moves_the_parameters_far_beyond_the_tolerance()
     {
