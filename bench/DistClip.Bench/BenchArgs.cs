@@ -20,6 +20,12 @@ public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmu
     /// <summary>Seed of the chaos drill's plan (which faults, when, to whom).</summary>
     public int Seed { get; init; } = 1;
 
+    /// <summary>Whether --seed was given (suites other than chaos default to the launch's 42).</summary>
+    public bool SeedGiven { get; init; }
+
+    /// <summary>versus-pytorch-accuracy: zero-shot evaluation every this many steps.</summary>
+    public int EvalEvery { get; init; } = 50;
+
     /// <summary>A row running longer than this is stopped and reported as a timeout.</summary>
     public double RowMinutes { get; init; } = 15;
 
@@ -49,7 +55,8 @@ public sealed record BenchArgs(string Suite, int[] Threads, int Steps, int Warmu
                 "--json" => result with { Json = value },
                 "--rows" => result with { Rows = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                 "--faults" => result with { Faults = int.Parse(value, CultureInfo.InvariantCulture) },
-                "--seed" => result with { Seed = int.Parse(value, CultureInfo.InvariantCulture) },
+                "--seed" => result with { Seed = int.Parse(value, CultureInfo.InvariantCulture), SeedGiven = true },
+                "--eval-every" => result with { EvalEvery = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--row-minutes" => result with { RowMinutes = double.Parse(value, CultureInfo.InvariantCulture) },
                 "--rounds" => result with { Rounds = int.Parse(value, CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),

@@ -5,6 +5,7 @@ using DistClip.Bench;
 // dotnet run -c Release --project bench/DistClip.Bench -- launch [--steps 30] [--batch 256] [--json FILE]
 // dotnet run -c Release --project bench/DistClip.Bench -- chaos [--faults 10] [--steps 400] [--seed 1] [--json FILE]
 // dotnet run -c Release --project bench/DistClip.Bench -- versus-pytorch [--steps 30] [--rounds 2] [--batch 256] [--json FILE]
+// dotnet run -c Release --project bench/DistClip.Bench -- versus-pytorch-accuracy [--steps 300] [--eval-every 50] [--seed 42] [--json FILE]
 // dotnet run -c Release --project bench/DistClip.Bench -- memory [--steps 3] [--quick] [--rows NAME,...] [--row-minutes 15] [--json FILE]
 // The collectives suite runs each rank as a process of this same program.
 if (DistClip.Collectives.Bench.CollectivesBenchmark.IsWorkerInvocation(args))
@@ -90,6 +91,24 @@ switch (options.Suite)
         if (options.Json is not null)
         {
             await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(new { suite = "versus-pytorch", result = versus }, new JsonSerializerOptions { WriteIndented = true }));
+        }
+
+        return 0;
+    case "versus-pytorch-accuracy":
+        IReadOnlyList<AccuracySuite.AccuracyRun> accuracy;
+        try
+        {
+            accuracy = await AccuracySuite.RunAsync(options, Console.Out, CancellationToken.None);
+        }
+        catch (InvalidOperationException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+
+        if (options.Json is not null)
+        {
+            await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(new { suite = "versus-pytorch-accuracy", runs = accuracy }, new JsonSerializerOptions { WriteIndented = true }));
         }
 
         return 0;

@@ -50,6 +50,12 @@ def parse_args(argv):
     p.add_argument("--eps", type=float, default=1e-6)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--min-lr", type=float, default=0.0, help="learning rate at the end of the cosine (= --lr: constant)")
+    p.add_argument("--data", help="train on a directory `versus-pytorch-accuracy` wrote (Fashion-MNIST batches in DistClip's order, "
+                                   "its tokens, the zero-shot prompts) instead of synthetic batches, and evaluate zero-shot")
+    p.add_argument("--eval-every", type=int, default=50, help="zero-shot evaluation every N steps (with --data)")
+    p.add_argument("--init-out", help="write the initial state dict here (torch.save), for DistClip's --init")
+    p.add_argument("--init-in", help="start from this state dict (torch.save of OpenAI names) instead of the seed")
     p.add_argument("--min-gflops", type=float, default=5.0,
                    help="refuse to report below this 1024x1024 sgemm rate per thread (the reference BLAS does ~1-2)")
     return p.parse_args(argv)
@@ -81,6 +87,7 @@ def load_config(name_or_path):
     for tower in (v, t):
         tower.setdefault("mlp_ratio", 4.0)
         tower.setdefault("activation", "gelu")
+    t.setdefault("token_init_std", 0.02)  # TextConfig.DefaultTokenInitStd
     c.setdefault("init_logit_scale", DEFAULT_INIT_LOGIT_SCALE)
     c.setdefault("max_logit_scale", DEFAULT_MAX_LOGIT_SCALE)
     if "init_logit_bias" in c:
@@ -196,7 +203,7 @@ def build_model_classes():
             # Construction order as ClipModel's, so parameters are registered (and reduced) in the same order.
             self.visual = VisionTransformer(c["vision"], c["embed_dim"])
             self.token_embedding = nn.Embedding(t["vocab_size"], t["width"])
-            nn.init.normal_(self.token_embedding.weight, 0, 0.02)
+            nn.init.normal_(self.token_embedding.weight, 0, t["token_init_std"])
             self.positional_embedding = nn.Parameter(torch.empty(t["context_length"], t["width"]).normal_(0, 0.01))
             self.transformer = TransformerStack(t, causal=True)
             self.ln_final = nn.LayerNorm(t["width"])
@@ -273,12 +280,79 @@ def step_loss(images_local, texts_local, images_all, texts_all, scale, offset, t
 
 
 def lr_at(step, args, total_steps):
-    """LearningRateSchedule.At: linear warm-up (the first step already moves), then cosine to 0."""
+    """LearningRateSchedule.At: linear warm-up (the first step already moves), then cosine to --min-lr."""
     if args.lr_warmup > 0 and step < args.lr_warmup:
         return args.lr * (step + 1) / args.lr_warmup
     decay = max(1, total_steps - args.lr_warmup)
     progress = min(max((step - args.lr_warmup) / decay, 0.0), 1.0)
-    return 0.5 * args.lr * (1 + math.cos(math.pi * progress))
+    return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def read_idx_gz(path):
+    """An IDX file (gzip-compressed, as Debian's dataset-fashion-mnist ships it) as a uint8 numpy array."""
+    import gzip
+    import numpy as np
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    dims = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+class RealData:
+    """What `versus-pytorch-accuracy` exported: each step's global batch as DistClip's sampler orders
+    it (dataset indices, DistClip's tokens and lengths), the zero-shot prompts tokenised by DistClip,
+    and where Fashion-MNIST lives. Pixels are normalised here as FashionMnistDataset does:
+    (byte / 255 - mean) / std."""
+
+    def __init__(self, directory):
+        import numpy as np
+        import torch
+        with open(os.path.join(directory, "meta.json")) as f:
+            self.meta = m = json.load(f)
+        self.steps, self.batch, self.context = m["steps"], m["global_batch"], m["context_length"]
+        self.indices = np.fromfile(os.path.join(directory, "indices.i32"), dtype="<i4").reshape(self.steps, self.batch)
+        self.tokens = np.fromfile(os.path.join(directory, "tokens.i64"), dtype="<i8").reshape(self.steps, self.batch, self.context)
+        self.lengths = np.fromfile(os.path.join(directory, "lengths.i64"), dtype="<i8").reshape(self.steps, self.batch)
+        classes, templates = len(m["classes"]), len(m["templates"])
+        self.prompt_tokens = torch.from_numpy(np.fromfile(os.path.join(directory, "prompt_tokens.i64"), dtype="<i8")
+                                              .reshape(classes, templates, self.context).copy())
+        self.prompt_lengths = torch.from_numpy(np.fromfile(os.path.join(directory, "prompt_lengths.i64"), dtype="<i8")
+                                               .reshape(classes, templates).copy())
+        root = m["dataset_directory"]
+        self.train_images = read_idx_gz(os.path.join(root, "train-images-idx3-ubyte.gz"))
+        self.test_images = read_idx_gz(os.path.join(root, "t10k-images-idx3-ubyte.gz"))
+        self.test_labels = torch.from_numpy(read_idx_gz(os.path.join(root, "t10k-labels-idx1-ubyte.gz")).astype("int64"))
+        self.mean, self.std = m["mean"], m["std"]
+
+    def pixels(self, images):
+        import torch
+        x = torch.from_numpy(images.astype("float32")).unsqueeze(1)  # [N, 1, 28, 28]
+        return (x / 255.0 - self.mean) / self.std
+
+    def local_batch(self, step, rank, world):
+        """Rank `rank`'s contiguous slice of step `step`'s global batch, as GlobalBatchSampler.LocalBatch."""
+        import torch
+        b = self.batch // world
+        rows = slice(rank * b, (rank + 1) * b)
+        return (self.pixels(self.train_images[self.indices[step, rows]]),
+                torch.from_numpy(self.tokens[step, rows].copy()),
+                torch.from_numpy(self.lengths[step, rows].copy()))
+
+    def zero_shot_top1(self, model):
+        """ZeroShotClassifier: each class's prompts encoded, normalised, averaged and renormalised (PromptEnsemble);
+        every test image against the ten rows; the share whose best row is its label."""
+        import torch
+        import torch.nn.functional as F
+        with torch.no_grad():
+            classes, templates, context = self.prompt_tokens.shape
+            text = F.normalize(model.encode_text(self.prompt_tokens.view(-1, context), self.prompt_lengths.view(-1)), dim=1)
+            rows = F.normalize(text.view(classes, templates, -1).mean(1), dim=1)  # [K, E]
+            correct = 0
+            for start in range(0, len(self.test_images), 1000):
+                images = F.normalize(model.visual(self.pixels(self.test_images[start:start + 1000])), dim=1)
+                correct += (images @ rows.t()).argmax(1).eq(self.test_labels[start:start + 1000]).sum().item()
+        return correct / len(self.test_images)
 
 
 def blas_check(torch, threads):
@@ -316,6 +390,10 @@ def train(rank, world, args, port):
     config = load_config(args.model)
     torch.manual_seed(args.seed)  # the same initial weights on every rank, as DistClip's ranks build them
     model = build_model_classes()(config)
+    if args.init_in:
+        model.load_state_dict(torch.load(args.init_in))
+    if args.init_out and rank == 0:
+        torch.save(model.state_dict(), args.init_out)
     shapes = {name: list(p.shape) for name, p in model.named_parameters()}
     parameters = list(model.parameters())
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -331,6 +409,14 @@ def train(rank, world, args, port):
     v, t = config["vision"], config["text"]
     b = args.batch // world
     data = torch.Generator().manual_seed(args.seed * 1000 + rank)
+    real = RealData(args.data) if args.data else None
+    if real is not None:
+        # Every step is measured (time to accuracy counts from the first), on the exported batches.
+        if real.batch != args.batch or real.context != t["context_length"]:
+            sys.exit(f"clip_reference: {args.data} holds global batch {real.batch} at context {real.context}; "
+                     f"this run has {args.batch} and {t['context_length']}")
+        args.warmup, args.steps = 0, min(args.steps, real.steps)
+    curve, losses, train_seconds = [], [], 0.0
     total_steps = args.warmup + args.steps
     names = ["data", "forward", "all_gather", "loss", "backward", "all_reduce", "optimizer"]
     phases = dict.fromkeys(names, 0.0)
@@ -346,9 +432,12 @@ def train(rank, world, args, port):
             seconds, clock = now - clock, now
             return seconds
 
-        images = torch.randn(b, v["channels"], v["image_size"], v["image_size"], generator=data)
-        tokens = torch.randint(0, t["vocab_size"], (b, t["context_length"]), generator=data)
-        lengths = torch.randint(2, t["context_length"] + 1, (b,), generator=data)
+        if real is None:
+            images = torch.randn(b, v["channels"], v["image_size"], v["image_size"], generator=data)
+            tokens = torch.randint(0, t["vocab_size"], (b, t["context_length"]), generator=data)
+            lengths = torch.randint(2, t["context_length"] + 1, (b,), generator=data)
+        else:
+            images, tokens, lengths = real.local_batch(step, rank, world)
         data_s = lap()
 
         for group in optimizer.param_groups:
@@ -382,6 +471,22 @@ def train(rank, world, args, port):
             for name, seconds in zip(names, [data_s, forward_s, Clock.communication, loss_s, backward_s, 0.0, optimizer_s]):
                 phases[name] += seconds / args.steps
 
+        if real is not None:
+            # Untimed: the global loss (the ranks' shares summed) and, every --eval-every steps, zero-shot top-1 on rank 0.
+            train_seconds += time.perf_counter() - step_start
+            share = (loss / world).detach()
+            if world > 1:
+                dist.all_reduce(share)
+            losses.append(share.item())
+            done = step + 1
+            if done % args.eval_every == 0 or done == total_steps:
+                if rank == 0:
+                    top1 = real.zero_shot_top1(model)
+                    curve.append({"step": done, "loss": losses[-1], "zero_shot_top1": top1, "train_seconds": train_seconds})
+                    print(json.dumps({"progress": curve[-1]}), file=sys.stderr, flush=True)
+                if world > 1:
+                    dist.barrier()
+
     if world > 1:
         # DDP reduces its buckets inside backward; what it leaves exposed is in the backward figure.
         del phases["all_reduce"]
@@ -394,6 +499,7 @@ def train(rank, world, args, port):
             "parameters": sum(p.numel() for p in parameters),
             "samples_per_second": b * world * args.steps / measured,
             "phase_seconds": phases, "blas": blas, "parameter_shapes": shapes,
+            **({"curve": curve, "losses": losses, "train_seconds": train_seconds} if real is not None else {}),
         }), flush=True)
     if world > 1:
         dist.destroy_process_group()
