@@ -1,6 +1,7 @@
 using DistClip.Config;
 using DistClip.Training.Distributed;
 using DistClip.Training.Optimization;
+using DistClip.Training.Steps;
 using Xunit.Abstractions;
 using static DistClip.Training.Tests.Distributed.ClusterHarness;
 
@@ -58,9 +59,10 @@ public class EquivalenceTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(2, GroupStepOptions.DefaultBucketBytes)]
-    [InlineData(4, 64 << 10)] // buckets smaller than a segment
-    public void A_ViT_whose_image_tower_is_reduced_segment_by_segment_matches_one_process(int world, int bucketBytes)
+    [InlineData(2, GroupStepOptions.DefaultBucketBytes, 0)]
+    [InlineData(4, 64 << 10, 0)] // buckets smaller than a segment
+    [InlineData(2, GroupStepOptions.DefaultBucketBytes, 8)] // micro-batches: the segments are released after the last one
+    public void A_ViT_whose_image_tower_is_reduced_segment_by_segment_matches_one_process(int world, int bucketBytes, int microBatch)
     {
         // Each half-block of the image tower is its own stage, released as its backward ends (ClipTrainer).
         var config = VitConfig;
@@ -70,11 +72,11 @@ public class EquivalenceTests(ITestOutputHelper output)
         }
 
         var single = RunSingle(Sgd, Steps, config: config);
-        var ranks = RunRanks(world, Sgd, Steps, new GroupStepOptions { BucketBytes = bucketBytes }, config: config);
+        var ranks = RunRanks(world, Sgd, Steps, new GroupStepOptions { BucketBytes = bucketBytes }, step: new StepSettings { MicroBatch = microBatch }, config: config);
 
         var (gradName, gradError) = WorstRelativeError(ranks[0].FirstGradients, single.FirstGradients);
         var (paramName, paramError) = WorstRelativeError(ranks[0].Parameters, single.Parameters);
-        output.WriteLine($"ViT, N={world}: step-1 gradients worst {gradError:E2} ({gradName}); parameters after {Steps} steps worst {paramError:E2} ({paramName})");
+        output.WriteLine($"ViT, N={world}, micro-batch {microBatch}: step-1 gradients worst {gradError:E2} ({gradName}); parameters after {Steps} steps worst {paramError:E2} ({paramName})");
         Assert.True(gradError <= 1e-5, $"step-1 gradient of {gradName} differs from one process by {gradError:E2}; expected <= 1e-5");
         Assert.True(paramError <= 1e-5, $"{paramName} after {Steps} SGD steps differs from one process by {paramError:E2}; expected <= 1e-5");
         Assert.Equal(ranks[0].Parameters.Count, ranks[0].GradientsInBuffer);
