@@ -61,6 +61,7 @@ public sealed class HostileWeightsTests : IDisposable
         // The peak RSS of this test host's reaped children (getrusage RUSAGE_CHILDREN): the classify
         // process is the only child this class starts, and an upper bound for its own peak either way.
         long peakKiB = ChildrenPeakRssKiB();
+        Assert.True(peakKiB > 20 << 10, $"the children's peak RSS reads {peakKiB} KiB: the measurement did not see the classify process");
         Assert.True(peakKiB < 1L << 20, $"a child of the test host peaked at {peakKiB >> 10} MiB (loading all 128 entries: 8 GiB)");
     }
 
