@@ -64,6 +64,40 @@ public sealed class HostileFileTests : IDisposable
         Assert.Contains(resolved.Warnings, w => w.Contains("is a FIFO", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// A MANIFEST that names a file outside its step directory, with that file's true sha256 and size:
+    /// a loader that joined the name to the directory would verify and read it. Refused as a malformed
+    /// line, naming it; resolving the run steps back to the checkpoint before.
+    /// </summary>
+    [Theory]
+    [InlineData("../../outside.bin")]
+    [InlineData("ABSOLUTE")]
+    [InlineData("..")]
+    [InlineData("sub/../model.safetensors")]
+    public async Task A_manifest_entry_that_climbs_out_of_its_directory_is_refused_by_name(string name)
+    {
+        CheckpointStore store = _root.Store();
+        store.Commit(100);
+        store.Commit(200);
+        string bad = store.StepDirectory(200);
+        byte[] outside = Encoding.UTF8.GetBytes("bytes outside the checkpoint");
+        string outsidePath = Path.Combine(_root.Path, "outside.bin");
+        File.WriteAllBytes(outsidePath, outside);
+        name = name == "ABSOLUTE" ? outsidePath : name;
+        string manifest = Path.Combine(bad, CheckpointFiles.Manifest);
+        string line = $"{Manifest.Sha256Of(outside)}  {outside.Length}  {name}";
+        File.WriteAllText(manifest, line + "\n" + File.ReadAllText(manifest), new UTF8Encoding(false));
+
+        var error = await Assert.ThrowsAsync<CorruptCheckpointException>(
+            () => Task.Run(() => CheckpointStore.ResolveDirectory(bad, CancellationToken.None)).WaitAsync(Deadline));
+        Assert.Equal(CheckpointFiles.Manifest, error.FileName);
+        Assert.Contains($"line 1 is malformed: '{line}'", error.Reason);
+
+        var resolved = await Task.Run(() => store.ResolveLatest(CancellationToken.None)).WaitAsync(Deadline);
+        Assert.Equal(100, resolved!.Step);
+        Assert.Contains(resolved.Warnings, w => w.Contains(bad, StringComparison.Ordinal) && w.Contains(CheckpointFiles.Manifest, StringComparison.Ordinal));
+    }
+
     public enum Change { InPlace, SwappedByRename, Truncated }
 
     [Theory]

@@ -128,6 +128,18 @@ public sealed class Http2ServerAttackTests
         }
 
         data.Add("CONTINUATION without end", [.. continuations], Http2Frames.ProtocolError);
+
+        // Refuted probes of issue #15 kept refuted on a socket: a Huffman string of 12.5 KB that decodes
+        // to 20,000 bytes, past the 16 KiB header bound; and one 4,000-byte dynamic-table entry indexed
+        // 3,000 times (12 MB decoded from a 7 KB block).
+        var huffman = new List<byte>();
+        Literal(huffman, "x", new string('0', 20_000), huffman: true);
+        data.Add("a Huffman string decoding past the header bound", Frame(Http2Frames.Headers, Http2Frames.EndHeadersFlag, 1, huffman.ToArray()), Http2Frames.CompressionError);
+        var amplified = new List<byte> { 0x40, 0x01, (byte)'x' };
+        HpackEncoder.WriteInteger(amplified, 0x00, 7, 4000);
+        amplified.AddRange(Enumerable.Repeat((byte)'v', 4000));
+        amplified.AddRange(Enumerable.Repeat((byte)0xBE, 3000)); // index 62: the newest dynamic entry
+        data.Add("one table entry indexed 3,000 times", Frame(Http2Frames.Headers, Http2Frames.EndHeadersFlag, 1, amplified.ToArray()), Http2Frames.CompressionError);
         return data;
     }
 

@@ -184,12 +184,37 @@ public sealed class LaunchTests : IDisposable
         return line;
     }
 
-    [Fact]
-    public async Task An_empty_secret_file_is_refused_by_serve_and_by_a_worker()
+    /// <summary>
+    /// Probe 17 of issue #15 through the real <c>coordinator launch</c>: a hostfile whose host or user
+    /// ssh would read as an option running a command. Refused by name (exit 2) before any ssh starts:
+    /// the command's marker file never appears.
+    /// </summary>
+    [Theory]
+    [InlineData("-oProxyCommand=touch${IFS}MARKER slots=1", "is not a host name")]
+    [InlineData("node-b slots=1 user=-oProxyCommand=touch${IFS}MARKER", "is not a user name")]
+    public async Task A_hostfile_host_or_user_that_ssh_would_read_as_an_option_is_refused_before_ssh_runs(string line, string expected)
+    {
+        string marker = Path.Combine(_dir, "pwned");
+        string hostfile = Path.Combine(_dir, "hosts");
+        File.WriteAllText(hostfile, $"127.0.0.1 slots=1\n{line.Replace("MARKER", marker, StringComparison.Ordinal)}\n");
+
+        var result = await CoordinatorProcess.RunAsync(TimeSpan.FromSeconds(60), [.. Runs.Quick(_dir, "injected"), "--hostfile", hostfile, "--workers", "2"]);
+
+        Assert.True(result.ExitCode == 2, $"expected exit 2, got {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
+        Assert.Contains($"{hostfile}:2: ", result.Stderr);
+        Assert.Contains(expected, result.Stderr);
+        Assert.DoesNotContain("Started worker", result.Stdout);
+        Assert.False(File.Exists(marker), "the injected ssh option ran its command");
+    }
+
+    [Theory]
+    [InlineData("")] // probe 7 of issue #15 as made: a file of 0 bytes
+    [InlineData(" \n")]
+    public async Task An_empty_secret_file_is_refused_by_serve_and_by_a_worker(string content)
     {
         // With an empty secret, anyone sending an empty header would have joined the run.
         string empty = Path.Combine(_dir, "empty-secret");
-        File.WriteAllText(empty, " \n");
+        File.WriteAllText(empty, content);
 
         var serve = await CoordinatorProcess.RunAsync(TimeSpan.FromSeconds(60),
             "serve", "--bind", "127.0.0.1", "--port", "0", "--secret-file", empty, "--run-dir", Path.Combine(_dir, "serve"));

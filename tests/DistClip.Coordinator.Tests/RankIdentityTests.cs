@@ -78,6 +78,71 @@ public sealed class RankIdentityTests : IDisposable
     }
 
     /// <summary>
+    /// Probes 15a and 15c of issue #15: someone holding the run secret and rank 1's token (a member, or
+    /// whoever took its token) tries to speak for rank 0: report it failed (losing it, so aborting the
+    /// generation), report progress as it, and report a checkpoint (rank 0's call alone) naming a
+    /// directory outside the run's checkpoints, which would be every rank's next resume. All are
+    /// refused; the next generation resumes from the seed, not from that directory.
+    /// </summary>
+    [Fact]
+    public async Task Rank_1_cannot_speak_for_rank_0_nor_point_the_next_resume_at_another_directory()
+    {
+        await using var coordinator = StartServe("claims");
+        var client = await ClientAsync(coordinator);
+        var (a0, a1) = await JoinTwoAsync(client);
+        string elsewhere = Directory.CreateDirectory(Path.Combine(_dir, "elsewhere", "step-000000004")).FullName;
+
+        foreach (ByteString token in new[] { a1.RankToken, ByteString.Empty })
+        {
+            var moved = await Assert.ThrowsAsync<RpcException>(() => client.ReportCheckpointAsync(
+                new CheckpointCommitted { Generation = 1, Step = 4, Directory = elsewhere, RankToken = token }).ResponseAsync);
+            Assert.Equal(StatusCode.PermissionDenied, moved.StatusCode);
+            Assert.Equal("token does not match rank 0 generation 1", moved.Status.Detail);
+        }
+
+        // Rank 0 (worker w0) reported failed, whether the message names rank 0 or rank 1: the member lost would be w0.
+        foreach (int named in new[] { 0, 1 })
+        {
+            var lost = await Assert.ThrowsAsync<RpcException>(() => client.ReportFailureAsync(new WorkerFailure
+            {
+                WorkerId = "w0",
+                Generation = 1,
+                Rank = named,
+                Kind = WorkerFailure.Types.Kind.Fatal,
+                ExceptionType = "IOException",
+                Message = "forged by the test",
+                RankToken = a1.RankToken,
+            }).ResponseAsync);
+            Assert.Equal(StatusCode.PermissionDenied, lost.StatusCode);
+            Assert.Equal("token does not match rank 0 generation 1", lost.Status.Detail);
+        }
+
+        var progress = await Assert.ThrowsAsync<RpcException>(() => client.ReportProgressAsync(
+            new Progress { Generation = 1, Step = 1, TotalSteps = 2, Loss = 1, RankToken = a1.RankToken }).ResponseAsync);
+        Assert.Equal(StatusCode.PermissionDenied, progress.StatusCode);
+
+        // Rank 1's own failure, with its own token, ends generation 1: generation 2 starts from the seed.
+        await client.ReportFailureAsync(new WorkerFailure
+        {
+            WorkerId = "w1",
+            Generation = 1,
+            Rank = 1,
+            Kind = WorkerFailure.Types.Kind.Error,
+            ExceptionType = "IOException",
+            Message = "injected by the test",
+            RankToken = a1.RankToken,
+        });
+        var (b0, b1) = await JoinTwoAsync(client);
+        Assert.Equal(2, b0.Generation);
+        Assert.Equal("", b0.ResumeFrom);
+        Assert.Equal("", b1.ResumeFrom);
+
+        var result = await FinishBothAsync(client, coordinator, b0, b1);
+        Assert.Contains("Refused checkpoint report: its token does not match rank 0 generation 1", result.Stdout + result.Stderr);
+        Assert.DoesNotContain(elsewhere, result.Stdout + result.Stderr);
+    }
+
+    /// <summary>
     /// Both members finish as workers do, each with its own token: a heartbeat stream each, the
     /// finishes, the stop they hear, a clean close. The run succeeds and the coordinator exits 0.
     /// </summary>

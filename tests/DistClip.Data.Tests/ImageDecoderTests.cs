@@ -46,10 +46,42 @@ public sealed class ImageDecoderTests
         Assert.True(allocated < 12L * 1024 * 1024, $"decoding allocated {allocated / (1 << 20)} MB: more than the first frame's");
     }
 
+    /// <summary>
+    /// Probe 1 of issue #15 as it was made: 300 frames of 4000x4000 in 4.5 KB, which drove a worker past
+    /// 6 GiB when every frame was decoded (each one a 48 MB Rgb24 canvas). Only the first is decoded.
+    /// </summary>
     [Fact]
-    public void A_png_whose_text_chunk_inflates_to_512_MB_decodes_without_reading_it()
+    public void A_4_5_KB_gif_of_300_frames_of_4000x4000_decodes_only_its_first_frame()
     {
-        byte[] bomb = TestImages.PngWithTextBomb(512L << 20);
+        byte[] bomb = TestImages.GifBomb(4000, 4000, 300);
+        Assert.True(bomb.Length <= 4600, $"the bomb should be about 4.5 KB, was {bomb.Length} bytes");
+        // The same construction, small, read by a stock GIF decoder (a configuration of its own: ImageDecoder
+        // sets the decoders of the format manager its clone of Configuration.Default shares): 300 frames of the whole screen.
+        using (var small = Image.Load<Rgb24>(new Configuration(new SixLabors.ImageSharp.Formats.Gif.GifConfigurationModule()), TestImages.GifBomb(40, 30, 300)))
+        {
+            Assert.Equal(300, small.Frames.Count);
+            Assert.Equal((40, 30), (small.Frames[299].Width, small.Frames[299].Height));
+        }
+
+        var decoder = new ImageDecoder(null, GcConfiguration());
+        var pixels = new float[Rgb8.PixelCount];
+        Assert.True(decoder.TryDecode(TestImages.SolidPng(4, 4, new Rgb24(1, 2, 3)), Rgb8, pixels, out _, out _)); // warm up
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        bool ok = decoder.TryDecode(bomb, Rgb8, pixels, out _, out string detail);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(ok, detail);
+        Assert.All(pixels, p => Assert.InRange(p, 0f, 1f));
+        // One 4000x4000 Rgb24 frame is 48 MB; all 300 would be 14.4 GB.
+        Assert.True(allocated < 128L << 20, $"decoding allocated {allocated >> 20} MiB: more than the first frame's");
+    }
+
+    [Fact]
+    public void A_png_whose_zTXt_chunk_inflates_to_1_GiB_decodes_without_reading_it()
+    {
+        // Probe 2 of issue #15 as it was made: about 1 MB on disk, 1 GiB inflated (an uncaught OutOfMemoryException then).
+        byte[] bomb = TestImages.PngWithTextBomb(1L << 30);
         Assert.True(bomb.Length < 2 << 20, $"the bomb should be small, was {bomb.Length} bytes");
         var decoder = new ImageDecoder(null, GcConfiguration());
         var pixels = new float[Rgb8.PixelCount];

@@ -152,16 +152,19 @@ public sealed class PretrainedImportTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("overlap", "overlaps")]
-    [InlineData("short", "do not fill")]
-    [InlineData("outside", "outside the")]
-    [InlineData("dtype", "unknown dtype")]
-    public void A_safetensors_header_that_disagrees_with_its_file_is_refused_by_name_before_anything_is_allocated(string attack, string expected)
+    [InlineData("overlap", "overlaps", 1)]
+    [InlineData("overlap", "overlaps", 64)] // probe 6 of issue #15 as made: 64 MiB, 128 entries on the same bytes (8 GiB if loaded)
+    [InlineData("short", "do not fill", 1)]
+    [InlineData("outside", "outside the", 1)]
+    [InlineData("dtype", "unknown dtype", 1)]
+    [InlineData("overflow", "its shape overflows", 1)] // 2^32 x 2^32 x 2^32 elements: a count that wraps a long
+    public void A_safetensors_header_that_disagrees_with_its_file_is_refused_by_name_before_anything_is_allocated(string attack, string expected, int mebibytes)
     {
-        // 128 entries over one 1 MiB range: the loader would have allocated 128 MiB (the probe: 6 GiB from 64 MiB).
-        const int floats = 1 << 18;
+        // 128 entries over one range of the data: the loader would have allocated 128 times it (the probe: 6 GiB from 64 MiB).
+        int floats = mebibytes << 18;
         var entries = Enumerable.Range(0, attack == "overlap" ? 128 : 1).Select(i => (Name: $"visual.w{i}", Json: attack switch
         {
+            "overflow" => $$"""{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,{{floats * 4}}]}""",
             "short" => $$"""{"dtype":"F32","shape":[{{floats}},2],"data_offsets":[0,{{floats * 4}}]}""",
             "outside" => $$"""{"dtype":"F32","shape":[{{floats * 2}}],"data_offsets":[0,{{floats * 8}}]}""",
             "dtype" => $$"""{"dtype":"F128","shape":[{{floats / 4}}],"data_offsets":[0,{{floats * 4}}]}""",
@@ -190,6 +193,56 @@ public sealed class PretrainedImportTests(ITestOutputHelper output)
         finally
         {
             File.Delete(path);
+        }
+    }
+
+    /// <summary>
+    /// A PyTorch zip whose data.pkl is not a state dict but a call: GLOBAL of a function that runs a
+    /// command, its argument, REDUCE. Python's pickle would run it; here it is refused as unreadable
+    /// and nothing runs (the marker file the command would make stays absent).
+    /// </summary>
+    [Theory]
+    [InlineData("posix", "system")]
+    [InlineData("os", "system")]
+    [InlineData("subprocess", "call")]
+    [InlineData("builtins", "exec")]
+    public void A_pickle_that_calls_a_global_is_refused_and_runs_nothing(string module, string function)
+    {
+        string directory = Directory.CreateTempSubdirectory("distclip-pickle-").FullName;
+        string marker = Path.Combine(directory, "pwned");
+        string path = Path.Combine(directory, "evil.pt");
+        try
+        {
+            string argument = function == "exec" ? $"import os; os.system('touch {marker}')" : $"touch {marker}";
+            byte[] text = System.Text.Encoding.UTF8.GetBytes(argument);
+            using var pickle = new MemoryStream();
+            pickle.Write([0x80, 0x02]); // PROTO 2
+            pickle.Write(System.Text.Encoding.ASCII.GetBytes($"c{module}\n{function}\n")); // GLOBAL
+            pickle.WriteByte((byte)'X'); // BINUNICODE
+            pickle.Write(BitConverter.GetBytes(text.Length));
+            pickle.Write(text);
+            pickle.Write([0x85, (byte)'R', (byte)'.']); // TUPLE1, REDUCE, STOP
+            using (var zip = ZipFile.Open(path, ZipArchiveMode.Create))
+            {
+                using (var entry = zip.CreateEntry("archive/data.pkl").Open())
+                {
+                    entry.Write(pickle.ToArray());
+                }
+
+                using (var version = zip.CreateEntry("archive/version").Open())
+                {
+                    version.Write("3\n"u8);
+                }
+            }
+
+            var refused = Assert.Throws<PretrainedImportException>(() => StateDictFile.Read(path));
+
+            Assert.Contains("cannot read it as a PyTorch state dict", refused.Message);
+            Assert.False(File.Exists(marker), "the pickle's command ran");
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
         }
     }
 

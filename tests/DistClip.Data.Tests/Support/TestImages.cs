@@ -130,6 +130,33 @@ internal static class TestImages
         return gif.ToArray();
     }
 
+    /// <summary>
+    /// The probe of issue #15, byte for byte in kind: a GIF89a whose logical screen is
+    /// <paramref name="width"/>×<paramref name="height"/>, with <paramref name="frames"/> frames of one
+    /// pixel each (15 bytes a frame: 300 frames of 4000×4000 fit in 4.5 KB). A decoder gives every frame
+    /// the whole screen, so decoding them all allocates frames × width × height pixels.
+    /// </summary>
+    public static byte[] GifBomb(int width, int height, int frames)
+    {
+        using var gif = new MemoryStream();
+        gif.Write("GIF89a"u8);
+        Span<byte> screen = stackalloc byte[7];
+        BinaryPrimitives.WriteUInt16LittleEndian(screen, (ushort)width);
+        BinaryPrimitives.WriteUInt16LittleEndian(screen[2..], (ushort)height);
+        screen[4] = 0x80; // a global colour table of 2 entries
+        gif.Write(screen);
+        gif.Write([7, 7, 7, 200, 200, 200]); // colour 0: (7, 7, 7)
+        for (int f = 0; f < frames; f++)
+        {
+            // Image descriptor: at (0, 0), 1×1, no local table; LZW minimum code size 2; one
+            // sub-block of 2 bytes (clear, index 0, end of information); block terminator.
+            gif.Write([0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0]);
+        }
+
+        gif.WriteByte(0x3B);
+        return gif.ToArray();
+    }
+
     private static void WriteChunk(Stream png, string type, byte[] data)
     {
         Span<byte> word = stackalloc byte[4];

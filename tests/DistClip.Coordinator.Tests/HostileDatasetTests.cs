@@ -1,0 +1,163 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO.Compression;
+using System.Text;
+using System.Text.Json;
+using Xunit.Abstractions;
+
+namespace DistClip.Coordinator.Tests;
+
+/// <summary>
+/// Probes 1 to 5 of issue #15 against real workers: <c>coordinator launch</c> trains two workers on a
+/// CSV dataset whose rows include a 4.5 KB GIF of 300 frames of 4000x4000, a PNG whose zTXt chunk
+/// inflates to 1 GiB, the root directory, a FIFO, a device and a 64 MiB caption. The run must end
+/// (no worker blocks), succeed (no worker crashes), count the rows it cannot read as skipped, and
+/// each worker's peak RSS must stay far below what decoding the bombs would take.
+/// </summary>
+public sealed class HostileDatasetTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("distclip-hostile-data-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public async Task A_run_over_bombs_a_directory_a_fifo_a_device_and_a_64_MiB_caption_ends_skipping_and_counting_them()
+    {
+        string data = Directory.CreateDirectory(Path.Combine(_dir, "data")).FullName;
+        var csv = new StringBuilder("filepath,title\n");
+        for (int i = 0; i < 60; i++)
+        {
+            File.WriteAllBytes(Path.Combine(data, $"ok{i}.png"), Png(8, 8, (byte)(4 * i), textBombBytes: 0));
+            csv.Append(CultureInfo.InvariantCulture, $"ok{i}.png,a photo of colour {i}\n");
+        }
+
+        File.WriteAllBytes(Path.Combine(data, "bomb.gif"), GifBomb(4000, 4000, 300));
+        File.WriteAllBytes(Path.Combine(data, "ztxt.png"), Png(2, 2, 7, textBombBytes: 1L << 30));
+        using (var mkfifo = Process.Start("mkfifo", [Path.Combine(data, "pipe.png")]))
+        {
+            await mkfifo.WaitForExitAsync();
+            Assert.Equal(0, mkfifo.ExitCode);
+        }
+
+        csv.Append("bomb.gif,a gif of 300 frames\nztxt.png,a text bomb\n/,the root\npipe.png,a fifo\n/dev/zero,a device\nok0.png,\"");
+        string file = Path.Combine(data, "data.csv");
+        using (var writer = new StreamWriter(file))
+        {
+            writer.Write(csv.ToString());
+            var chunk = new string('x', 1 << 20);
+            for (int i = 0; i < 64; i++)
+            {
+                writer.Write(chunk);
+            }
+
+            writer.Write("\"\n");
+        }
+
+        Assert.True(new FileInfo(Path.Combine(data, "bomb.gif")).Length <= 4600);
+        var result = await CoordinatorProcess.RunAsync(TimeSpan.FromMinutes(3),
+            "launch", "--model", "clip-micro", "--global-batch", "32", "--seed", "11", "--warmup-steps", "2",
+            "--eval-samples", "32", "--retrieval-samples", "16", "--log-every", "1", "--workers", "2", "--steps", "6",
+            "--dataset", "csv:" + file, "--run-id", "hostile", "--run-dir", Path.Combine(_dir, "hostile"),
+            "--checkpoint-dir", Path.Combine(_dir, "checkpoints"), "--heartbeat-timeout", "10", "--collective-timeout", "20");
+
+        Assert.True(result.ExitCode == 0, $"exit {result.ExitCode}\nstdout:\n{result.Stdout}\nstderr:\n{result.Stderr}");
+        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "hostile", "summary.json")));
+        var root = summary.RootElement;
+        Assert.Equal(0, root.GetProperty("restarts").GetInt32());
+        // Rank 0's counts: the rows that are not regular files, under that reason and no other; the bombs decode (their first frame, no text).
+        var reasons = root.GetProperty("skipped_by_reason").EnumerateObject().Where(p => p.Value.GetInt64() > 0).ToDictionary(p => p.Name, p => p.Value.GetInt64());
+        Assert.True(reasons.GetValueOrDefault("NotARegularFile") > 0, $"skipped: {root.GetProperty("skipped_by_reason")}");
+        Assert.Equal(["NotARegularFile"], reasons.Keys);
+        long[] peaks = root.GetProperty("peak_rss_bytes").EnumerateArray().Select(p => p.GetInt64()).ToArray();
+        output.WriteLine($"skipped by rank 0: {root.GetProperty("skipped_by_reason")}; peak RSS: {string.Join(", ", peaks.Select(x => x >> 20))} MiB");
+        Assert.Equal(2, peaks.Length);
+        Assert.All(peaks, p => Assert.True(p > 50_000_000 && p < PeakBound, $"a worker peaked at {p >> 20} MiB (peaks: {string.Join(", ", peaks.Select(x => x >> 20))} MiB)"));
+    }
+
+    /// <summary>All 300 frames would be 14 GB, the zTXt text 1 GiB.</summary>
+    private const long PeakBound = 1L << 30;
+
+    /// <summary>A GIF whose screen is width x height, with frames of one pixel each (15 bytes a frame).</summary>
+    private static byte[] GifBomb(int width, int height, int frames)
+    {
+        using var gif = new MemoryStream();
+        gif.Write("GIF89a"u8);
+        gif.Write([(byte)width, (byte)(width >> 8), (byte)height, (byte)(height >> 8), 0x80, 0, 0]);
+        gif.Write([7, 7, 7, 200, 200, 200]);
+        for (int f = 0; f < frames; f++)
+        {
+            gif.Write([0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0]);
+        }
+
+        gif.WriteByte(0x3B);
+        return gif.ToArray();
+    }
+
+    /// <summary>A solid grey RGB PNG, with a zTXt chunk inflating to <paramref name="textBombBytes"/> when that is not 0.</summary>
+    private static byte[] Png(int width, int height, byte grey, long textBombBytes)
+    {
+        using var png = new MemoryStream();
+        png.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
+        var ihdr = new byte[13];
+        BinaryPrimitives.WriteInt32BigEndian(ihdr, width);
+        BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), height);
+        ihdr[8] = 8;
+        ihdr[9] = 2;
+        Chunk(png, "IHDR", ihdr);
+        if (textBombBytes > 0)
+        {
+            using var text = new MemoryStream();
+            text.Write("Comment\0\0"u8);
+            using (var zlib = new ZLibStream(text, CompressionLevel.Optimal, leaveOpen: true))
+            {
+                var zeros = new byte[1 << 20];
+                for (long written = 0; written < textBombBytes; written += zeros.Length)
+                {
+                    zlib.Write(zeros, 0, (int)Math.Min(zeros.Length, textBombBytes - written));
+                }
+            }
+
+            Chunk(png, "zTXt", text.ToArray());
+        }
+
+        using (var pixels = new MemoryStream())
+        {
+            using (var zlib = new ZLibStream(pixels, CompressionLevel.Optimal, leaveOpen: true))
+            {
+                var row = new byte[1 + (3 * width)];
+                Array.Fill(row, grey, 1, 3 * width);
+                for (int y = 0; y < height; y++)
+                {
+                    zlib.Write(row);
+                }
+            }
+
+            Chunk(png, "IDAT", pixels.ToArray());
+        }
+
+        Chunk(png, "IEND", []);
+        return png.ToArray();
+    }
+
+    private static void Chunk(Stream png, string type, byte[] data)
+    {
+        var word = new byte[4];
+        BinaryPrimitives.WriteInt32BigEndian(word, data.Length);
+        png.Write(word);
+        byte[] typeAndData = [.. Encoding.ASCII.GetBytes(type), .. data];
+        png.Write(typeAndData);
+        uint crc = 0xFFFFFFFF;
+        foreach (byte b in typeAndData)
+        {
+            crc ^= b;
+            for (int k = 0; k < 8; k++)
+            {
+                crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320 : crc >> 1;
+            }
+        }
+
+        BinaryPrimitives.WriteUInt32BigEndian(word, ~crc);
+        png.Write(word);
+    }
+}
