@@ -55,8 +55,7 @@ public sealed class ImageDecoderTests
     {
         byte[] bomb = TestImages.GifBomb(4000, 4000, 300);
         Assert.True(bomb.Length <= 4600, $"the bomb should be about 4.5 KB, was {bomb.Length} bytes");
-        // The same construction, small, read by a stock GIF decoder (a configuration of its own: ImageDecoder
-        // sets the decoders of the format manager its clone of Configuration.Default shares): 300 frames of the whole screen.
+        // The same construction, small, read by a stock GIF decoder: 300 frames of the whole screen.
         using (var small = Image.Load<Rgb24>(new Configuration(new SixLabors.ImageSharp.Formats.Gif.GifConfigurationModule()), TestImages.GifBomb(40, 30, 300)))
         {
             Assert.Equal(300, small.Frames.Count);
@@ -75,6 +74,17 @@ public sealed class ImageDecoderTests
         Assert.All(pixels, p => Assert.InRange(p, 0f, 1f));
         // One 4000x4000 Rgb24 frame is 48 MB; all 300 would be 14.4 GB.
         Assert.True(allocated < 128L << 20, $"decoding allocated {allocated >> 20} MiB: more than the first frame's");
+    }
+
+    [Fact]
+    public void Building_a_decoder_leaves_the_process_wide_image_configuration_alone()
+    {
+        // Configuration.Clone() shares the formats manager: setting first-frame decoders on a clone of
+        // Configuration.Default made every plain Image.Load in the process read one frame.
+        _ = new ImageDecoder(null, null);
+        _ = new ImageDecoder(null, GcConfiguration());
+        using var stock = Image.Load<Rgb24>(TestImages.GifBomb(40, 30, 300));
+        Assert.Equal(300, stock.Frames.Count);
     }
 
     [Fact]

@@ -1,8 +1,11 @@
 using System.Runtime.InteropServices;
 using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.Formats.Bmp;
 using SixLabors.ImageSharp.Formats.Gif;
 using SixLabors.ImageSharp.Formats.Jpeg;
+using SixLabors.ImageSharp.Formats.Pbm;
 using SixLabors.ImageSharp.Formats.Png;
+using SixLabors.ImageSharp.Formats.Tga;
 using SixLabors.ImageSharp.Formats.Tiff;
 using SixLabors.ImageSharp.Formats.Webp;
 using SixLabors.ImageSharp.Memory;
@@ -34,14 +37,18 @@ public sealed class ImageDecoder
         ArgumentOutOfRangeException.ThrowIfLessThan(Options.MaxSide, 1, nameof(ImageDecodeOptions.MaxSide));
         ArgumentOutOfRangeException.ThrowIfLessThan(Options.MaxEncodedBytes, 1, nameof(ImageDecodeOptions.MaxEncodedBytes));
 
-        // The loader already decodes samples in parallel; nested parallelism inside one image only adds contention.
-        _configuration = (configuration ?? Configuration.Default).Clone();
-        _configuration.MaxDegreeOfParallelism = 1;
+        // A configuration of its own: Configuration.Clone() is shallow and shares the formats manager, so
+        // the decoders set below would change every Image.Load in the process (Configuration.Default's).
         ArgumentOutOfRangeException.ThrowIfLessThan(Options.MaxAllocationMegabytes, 1, nameof(ImageDecodeOptions.MaxAllocationMegabytes));
-        if (configuration is null)
+        _configuration = new Configuration(
+            new PngConfigurationModule(), new JpegConfigurationModule(), new GifConfigurationModule(), new BmpConfigurationModule(),
+            new PbmConfigurationModule(), new TgaConfigurationModule(), new TiffConfigurationModule(), new WebpConfigurationModule())
         {
-            _configuration.MemoryAllocator = MemoryAllocator.Create(new MemoryAllocatorOptions { AllocationLimitMegabytes = Options.MaxAllocationMegabytes });
-        }
+            // The loader already decodes samples in parallel; nested parallelism inside one image only adds contention.
+            MaxDegreeOfParallelism = 1,
+            MemoryAllocator = configuration?.MemoryAllocator
+                ?? MemoryAllocator.Create(new MemoryAllocatorOptions { AllocationLimitMegabytes = Options.MaxAllocationMegabytes }),
+        };
 
         // Hostile files: a GIF of 300 frames of 4000x4000 in 4.5 KB, a PNG whose zTXt inflates to
         // 1 GiB. Training needs one frame and no metadata, so nothing else is decoded.
