@@ -21,7 +21,7 @@ public class ConfigTests
         var config = ClipConfig.Load("clip-tiny");
         Assert.Equal(256, config.EmbedDim);
         Assert.Equal(new VisionConfig("vit", 28, 1, PatchSize: 7, Width: 256, Layers: 4, Heads: 4, MlpRatio: 4), config.Vision);
-        Assert.Equal(new TextConfig("causal", 50257, 16, 256, 4, 4, 4), config.Text);
+        Assert.Equal(new TextConfig("causal", 50257, 16, 256, 4, 4, 4, TokenInitStd: 1.0), config.Text);
         Assert.Equal(Math.Log(1 / 0.07), config.InitLogitScale, 12);
         Assert.Equal(Math.Log(100), config.MaxLogitScale, 12);
     }
