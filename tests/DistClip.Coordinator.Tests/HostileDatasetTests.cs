@@ -1,9 +1,9 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
-using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
+using DistClip.Data.Tests;
+using SixLabors.ImageSharp.PixelFormats;
 using Xunit.Abstractions;
 
 namespace DistClip.Coordinator.Tests;
@@ -28,12 +28,12 @@ public sealed class HostileDatasetTests(ITestOutputHelper output) : IDisposable
         var csv = new StringBuilder("filepath,title\n");
         for (int i = 0; i < 60; i++)
         {
-            File.WriteAllBytes(Path.Combine(data, $"ok{i}.png"), Png(8, 8, (byte)(4 * i), textBombBytes: 0));
+            File.WriteAllBytes(Path.Combine(data, $"ok{i}.png"), TestImages.SolidPng(8, 8, new Rgb24((byte)(4 * i), (byte)(4 * i), (byte)(4 * i))));
             csv.Append(CultureInfo.InvariantCulture, $"ok{i}.png,a photo of colour {i}\n");
         }
 
-        File.WriteAllBytes(Path.Combine(data, "bomb.gif"), GifBomb(4000, 4000, 300));
-        File.WriteAllBytes(Path.Combine(data, "ztxt.png"), Png(2, 2, 7, textBombBytes: 1L << 30));
+        File.WriteAllBytes(Path.Combine(data, "bomb.gif"), TestImages.GifBomb(4000, 4000, 300));
+        File.WriteAllBytes(Path.Combine(data, "ztxt.png"), TestImages.PngWithTextBomb(1L << 30));
         using (var mkfifo = Process.Start("mkfifo", [Path.Combine(data, "pipe.png")]))
         {
             await mkfifo.WaitForExitAsync();
@@ -77,87 +77,4 @@ public sealed class HostileDatasetTests(ITestOutputHelper output) : IDisposable
 
     /// <summary>All 300 frames would be 14 GB, the zTXt text 1 GiB.</summary>
     private const long PeakBound = 1L << 30;
-
-    /// <summary>A GIF whose screen is width x height, with frames of one pixel each (15 bytes a frame).</summary>
-    private static byte[] GifBomb(int width, int height, int frames)
-    {
-        using var gif = new MemoryStream();
-        gif.Write("GIF89a"u8);
-        gif.Write([(byte)width, (byte)(width >> 8), (byte)height, (byte)(height >> 8), 0x80, 0, 0]);
-        gif.Write([7, 7, 7, 200, 200, 200]);
-        for (int f = 0; f < frames; f++)
-        {
-            gif.Write([0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0]);
-        }
-
-        gif.WriteByte(0x3B);
-        return gif.ToArray();
-    }
-
-    /// <summary>A solid grey RGB PNG, with a zTXt chunk inflating to <paramref name="textBombBytes"/> when that is not 0.</summary>
-    private static byte[] Png(int width, int height, byte grey, long textBombBytes)
-    {
-        using var png = new MemoryStream();
-        png.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
-        var ihdr = new byte[13];
-        BinaryPrimitives.WriteInt32BigEndian(ihdr, width);
-        BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), height);
-        ihdr[8] = 8;
-        ihdr[9] = 2;
-        Chunk(png, "IHDR", ihdr);
-        if (textBombBytes > 0)
-        {
-            using var text = new MemoryStream();
-            text.Write("Comment\0\0"u8);
-            using (var zlib = new ZLibStream(text, CompressionLevel.Optimal, leaveOpen: true))
-            {
-                var zeros = new byte[1 << 20];
-                for (long written = 0; written < textBombBytes; written += zeros.Length)
-                {
-                    zlib.Write(zeros, 0, (int)Math.Min(zeros.Length, textBombBytes - written));
-                }
-            }
-
-            Chunk(png, "zTXt", text.ToArray());
-        }
-
-        using (var pixels = new MemoryStream())
-        {
-            using (var zlib = new ZLibStream(pixels, CompressionLevel.Optimal, leaveOpen: true))
-            {
-                var row = new byte[1 + (3 * width)];
-                Array.Fill(row, grey, 1, 3 * width);
-                for (int y = 0; y < height; y++)
-                {
-                    zlib.Write(row);
-                }
-            }
-
-            Chunk(png, "IDAT", pixels.ToArray());
-        }
-
-        Chunk(png, "IEND", []);
-        return png.ToArray();
-    }
-
-    private static void Chunk(Stream png, string type, byte[] data)
-    {
-        var word = new byte[4];
-        BinaryPrimitives.WriteInt32BigEndian(word, data.Length);
-        png.Write(word);
-        byte[] typeAndData = [.. Encoding.ASCII.GetBytes(type), .. data];
-        png.Write(typeAndData);
-        uint crc = 0xFFFFFFFF;
-        foreach (byte b in typeAndData)
-        {
-            crc ^= b;
-            for (int k = 0; k < 8; k++)
-            {
-                crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320 : crc >> 1;
-            }
-        }
-
-        BinaryPrimitives.WriteUInt32BigEndian(word, ~crc);
-        png.Write(word);
-    }
 }
