@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -18,8 +17,6 @@ namespace DistClip.Bench;
 /// </summary>
 public static class AccuracySuite
 {
-    private const string Python = "/usr/bin/python3";
-
     /// <summary>What the three runs share: the recipe of issue 14, part 6.</summary>
     public sealed record Recipe(int Steps, int EvalEvery, int GlobalBatch, int Seed, double LearningRate, string Model)
     {
@@ -142,37 +139,12 @@ public static class AccuracySuite
     private static async Task<AccuracyRun> RunReferenceAsync(Recipe recipe, string data, string initOut, TextWriter output, CancellationToken ct)
     {
         output.WriteLine("PyTorch reference, 2 DDP processes x 1 thread ...");
-        var psi = new ProcessStartInfo(Python) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in (string[])[
-            Path.Combine(CoordinatorRun.RepositoryRoot, "bench", "pytorch", "clip_reference.py"),
+        string last = await VersusPyTorchSuite.RunReferenceScriptAsync(
+        [
             "--mode", "ddp", "--workers", "2", "--model", recipe.Model, "--batch", Inv(recipe.GlobalBatch), "--steps", Inv(recipe.Steps),
             "--data", data, "--eval-every", Inv(recipe.EvalEvery), "--seed", Inv(recipe.Seed), "--init-out", initOut,
-            "--lr", Inv(recipe.LearningRate), "--min-lr", Inv(recipe.LearningRate), "--lr-warmup", "0", "--grad-clip", "0"])
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        using var process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {Python}");
-        var stdout = process.StandardOutput.ReadToEndAsync(ct);
-        var stderr = process.StandardError.ReadToEndAsync(ct);
-        try
-        {
-            await process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromMinutes(60), ct);
-        }
-        finally
-        {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-            }
-        }
-
-        string last = (await stdout).Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? "";
-        if (process.ExitCode != 0 || !last.StartsWith('{'))
-        {
-            throw new InvalidOperationException($"the PyTorch reference exited with {process.ExitCode}:\n{await stdout}\n{await stderr}");
-        }
-
+            "--lr", Inv(recipe.LearningRate), "--min-lr", Inv(recipe.LearningRate), "--lr-warmup", "0", "--grad-clip", "0",
+        ], "(2 x 1, on exported batches)", TimeSpan.FromMinutes(60), ct);
         var report = JsonSerializer.Deserialize<ReferenceCurve>(last) ?? throw new InvalidDataException("the PyTorch reference printed no report");
         return new AccuracyRun("PyTorch (own init)", report.Curve, report.Losses, SecondsTo(report.Curve, 0.8));
     }

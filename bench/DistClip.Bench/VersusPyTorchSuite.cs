@@ -113,14 +113,24 @@ public static class VersusPyTorchSuite
     /// <summary>Runs the reference once (it sets its own threads and LD_LIBRARY_PATH) and reads the JSON line it prints last.</summary>
     private static async Task<ReferenceReport> RunReferenceAsync(BenchArgs args, int workers, int threads, TimeSpan limit, CancellationToken ct)
     {
-        var psi = new ProcessStartInfo(Python) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        string[] reference =
+        string last = await RunReferenceScriptAsync(
         [
-            Path.Combine(CoordinatorRun.RepositoryRoot, "bench", "pytorch", "clip_reference.py"),
             .. workers > 1 ? ["--mode", "ddp", "--workers", Inv(workers)] : new[] { "--mode", "single", "--threads", Inv(threads) },
             "--model", args.Model, "--batch", Inv(args.Batch), "--steps", Inv(args.Steps), "--warmup", Inv(LaunchSuite.WarmupSteps),
-        ];
-        foreach (string a in reference)
+        ], $"({workers} x {threads})", limit, ct);
+        return JsonSerializer.Deserialize<ReferenceReport>(last) ?? throw new InvalidDataException("the PyTorch reference printed no report");
+    }
+
+    /// <summary>
+    /// Runs <c>bench/pytorch/clip_reference.py</c> with <paramref name="arguments"/> under Debian's python3,
+    /// killing it (and its DDP children) past <paramref name="limit"/>; returns the JSON line it printed last.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">It failed or printed no JSON; the message holds its output.</exception>
+    internal static async Task<string> RunReferenceScriptAsync(IEnumerable<string> arguments, string what, TimeSpan limit, CancellationToken ct)
+    {
+        var psi = new ProcessStartInfo(Python) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(Path.Combine(CoordinatorRun.RepositoryRoot, "bench", "pytorch", "clip_reference.py"));
+        foreach (string a in arguments)
         {
             psi.ArgumentList.Add(a);
         }
@@ -144,10 +154,10 @@ public static class VersusPyTorchSuite
         string last = (await stdout).Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? "";
         if (process.ExitCode != 0 || !last.StartsWith('{'))
         {
-            throw new InvalidOperationException($"the PyTorch reference ({workers} x {threads}) exited with {process.ExitCode}:\n{await stdout}\n{await stderr}");
+            throw new InvalidOperationException($"the PyTorch reference {what} exited with {process.ExitCode}:\n{await stdout}\n{await stderr}");
         }
 
-        return JsonSerializer.Deserialize<ReferenceReport>(last) ?? throw new InvalidDataException("the PyTorch reference printed no report");
+        return last;
     }
 
     /// <summary>Throws unless the reference has exactly DistClip's parameters: the same names, each with the same shape.</summary>
