@@ -188,6 +188,28 @@ internal static class ClusterHarness
         return scale == 0 ? error : error / scale;
     }
 
+    /// <summary>‖actual − expected‖₂ / ‖expected‖₂: the error of the tensor as a whole, which one element cannot dominate.</summary>
+    public static double RelativeL2Error(float[] actual, float[] expected)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double norm = 0;
+        double error = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            norm += (double)expected[i] * expected[i];
+            error += ((double)actual[i] - expected[i]) * ((double)actual[i] - expected[i]);
+        }
+
+        return norm == 0 ? Math.Sqrt(error) : Math.Sqrt(error / norm);
+    }
+
+    /// <summary>The worst <see cref="RelativeL2Error"/> over named tensors, and where.</summary>
+    public static (string Name, double Error) WorstRelativeL2Error(Dictionary<string, float[]> actual, Dictionary<string, float[]> expected)
+    {
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        return expected.Select(kv => (kv.Key, RelativeL2Error(actual[kv.Key], kv.Value))).MaxBy(e => e.Item2);
+    }
+
     /// <summary>The worst <see cref="RelativeError"/> over named tensors, and where.</summary>
     public static (string Name, double Error) WorstRelativeError(Dictionary<string, float[]> actual, Dictionary<string, float[]> expected)
     {

@@ -62,10 +62,21 @@ public class LossPipelineTests(ITestOutputHelper output)
         var whole = RunSingle(sgd, steps, step: new StepSettings { Loss = loss }, globalBatch: globalBatch);
         var accumulated = RunRanks(world, sgd, steps, step: new StepSettings { Loss = loss, MicroBatch = 128 }, globalBatch: globalBatch);
 
-        var (name, error) = WorstRelativeError(accumulated[0].Parameters, whole.Parameters);
-        output.WriteLine($"{loss}, N={world}: parameters after {steps} steps worst {error:E2} ({name})");
+        // Step 1 starts from the same weights: the accumulated gradient equals the one-pass gradient element by element.
+        var (firstName, firstError) = WorstRelativeError(accumulated[0].FirstGradients, whole.FirstGradients);
+        Assert.True(firstError <= 1e-5, $"{firstName}'s step-1 gradient differs by {firstError:E2} of its largest magnitude with micro-batches of 128; expected <= 1e-5");
+
+        // After 5 steps at a high rate the two runs' rounding has been amplified along the way, and an
+        // element-wise bound would measure luck: clip-micro's image tower is Linear → ReLU → Linear, and
+        // once rounding puts a sample's pre-activation of one hidden unit on the other side of zero,
+        // that unit's whole row of fc1 takes a different update (seen: one row of 512 differing by
+        // 1.5e-6 while the rest differ by 1.5e-8, 2.4e-5 of the largest weight). So the parameters are
+        // compared as tensors, ‖Δ‖ / ‖w‖, which a dropped, doubled or stale micro-batch moves by 1e-2 and more.
+        var (name, error) = WorstRelativeL2Error(accumulated[0].Parameters, whole.Parameters);
+        var (worstElementName, worstElement) = WorstRelativeError(accumulated[0].Parameters, whole.Parameters);
+        output.WriteLine($"{loss}, N={world}: step-1 gradients worst {firstError:E2} ({firstName}); parameters after {steps} steps worst {error:E2} as tensors ({name}), {worstElement:E2} by element ({worstElementName})");
         output.WriteLine($"losses: one pass {string.Join(", ", whole.Losses.Select(l => l.ToString("F6")))}; accumulated {string.Join(", ", accumulated[0].Losses.Select(l => l.ToString("F6")))}");
-        Assert.True(error <= 1e-5, $"{name} after {steps} SGD steps differs by {error:E2} of its largest magnitude with micro-batches of 128; expected <= 1e-5");
+        Assert.True(error <= 1e-5, $"{name} after {steps} SGD steps differs by {error:E2} (‖Δ‖ / ‖w‖) with micro-batches of 128; expected <= 1e-5");
         for (int s = 0; s < steps; s++)
         {
             Assert.True(Math.Abs(accumulated[0].Losses[s] - whole.Losses[s]) <= 1e-5 * Math.Abs(whole.Losses[s]),
