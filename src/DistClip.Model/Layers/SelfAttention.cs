@@ -37,7 +37,13 @@ internal sealed class SelfAttention : nn.Module<Tensor, Tensor?, Tensor>
         var qkv = F.linear(x, in_proj_weight, in_proj_bias); // [N, L, 3W]
         var split = qkv.view(n, l, 3, heads, w / heads).permute(2, 0, 3, 1, 4); // [3, N, H, L, D]
         var (q, k, v) = (split[0], split[1], split[2]);
-        var y = Attend(q, k, v, keyMask?.view(n, 1, 1, l), causal); // [N, H, L, D]
+        var mask = keyMask?.view(n, 1, 1, l); // [N, 1, 1, L]: broadcasts over heads and queries
+        // On a GPU libtorch's fused kernel (flash or memory-efficient attention) is the fast one; on the
+        // CPU it is several times slower than the two matmuls at CLIP's lengths (docs/torchsharp.md).
+        // libtorch refuses a mask together with is_causal; the model never has both (BERT masks, causal does not).
+        var y = x.device_type == TorchSharp.DeviceType.CPU
+            ? Attend(q, k, v, mask, causal)
+            : F.scaled_dot_product_attention(q, k, v, mask, is_casual: causal && mask is null); // [N, H, L, D]
         return out_proj.call(y.transpose(1, 2).reshape(n, l, w)); // [N, L, W]
     }
 
