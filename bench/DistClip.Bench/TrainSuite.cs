@@ -61,6 +61,7 @@ public static class TrainSuite
     public static int RunChild(BenchArgs args)
     {
         int threads = args.Threads[0];
+        NativeAllocator.Configure(); // as the worker does
         TorchRuntime.SetThreads(threads);
         torch.manual_seed(1);
         var config = ClipConfig.Load(args.Model);

@@ -78,6 +78,7 @@ public sealed partial class TrainingSession : IDisposable
             throw new ConfigException("global_batch", $"{options.GlobalBatch} is larger than the {_train.Count} samples of {_train.Name}");
         }
 
+        NativeAllocator.Configure(); // before the model's first tensor (the worker has logged what it did)
         TorchRuntime.SetThreads(options.Threads);
         Device = TorchRuntime.SelectDevice(options.Device);
         torch.manual_seed(options.Seed);

@@ -146,12 +146,16 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
     /// </summary>
     private void ReportDevice(TrainOptions options)
     {
+        LogAllocator(_logger, NativeAllocator.Configure());
         TorchRuntime.SetThreads(options.Threads);
         LogDevice(_logger, TorchRuntime.Describe(TorchRuntime.SelectDevice(options.Device)));
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Collectives endpoint at {Address} (link stack: {Link})")]
     private static partial void LogEndpoint(ILogger logger, Uri address, string link);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Native memory: {Outcome}")]
+    private static partial void LogAllocator(ILogger logger, string outcome);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Device: {Device}")]
     private static partial void LogDevice(ILogger logger, string device);

@@ -20,6 +20,7 @@ internal static partial class ModelLoader
 {
     public static LoadedModel Load(ModelSourceOptions options, ILogger logger, CancellationToken ct)
     {
+        NativeAllocator.Configure();
         TorchRuntime.SetThreads(options.Threads);
         var device = TorchRuntime.SelectDevice(options.Device);
         var loaded = options.Pretrained is { } file

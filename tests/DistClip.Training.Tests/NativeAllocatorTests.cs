@@ -1,0 +1,92 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+
+namespace DistClip.Training.Tests;
+
+/// <summary>
+/// <see cref="NativeAllocator"/>: what it decides from the environment, and that in this process
+/// (glibc, as on the workers) a freed block of tensor size is handed out again without the kernel
+/// mapping fresh pages for it.
+/// </summary>
+public class NativeAllocatorTests
+{
+    [Fact]
+    public void Without_settings_of_the_users_own_it_fixes_both_thresholds()
+    {
+        var calls = new List<(int, int)>();
+        string outcome = NativeAllocator.Apply(_ => null, (p, v) => { calls.Add((p, v)); return true; });
+
+        Assert.Equal([(-3, 32 << 20), (-1, 1 << 30)], calls); // M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+        Assert.Contains("mmap threshold 32 MiB", outcome);
+    }
+
+    [Theory]
+    [InlineData("MALLOC_MMAP_THRESHOLD_", "65536")]
+    [InlineData("MALLOC_TRIM_THRESHOLD_", "0")]
+    [InlineData("MALLOC_ARENA_MAX", "2")]
+    [InlineData("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=131072")]
+    public void A_users_own_malloc_settings_are_left_alone(string variable, string value)
+    {
+        bool called = false;
+        string outcome = NativeAllocator.Apply(v => v == variable ? value : null, (_, _) => called = true);
+
+        Assert.False(called);
+        Assert.Contains("left to the environment", outcome);
+    }
+
+    [Fact]
+    public void Tunables_for_other_parts_of_glibc_do_not_count_as_malloc_settings()
+    {
+        int calls = 0;
+        NativeAllocator.Apply(v => v == "GLIBC_TUNABLES" ? "glibc.pthread.rseq=0" : null, (_, _) => ++calls > 0);
+        Assert.Equal(2, calls);
+    }
+
+    [Fact]
+    public void Without_glibc_nothing_is_done_and_a_refusal_is_reported()
+    {
+        Assert.Contains("not glibc", NativeAllocator.Apply(_ => null, null));
+        Assert.Contains("refused", NativeAllocator.Apply(_ => null, (p, _) => p != -1));
+    }
+
+    [Fact]
+    public void After_configuring_a_freed_16_MiB_block_comes_back_without_fresh_pages()
+    {
+        Assert.Contains("mmap threshold", NativeAllocator.Configure());
+        const int size = 16 << 20;
+        const int pages = size / 4096;
+
+        Touch(size); // the first time the heap grows: its pages are new
+        long before = MinorFaults();
+        Touch(size);
+        long faults = MinorFaults() - before;
+
+        // Unconfigured, glibc maps a 16 MiB request afresh (or trims it back) each time: about 4,096 faults.
+        Assert.True(faults < pages / 8, $"{faults} page faults touching a re-allocated 16 MiB block of {pages} pages");
+    }
+
+    /// <summary>malloc (Marshal.AllocHGlobal on Unix), a write to every page, free.</summary>
+    private static void Touch(int size)
+    {
+        IntPtr p = Marshal.AllocHGlobal(size);
+        try
+        {
+            for (int i = 0; i < size; i += 4096)
+            {
+                Marshal.WriteByte(p, i, 1);
+            }
+        }
+        finally
+        {
+            Marshal.FreeHGlobal(p);
+        }
+    }
+
+    /// <summary>This process's minor page faults so far (/proc/self/stat, field 10).</summary>
+    private static long MinorFaults()
+    {
+        string stat = File.ReadAllText("/proc/self/stat");
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[7], CultureInfo.InvariantCulture); // minflt is the 10th field, the 8th after the name
+    }
+}
