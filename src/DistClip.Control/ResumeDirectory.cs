@@ -24,7 +24,7 @@ public static class ResumeDirectory
         string root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointRoot));
         string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
         string prefix = root + Path.DirectorySeparatorChar;
-        if (!full.StartsWith(prefix, StringComparison.Ordinal))
+        if (!IsUnder(directory, checkpointRoot))
         {
             throw new ConfigException("resume",
                 $"the checkpoint to resume from, {full}, is not under the run's checkpoint directory {root}; refusing to load it");
@@ -46,5 +46,23 @@ public static class ResumeDirectory
         }
 
         return full;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="directory"/> reads as a directory under <paramref name="checkpointRoot"/>
+    /// once both are normalised: the path alone, without touching the file system (the coordinator
+    /// checks a checkpoint report with it, and may not see the workers' storage; the workers'
+    /// <see cref="EnsureUnder"/> also checks for links before they load).
+    /// </summary>
+    public static bool IsUnder(string directory, string checkpointRoot)
+    {
+        if (string.IsNullOrEmpty(directory) || string.IsNullOrEmpty(checkpointRoot) || directory.Contains('\0', StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        string root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointRoot));
+        string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
+        return full.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal);
     }
 }

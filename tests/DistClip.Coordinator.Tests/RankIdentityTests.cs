@@ -100,6 +100,17 @@ public sealed class RankIdentityTests : IDisposable
             Assert.Equal("token does not match rank 0 generation 1", moved.Status.Detail);
         }
 
+        // Rank 0 itself, with its own token, cannot make a directory outside the run's checkpoints the
+        // next resume either: plainly, or through "..".
+        string root = Path.Combine(_dir, "checkpoints");
+        foreach (string directory in new[] { elsewhere, Path.Combine(root, "..", "elsewhere", "step-000000004"), root, "" })
+        {
+            var outside = await Assert.ThrowsAsync<RpcException>(() => client.ReportCheckpointAsync(
+                new CheckpointCommitted { Generation = 1, Step = 4, Directory = directory, RankToken = a0.RankToken }).ResponseAsync);
+            Assert.Equal(StatusCode.InvalidArgument, outside.StatusCode);
+            Assert.Contains("not under the run's checkpoint directory", outside.Status.Detail);
+        }
+
         // Rank 0 (worker w0) reported failed, whether the message names rank 0 or rank 1: the member lost would be w0.
         foreach (int named in new[] { 0, 1 })
         {

@@ -108,6 +108,13 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
     public override Task<Ack> ReportCheckpoint(CheckpointCommitted request, ServerCallContext context)
     {
         Demand(request.RankToken, request.Generation, 0, "checkpoint report"); // only rank 0 commits checkpoints
+        // What is recorded here is every rank's next resume: it must be one of the run's checkpoints.
+        if (!ResumeDirectory.IsUnder(request.Directory, run.Settings.CheckpointRoot))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"the checkpoint reported for step {request.Step} is not under the run's checkpoint directory {run.Settings.CheckpointRoot}; not recorded"));
+        }
+
         run.ReportCheckpoint(new CheckpointReport(request.Generation, request.Step, request.Directory));
         return Task.FromResult(Done);
     }
