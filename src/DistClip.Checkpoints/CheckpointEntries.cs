@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using DistClip.Files;
 using Microsoft.Win32.SafeHandles;
 
 namespace DistClip.Checkpoints;
@@ -10,29 +11,17 @@ namespace DistClip.Checkpoints;
 /// shared storage that someone else can write to; a link there could point a resume at any file.
 /// </summary>
 /// <remarks>
-/// The type comes from the runtime's own native shim (libSystem.Native's <c>SystemNative_LStat</c> and
-/// <c>SystemNative_FStat</c>, whose <c>FileStatus</c> layout and mode constants are .NET's, the same on
-/// every Unix; DistClip.Data's FileKind reads them the same way), since .NET exposes no file type
-/// beyond "directory". On Linux the file is then opened with O_NOFOLLOW | O_NONBLOCK and its type
+/// The type comes from lstat and fstat through the runtime's own native shim (<see cref="FileStatus"/>,
+/// shared with DistClip.Data's FileKind), since .NET exposes no file type beyond "directory". On Linux the file is then opened with O_NOFOLLOW | O_NONBLOCK and its type
 /// checked again on the open descriptor, so a name swapped between the two checks is caught too.
 /// </remarks>
 internal static class CheckpointEntries
 {
-    // .NET's PAL constants (pal_io.h): the file type bits of FileStatus.Mode.
-    private const int TypeMask = 0xF000;
-    private const int Regular = 0x8000;
-    private const int DirectoryType = 0x4000;
-    private const int Fifo = 0x1000;
-    private const int CharacterDevice = 0x2000;
-    private const int BlockDevice = 0x6000;
-    private const int SymbolicLink = 0xA000;
-    private const int Socket = 0xC000;
-
     /// <summary>Null when <paramref name="path"/> is a regular file itself; otherwise what it is ("a symbolic link", "a FIFO", "missing", ...).</summary>
-    public static string? NotARegularFile(string path) => Describe(LinkStatus(path), Regular);
+    public static string? NotARegularFile(string path) => FileStatus.Describe(FileStatus.OfPath(path, followLinks: false), FileStatus.Regular);
 
     /// <summary>Null when <paramref name="path"/> is a directory itself (not a link to one); otherwise what it is.</summary>
-    public static string? NotADirectory(string path) => Describe(LinkStatus(path), DirectoryType);
+    public static string? NotADirectory(string path) => FileStatus.Describe(FileStatus.OfPath(path, followLinks: false), FileStatus.DirectoryType);
 
     /// <summary>
     /// Opens <paramref name="name"/> in <paramref name="directory"/> for reading when it is a regular
@@ -65,7 +54,7 @@ internal static class CheckpointEntries
         try
         {
             // Swapped for something else since the lstat above: refuse what was opened.
-            if (Describe(Status(s => FStat(fd, s)), Regular) is { } opened)
+            if (FileStatus.Describe(FileStatus.OfDescriptor(fd), FileStatus.Regular) is { } opened)
             {
                 throw NotRegular(directory, name, opened);
             }
@@ -80,45 +69,4 @@ internal static class CheckpointEntries
 
     private static CorruptCheckpointException NotRegular(string directory, string name, string what) =>
         new(directory, name, what == "missing" ? "missing" : $"is {what}, not a regular file; not opened");
-
-    /// <summary>The file type bits from lstat, 0 when nothing is there, -1 where the shim is missing (not Unix).</summary>
-    private static int LinkStatus(string path) => Status(s => LStat(path, s));
-
-    private static int Status(Func<byte[], int> stat)
-    {
-        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS() && !OperatingSystem.IsFreeBSD())
-        {
-            return -1;
-        }
-        var status = new byte[256]; // FileStatus is 120 bytes today
-        try
-        {
-            return stat(status) == 0 ? BitConverter.ToInt32(status, 4) & TypeMask : 0;
-        }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-        {
-            return -1;
-        }
-    }
-
-    private static string? Describe(int type, int wanted) => type switch
-    {
-        _ when type == wanted => null,
-        -1 => null, // no shim: the open that follows decides
-        0 => "missing",
-        Regular => "a regular file",
-        DirectoryType => "a directory",
-        SymbolicLink => "a symbolic link",
-        Fifo => "a FIFO",
-        CharacterDevice => "a character device",
-        BlockDevice => "a block device",
-        Socket => "a socket",
-        _ => $"not a regular file (mode 0x{type:x})",
-    };
-
-    [DllImport("libSystem.Native", EntryPoint = "SystemNative_LStat", SetLastError = true)]
-    private static extern int LStat([MarshalAs(UnmanagedType.LPUTF8Str)] string path, byte[] status);
-
-    [DllImport("libSystem.Native", EntryPoint = "SystemNative_FStat", SetLastError = true)]
-    private static extern int FStat(IntPtr fd, byte[] status);
 }
