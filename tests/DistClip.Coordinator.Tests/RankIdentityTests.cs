@@ -49,16 +49,7 @@ public sealed class RankIdentityTests : IDisposable
         var client = await ClientAsync(coordinator);
         var (old0, old1) = await JoinTwoAsync(client);
         // Rank 1 fails (reported with its own token): generation 1 aborts and both join generation 2.
-        await client.ReportFailureAsync(new WorkerFailure
-        {
-            WorkerId = "w1",
-            Generation = 1,
-            Rank = 1,
-            Kind = WorkerFailure.Types.Kind.Error,
-            ExceptionType = "IOException",
-            Message = "injected by the test",
-            RankToken = old1.RankToken,
-        });
+        await FailRank1Async(client, old1);
         var (new0, new1) = await JoinTwoAsync(client);
         Assert.Equal(2, new0.Generation);
 
@@ -133,16 +124,7 @@ public sealed class RankIdentityTests : IDisposable
         Assert.Equal(StatusCode.PermissionDenied, progress.StatusCode);
 
         // Rank 1's own failure, with its own token, ends generation 1: generation 2 starts from the seed.
-        await client.ReportFailureAsync(new WorkerFailure
-        {
-            WorkerId = "w1",
-            Generation = 1,
-            Rank = 1,
-            Kind = WorkerFailure.Types.Kind.Error,
-            ExceptionType = "IOException",
-            Message = "injected by the test",
-            RankToken = a1.RankToken,
-        });
+        await FailRank1Async(client, a1);
         var (b0, b1) = await JoinTwoAsync(client);
         Assert.Equal(2, b0.Generation);
         Assert.Equal("", b0.ResumeFrom);
@@ -152,6 +134,19 @@ public sealed class RankIdentityTests : IDisposable
         Assert.Contains("Refused checkpoint report: its token does not match rank 0 generation 1", result.Stdout + result.Stderr);
         Assert.DoesNotContain(elsewhere, result.Stdout + result.Stderr);
     }
+
+    /// <summary>Rank 1 (worker w1) reports its own failure, with its own token: its generation aborts.</summary>
+    private static async Task FailRank1Async(RunControl.RunControlClient client, Assignment rank1) =>
+        await client.ReportFailureAsync(new WorkerFailure
+        {
+            WorkerId = "w1",
+            Generation = rank1.Generation,
+            Rank = 1,
+            Kind = WorkerFailure.Types.Kind.Error,
+            ExceptionType = "IOException",
+            Message = "injected by the test",
+            RankToken = rank1.RankToken,
+        });
 
     /// <summary>
     /// Both members finish as workers do, each with its own token: a heartbeat stream each, the
