@@ -175,6 +175,33 @@ public sealed class LaunchTests : IDisposable
         Assert.Single(Regex.Matches(result.Stdout, "Started worker slot 0"));
     }
 
+    /// <summary>
+    /// A worker fixes glibc's malloc thresholds before its first tensor (NativeAllocator; a step
+    /// otherwise took ~100,000 fresh pages) and says so, unless the user's environment sets malloc:
+    /// then it leaves glibc alone and says that.
+    /// </summary>
+    [Fact]
+    public async Task Workers_fix_mallocs_thresholds_unless_the_environment_sets_its_own()
+    {
+        string[] run = ["--workers", "1", "--steps", "1", "--eval-samples", "100", "--retrieval-samples", "0"];
+        await using (var fixedRun = CoordinatorProcess.Start(null, [.. Runs.Quick(_dir, "fixed"), .. run]))
+        {
+            var result = await fixedRun.WaitAsync(TimeSpan.FromMinutes(2));
+            Assert.True(result.ExitCode == 0, $"exit {result.ExitCode}\n{result.Stderr}");
+        }
+
+        await using (var ownRun = CoordinatorProcess.Start(new Dictionary<string, string> { ["GLIBC_TUNABLES"] = "glibc.malloc.check=0" }, [.. Runs.Quick(_dir, "own"), .. run]))
+        {
+            var result = await ownRun.WaitAsync(TimeSpan.FromMinutes(2));
+            Assert.True(result.ExitCode == 0, $"exit {result.ExitCode}\n{result.Stderr}");
+        }
+
+        Assert.Contains("Native memory: malloc: mmap threshold 32 MiB, trim threshold 1024 MiB", File.ReadAllText(Path.Combine(_dir, "fixed", "logs", "worker-0.log")));
+        string own = File.ReadAllText(Path.Combine(_dir, "own", "logs", "worker-0.log"));
+        Assert.Contains("Native memory: malloc: GLIBC_TUNABLES sets glibc.malloc, glibc's settings left to the environment", own);
+        Assert.DoesNotContain("mmap threshold 32 MiB", own);
+    }
+
     /// <summary>The line a worker logs at start about its device, e.g. "Device: cpu with 1 thread(s) (CUDA_VISIBLE_DEVICES=7; 0 CUDA device(s) visible)".</summary>
     internal static Match DeviceLine(string runDir, int slot)
     {
