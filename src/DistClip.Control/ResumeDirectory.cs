@@ -21,10 +21,8 @@ public static class ResumeDirectory
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
         ArgumentException.ThrowIfNullOrEmpty(checkpointRoot);
-        string root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointRoot));
-        string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
-        string prefix = root + Path.DirectorySeparatorChar;
-        if (!IsUnder(directory, checkpointRoot))
+        var (root, full) = Normalise(directory, checkpointRoot);
+        if (!Below(full, root))
         {
             throw new ConfigException("resume",
                 $"the checkpoint to resume from, {full}, is not under the run's checkpoint directory {root}; refusing to load it");
@@ -32,7 +30,7 @@ public static class ResumeDirectory
 
         // Every component below the root, from the root down: a link anywhere on the way could point
         // outside the root while the path still reads as inside it.
-        string[] parts = full[prefix.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
+        string[] parts = full[(root.Length + 1)..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
         string at = root;
         foreach (string part in parts)
         {
@@ -61,8 +59,14 @@ public static class ResumeDirectory
             return false;
         }
 
-        string root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointRoot));
-        string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
-        return full.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+        var (root, full) = Normalise(directory, checkpointRoot);
+        return Below(full, root);
     }
+
+    /// <summary>Both paths through <see cref="Path.GetFullPath(string)"/>, without a trailing separator.</summary>
+    private static (string Root, string Full) Normalise(string directory, string checkpointRoot) =>
+        (Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointRoot)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)));
+
+    /// <summary>Whether <paramref name="full"/> lies strictly below <paramref name="root"/>, on whole path components.</summary>
+    private static bool Below(string full, string root) => full.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal);
 }

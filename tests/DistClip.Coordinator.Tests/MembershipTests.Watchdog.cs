@@ -1,10 +1,5 @@
-using System.Threading.Channels;
 using DistClip.Config;
-using DistClip.Control.V1;
 using DistClip.Coordinator.Runs;
-using DistClip.Coordinator.Services;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Time.Testing;
 
 namespace DistClip.Coordinator.Tests;
 
