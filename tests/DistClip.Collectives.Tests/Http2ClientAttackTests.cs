@@ -11,8 +11,10 @@ namespace DistClip.Collectives.Tests;
 /// <summary>
 /// The direct client end against a hostile server (a compromised neighbour) on real loopback
 /// sockets: what it sends is bounded and checked, the call fails naming the broken rule, and the
-/// client closes its connection.
+/// client closes its connection. Not run beside other tests: the CONTINUATION test measures the
+/// process's allocations.
 /// </summary>
+[Collection(nameof(Http2FuzzTests))]
 public sealed class Http2ClientAttackTests
 {
     private static readonly Dictionary<string, string> Metadata = new()
@@ -120,18 +122,28 @@ public sealed class Http2ClientAttackTests
         var block = new List<byte>();
         Literal(block, ":status", "200", huffman: false);
 
-        // Up to 4 MiB of header block: the client gives up after 16 KiB and closes; the rest is refused by the socket.
+        // The probe's attack: CONTINUATION frames without end, for as long as the client takes them
+        // (it grew to 4.1 GiB). The client gives up after 16 KiB and closes, which is what stops the
+        // sender here: the offer has no bound of its own but the deadline.
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         await TrySendAsync(server, Frame(Http2Frames.Headers, 0, 1, block.ToArray()));
         var continuation = Frame(Http2Frames.Continuation, 0, 1, new byte[16_384]);
-        for (int i = 0; i < 256 && await TrySendAsync(server, continuation) && !call.Completion.IsCompleted; i++)
+        long offered = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < Patience && await TrySendAsync(server, continuation))
         {
+            offered += continuation.Length;
         }
 
         var error = await Assert.ThrowsAsync<RpcException>(() => call.Completion.WaitAsync(Patience));
         var (_, closed) = await clientClosed;
+        long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
 
         Assert.Contains("header block over 16384 bytes", error.Status.Detail);
         Assert.True(closed);
+        Assert.True(clock.Elapsed < Patience, $"the client was still taking CONTINUATION frames after {Patience} ({offered:N0} bytes)");
+        // Loopback buffers take a few MiB before the close is seen; the client itself keeps 16 KiB.
+        Assert.True(allocated < 64L << 20, $"{allocated:N0} bytes allocated while {offered:N0} bytes of CONTINUATION were offered");
     }
 
     [Fact]

@@ -2,7 +2,7 @@ using DistClip.Collectives.Grpc.Http2;
 
 namespace DistClip.Collectives.Tests;
 
-/// <summary>Alone, so that memory measured is this test's and the machine's two cores are its own.</summary>
+/// <summary>Alone, so that memory measured is this test's (or an attack test's) and the machine's two cores are its own.</summary>
 [CollectionDefinition(nameof(Http2FuzzTests), DisableParallelization = true)]
 public sealed class Http2FuzzCollection;
 

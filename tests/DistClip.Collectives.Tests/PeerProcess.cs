@@ -20,6 +20,10 @@ internal sealed class PeerProcess : IAsyncDisposable
 
     public int Port { get; private set; }
 
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
     public static async Task<PeerProcess> StartAsync(int rank, string secret, TimeSpan operationTimeout, TimeSpan deadline)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "DistClip.Collectives.TestPeer.dll");

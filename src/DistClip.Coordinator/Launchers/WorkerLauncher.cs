@@ -25,10 +25,17 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
     private readonly string _logDirectory;
     private readonly Lock _lock = new();
     private readonly Dictionary<int, SlotProcess> _processes = [];
+    private readonly Timer _reaper;
     private bool _stopping;
 
     /// <summary>How long a killed worker may take to be gone before the coordinator stops waiting for it.</summary>
     private static readonly TimeSpan KillBound = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often the launcher looks for an exited process whose exit it has not handled.</summary>
+    private static readonly TimeSpan ReapInterval = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long an exited worker's output may take to reach its log before the exit is handled anyway.</summary>
+    internal TimeSpan DrainBound { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <param name="slotGpus">The CUDA_VISIBLE_DEVICES of each slot; null leaves the workers' environment alone.</param>
     protected WorkerLauncher(Membership run, IReadOnlyList<string>? slotGpus, ILogger logger)
@@ -37,6 +44,7 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
         _slotGpus = slotGpus;
         _logger = logger;
         _logDirectory = Path.Combine(run.Settings.RunDirectory, "logs");
+        _reaper = new Timer(_ => Reap());
         run.MemberLost += OnMemberLost;
     }
 
@@ -68,6 +76,9 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
     {
     }
 
+    /// <summary>What the tests call: <see cref="Started"/> on a process of their own.</summary>
+    internal void StartedOf(Process process, int slot) => Started(process, slot);
+
     /// <summary>
     /// Whether <paramref name="process"/>, this launcher's process of the worker's slot, is that worker.
     /// Only a local launcher can tell by process id; a remote worker's id is another host's.
@@ -92,6 +103,8 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
         {
             StartSlot(slot);
         }
+
+        _reaper.Change(ReapInterval, ReapInterval);
     }
 
     private void StartSlot(int slot)
@@ -111,25 +124,26 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
 
             var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
             string logPath = Path.Combine(_logDirectory, $"worker-{slot}.log");
-            var log = new StreamWriter(logPath, append: true) { AutoFlush = true };
+            var started = new SlotProcess(process, losses, new WorkerLog(logPath));
             // The worker's own "error: ..." line, which says why it refused its configuration.
             const string ErrorPrefix = "error: ";
-            string? error = null;
-            process.OutputDataReceived += (_, e) => Write(log, e.Data);
+            process.OutputDataReceived += (_, e) => started.Log.Write(e.Data);
             process.ErrorDataReceived += (_, e) =>
             {
-                Write(log, e.Data);
+                started.Log.Write(e.Data);
                 if (e.Data?.StartsWith(ErrorPrefix, StringComparison.Ordinal) == true)
                 {
-                    error = e.Data[ErrorPrefix.Length..];
+                    started.Error = e.Data[ErrorPrefix.Length..];
                 }
             };
-            process.Exited += (_, _) => OnExited(slot, process, log, () => error ?? $"see {logPath}");
+            // Off the event's thread: Process raises Exited holding its own lock, and the handling
+            // waits (boundedly) for the output and may start a replacement.
+            process.Exited += (_, _) => _ = Task.Run(() => HandleExitAsync(slot, started));
             process.Start();
             Started(process, slot);
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
-            _processes[slot] = new SlotProcess(process, losses);
+            _processes[slot] = started;
             if (GpuOf(slot) is { } gpu)
             {
                 LogStartedOnGpu(_logger, slot, process.Id, HostOf(slot), gpu);
@@ -141,33 +155,76 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
         }
     }
 
-    private static void Write(StreamWriter log, string? line)
+    /// <summary>
+    /// The backstop for an exit whose Exited event never comes: every <see cref="ReapInterval"/>,
+    /// a slot's process that has exited (HasExited reaps it with waitpid if nothing else has) and
+    /// whose exit is not being handled yet is handled here.
+    /// </summary>
+    private void Reap()
     {
-        if (line is null)
+        List<(int Slot, SlotProcess Started)> exited;
+        lock (_lock)
+        {
+            if (_stopping)
+            {
+                return;
+            }
+
+            exited = [.. _processes.Where(p => !p.Value.ExitClaimed && p.Value.Process.HasExited).Select(p => (p.Key, p.Value))];
+        }
+
+        foreach (var (slot, started) in exited)
+        {
+            _ = Task.Run(() => HandleExitAsync(slot, started));
+        }
+    }
+
+    /// <summary>
+    /// A slot's process exited: wait for its output to reach the log, at most <see cref="DrainBound"/>
+    /// (a process it left behind may hold its pipes open for good), then report the exit and start a
+    /// replacement when the run wants one. Runs once per process, whoever saw the exit first.
+    /// </summary>
+    private async Task HandleExitAsync(int slot, SlotProcess started)
+    {
+        if (!started.ClaimExit())
         {
             return;
         }
 
-        lock (log)
+        var process = started.Process;
+        using (var drain = new CancellationTokenSource(DrainBound))
         {
-            log.WriteLine(line);
+            try
+            {
+                await process.WaitForExitAsync(drain.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                LogOutputNotDrained(_logger, slot, process.Id, DrainBound.TotalSeconds);
+            }
+        }
+
+        started.Log.Close();
+        try
+        {
+            OnExited(slot, started);
+        }
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception or IOException)
+        {
+            // A replacement that cannot be started ends the run with the reason, not the coordinator.
+            _run.Fail($"worker slot {slot} could not be restarted on {HostOf(slot)}: {e.Message}");
         }
     }
 
-    private void OnExited(int slot, Process process, StreamWriter log, Func<string> why)
+    private void OnExited(int slot, SlotProcess started)
     {
-        process.WaitForExit(); // drains the redirected output into the log
+        var process = started.Process;
         int code = process.ExitCode;
         int pid = process.Id;
-        lock (log)
-        {
-            log.Dispose();
-        }
-
         bool stopping;
         lock (_lock)
         {
-            if (_processes.TryGetValue(slot, out var current) && current.Process == process)
+            if (_processes.TryGetValue(slot, out var current) && current == started)
             {
                 _processes.Remove(slot);
             }
@@ -189,7 +246,8 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
         LogExited(_logger, slot, pid, code);
         if (code == WorkerBadConfiguration)
         {
-            _run.Fail($"worker slot {slot} (pid {pid} on {HostOf(slot)}) refused its configuration (exit {code}); a replacement would too: {why()}");
+            string why = started.Error ?? $"see {started.Log.Path}";
+            _run.Fail($"worker slot {slot} (pid {pid} on {HostOf(slot)}) refused its configuration (exit {code}); a replacement would too: {why}");
             return;
         }
 
@@ -214,18 +272,33 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
     /// <summary>
     /// The membership lost a worker: if its process is still there (stopped, stuck), SIGKILL it, which
     /// ends a stopped process too, so that its exit is seen and its replacement starts at once. Only a
-    /// process started before the loss is that worker's: a replacement already started stays.
+    /// process started before the loss is that worker's: a replacement already started stays. If it has
+    /// exited already and its exit is not being handled yet, it is handled now.
     /// </summary>
     private void OnMemberLost(LostMember lost)
     {
+        int slot = lost.Worker.PreferredRank;
+        SlotProcess? exited = null;
         lock (_lock)
         {
-            if (!_stopping && _processes.TryGetValue(lost.Worker.PreferredRank, out var started) && started.LossesBefore < lost.Loss
-                && !started.Process.HasExited && IsProcessOf(lost.Worker, started.Process))
+            if (!_stopping && _processes.TryGetValue(slot, out var started) && started.LossesBefore < lost.Loss
+                && IsProcessOf(lost.Worker, started.Process))
             {
-                LogKillingLost(_logger, lost.Worker.PreferredRank, started.Process.Id, lost.Why);
-                TryKill(started.Process);
+                if (!started.Process.HasExited)
+                {
+                    LogKillingLost(_logger, slot, started.Process.Id, lost.Why);
+                    TryKill(started.Process);
+                }
+                else if (!started.ExitClaimed)
+                {
+                    exited = started;
+                }
             }
+        }
+
+        if (exited is not null)
+        {
+            _ = Task.Run(() => HandleExitAsync(slot, exited));
         }
     }
 
@@ -243,6 +316,8 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
             _stopping = true;
             remaining = [.. _processes.Values.Select(s => s.Process)];
         }
+
+        await _reaper.DisposeAsync().ConfigureAwait(false);
 
         await WaitForExitAsync(remaining, grace).ConfigureAwait(false);
         var left = remaining.Where(p => !p.HasExited).ToList();
@@ -291,8 +366,63 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
         }
     }
 
-    /// <summary>A slot's current process, and how many members the run had lost when it started.</summary>
-    private sealed record SlotProcess(Process Process, long LossesBefore);
+    /// <summary>A slot's current process, how many members the run had lost when it started, and its log.</summary>
+    private sealed class SlotProcess(Process process, long lossesBefore, WorkerLog log)
+    {
+        private int _exitClaimed;
+
+        public Process Process => process;
+
+        public long LossesBefore => lossesBefore;
+
+        public WorkerLog Log => log;
+
+        /// <summary>The worker's last "error: ..." line on standard error.</summary>
+        public string? Error { get; set; }
+
+        public bool ExitClaimed => Volatile.Read(ref _exitClaimed) != 0;
+
+        /// <summary>True for the first caller only: the one that handles the exit.</summary>
+        public bool ClaimExit() => Interlocked.Exchange(ref _exitClaimed, 1) == 0;
+    }
+
+    /// <summary>A worker's log file; lines that arrive after it is closed (a drain that timed out) are dropped.</summary>
+    private sealed class WorkerLog(string path)
+    {
+        private readonly StreamWriter _writer = new(path, append: true) { AutoFlush = true };
+        private readonly Lock _gate = new();
+        private bool _closed;
+
+        public string Path => path;
+
+        public void Write(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+
+            lock (_gate)
+            {
+                if (!_closed)
+                {
+                    _writer.WriteLine(line);
+                }
+            }
+        }
+
+        public void Close()
+        {
+            lock (_gate)
+            {
+                if (!_closed)
+                {
+                    _closed = true;
+                    _writer.Dispose();
+                }
+            }
+        }
+    }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Started worker slot {Slot} (pid {Pid}) for {Host}")]
     private static partial void LogStarted(ILogger logger, int slot, int pid, string host);
@@ -305,6 +435,9 @@ public abstract partial class WorkerLauncher : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker slot {Slot} (pid {Pid}) exited with status {Code} before the run ended")]
     private static partial void LogExited(ILogger logger, int slot, int pid, int code);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker slot {Slot} (pid {Pid}) exited, but its output did not end within {Seconds:F0} s (a process it left behind holds it?); handling the exit without it")]
+    private static partial void LogOutputNotDrained(ILogger logger, int slot, int pid, double seconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Killing worker slot {Slot} (pid {Pid}): {Why}")]
     private static partial void LogKillingLost(ILogger logger, int slot, int pid, string why);
