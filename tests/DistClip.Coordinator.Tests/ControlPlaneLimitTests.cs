@@ -196,6 +196,11 @@ public sealed class ControlPlaneLimitTests(ControlPlaneLimitTests.ServeFixture s
         var clock = Stopwatch.StartNew();
         var slowCheck = CallAsync(client, HealthCheck, trickled, secret: null);
 
+        // The same trickle to a run's call with the secret (a holder of it, or a man in the middle
+        // replaying it): the same minimum data rate cuts it off.
+        var knownTrickle = new TrickleContent(Message(new byte[195]));
+        var slowMember = CallAsync(client, ReportProgress, knownTrickle, Secret);
+
         // The same trickle to a run's call without the secret: refused from the headers at once.
         var refusedTrickle = new TrickleContent(Message(new byte[195]));
         var slowStranger = await CallAsync(client, ReportProgress, refusedTrickle, secret: null).WaitAsync(TimeSpan.FromSeconds(5), ct);
@@ -215,6 +220,11 @@ public sealed class ControlPlaneLimitTests(ControlPlaneLimitTests.ServeFixture s
         Assert.True(clock.Elapsed < ControlPlaneLimits.MinRequestBodyDataRate.GracePeriod + TimeSpan.FromSeconds(10),
             $"a trickled body was cut off only after {clock.Elapsed}");
         Assert.True(trickled.Sent < 200, $"the whole trickled body ({trickled.Sent} bytes) was accepted");
+        var member = await slowMember.WaitAsync(ct);
+        Assert.NotEqual(0, member.Status);
+        Assert.True(clock.Elapsed < ControlPlaneLimits.MinRequestBodyDataRate.GracePeriod + TimeSpan.FromSeconds(10),
+            $"a trickled body with the secret was cut off only after {clock.Elapsed}");
+        Assert.True(knownTrickle.Sent < 200, $"the whole trickled body with the secret ({knownTrickle.Sent} bytes) was accepted");
 
         var headersLimit = ControlPlaneLimits.RequestHeadersTimeout + ControlPlaneLimits.IdleConnectionTimeout;
         foreach (var (what, closed) in new[] { ("half a header block", halfClosed), ("a silent connection", silentClosed) })
