@@ -42,6 +42,13 @@ public sealed class CheckpointStore
     public string RunDirectory { get; }
 
     /// <summary>
+    /// Where a store over <paramref name="root"/> and <paramref name="runId"/> commits the checkpoint of
+    /// <paramref name="step"/>, as a full path: what the coordinator holds a checkpoint report to.
+    /// </summary>
+    public static string StepDirectory(string root, string runId, long step) =>
+        Path.Combine(Path.GetFullPath(Path.Combine(root, runId)), CheckpointLayout.StepDirectoryName(step));
+
+    /// <summary>
     /// Writes one checkpoint atomically, points <c>latest</c> at it, then prunes (keep the newest
     /// <see cref="CheckpointOptions.Keep"/>, drop leftovers of interrupted writes).
     /// </summary>

@@ -63,6 +63,11 @@ public static class ResumeDirectory
         return Below(full, root);
     }
 
+    /// <summary>Whether <paramref name="directory"/>, normalised, is the full path <paramref name="expected"/> (the path alone).</summary>
+    public static bool IsExactly(string directory, string expected) =>
+        !string.IsNullOrEmpty(directory) && !directory.Contains('\0', StringComparison.Ordinal)
+        && string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)), Path.TrimEndingDirectorySeparator(expected), StringComparison.Ordinal);
+
     /// <summary>Both paths through <see cref="Path.GetFullPath(string)"/>, without a trailing separator.</summary>
     private static (string Root, string Full) Normalise(string directory, string checkpointRoot) =>
         (Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointRoot)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)));

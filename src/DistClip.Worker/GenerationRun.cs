@@ -73,8 +73,10 @@ internal sealed partial class GenerationRun(
             var training = Task.Factory.StartNew(() => Train(group, token), token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             var finished = await TrainingOrStuck(training, token).ConfigureAwait(false);
             _phase = HeartbeatRequest.Types.Phase.Finished;
-            await client.FinishAsync(finished, cancellationToken: abort.Token).ConfigureAwait(false);
+            // Logged before the call: once the coordinator has heard the last rank it says Stop, which
+            // cancels this generation's calls and can overtake the answer to this very Finish.
             LogFinished(_logger, assignment.Generation, assignment.Rank, Interlocked.Read(ref _step), finished.PeakRssBytes / (1024.0 * 1024.0), finished.PeakRssBytes);
+            await client.FinishAsync(finished, cancellationToken: abort.Token).ConfigureAwait(false);
             // Stay a member until the coordinator has heard every rank: stop, or abort if another rank fails late.
             await heartbeats.Listening.WaitAsync(ct).ConfigureAwait(false);
             return heartbeats.StopRequested ? GenerationEnd.Stop : GenerationEnd.Rejoin;

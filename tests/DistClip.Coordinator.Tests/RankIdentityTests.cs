@@ -135,6 +135,45 @@ public sealed class RankIdentityTests : IDisposable
         Assert.DoesNotContain(elsewhere, result.Stdout + result.Stderr);
     }
 
+    [Fact]
+    public async Task Rank_0_can_record_only_this_runs_checkpoint_of_the_step_it_reports_and_never_an_older_one()
+    {
+        await using var coordinator = StartServe("steps");
+        var client = await ClientAsync(coordinator);
+        var (a0, a1) = await JoinTwoAsync(client);
+        string root = Path.Combine(_dir, "checkpoints");
+        string run = Path.Combine(root, "steps");
+        string step4 = Directory.CreateDirectory(Path.Combine(run, "step-000000004")).FullName;
+        string step2 = Directory.CreateDirectory(Path.Combine(run, "step-000000002")).FullName;
+        string otherRun = Directory.CreateDirectory(Path.Combine(root, "other-run", "step-000000004")).FullName;
+
+        // Under the root, but not this run's checkpoint of step 4: another run's, another step's, a
+        // directory inside it; and no step at all.
+        foreach (var (step, directory) in new[] { (4L, otherRun), (4L, step2), (4L, Path.Combine(step4, "model")), (0L, run) })
+        {
+            var wrong = await Assert.ThrowsAsync<RpcException>(() => client.ReportCheckpointAsync(
+                new CheckpointCommitted { Generation = 1, Step = step, Directory = directory, RankToken = a0.RankToken }).ResponseAsync);
+            Assert.Equal(StatusCode.InvalidArgument, wrong.StatusCode);
+            Assert.Contains("is not this run's checkpoint of that step", wrong.Status.Detail);
+        }
+
+        // The genuine report is recorded; step 2's, genuine in form, would roll everyone back: refused.
+        await client.ReportCheckpointAsync(new CheckpointCommitted { Generation = 1, Step = 4, Directory = step4 + "/", RankToken = a0.RankToken });
+        var rollback = await Assert.ThrowsAsync<RpcException>(() => client.ReportCheckpointAsync(
+            new CheckpointCommitted { Generation = 1, Step = 2, Directory = step2, RankToken = a0.RankToken }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, rollback.StatusCode);
+        Assert.Contains("older than the latest one recorded", rollback.Status.Detail);
+
+        // Generation 2 (no survivor holds a newer state) resumes from step 4, the one recorded.
+        await FailRank1Async(client, a1);
+        var (b0, b1) = await JoinTwoAsync(client);
+        Assert.Equal(2, b0.Generation);
+        Assert.Equal(step4, Path.TrimEndingDirectorySeparator(b0.ResumeFrom));
+        Assert.Equal(step4, Path.TrimEndingDirectorySeparator(b1.ResumeFrom));
+
+        await FinishBothAsync(client, coordinator, b0, b1);
+    }
+
     /// <summary>Rank 1 (worker w1) reports its own failure, with its own token: its generation aborts.</summary>
     private static async Task FailRank1Async(RunControl.RunControlClient client, Assignment rank1) =>
         await client.ReportFailureAsync(new WorkerFailure

@@ -195,12 +195,22 @@ public sealed partial class Membership : IDisposable
         }
     });
 
-    public void ReportCheckpoint(CheckpointReport checkpoint) => Transition(() =>
+    /// <summary>
+    /// Rank 0 committed a checkpoint: it becomes the run's latest, unless it is older than the latest
+    /// already recorded (a rollback, which no honest rank 0 reports). Returns whether it was recorded.
+    /// </summary>
+    public bool ReportCheckpoint(CheckpointReport checkpoint) => Transition(() =>
     {
+        if (_latestCheckpoint is not null && checkpoint.Step < _latestCheckpointStep)
+        {
+            return false;
+        }
+
         _latestCheckpoint = checkpoint.Directory;
         _latestCheckpointStep = checkpoint.Step;
         LogCheckpoint(_logger, checkpoint.Step, checkpoint.Directory);
         Raise(CheckpointReported, checkpoint);
+        return true;
     });
 
     /// <summary>Ends the run from outside (an interrupt, a launcher that cannot start workers).</summary>

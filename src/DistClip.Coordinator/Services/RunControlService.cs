@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using DistClip.Checkpoints;
 using DistClip.Control;
 using DistClip.Control.V1;
 using DistClip.Coordinator.Runs;
@@ -108,14 +109,27 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
     public override Task<Ack> ReportCheckpoint(CheckpointCommitted request, ServerCallContext context)
     {
         Demand(request.RankToken, request.Generation, 0, "checkpoint report"); // only rank 0 commits checkpoints
-        // What is recorded here is every rank's next resume: it must be one of the run's checkpoints.
+        // What is recorded here is every rank's next resume: it must be this run's checkpoint of the
+        // step reported, where rank 0's store commits it, and not older than the one recorded.
         if (!ResumeDirectory.IsUnder(request.Directory, run.Settings.CheckpointRoot))
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument,
                 $"the checkpoint reported for step {request.Step} is not under the run's checkpoint directory {run.Settings.CheckpointRoot}; not recorded"));
         }
 
-        run.ReportCheckpoint(new CheckpointReport(request.Generation, request.Step, request.Directory));
+        string expected = request.Step > 0 ? CheckpointStore.StepDirectory(run.Settings.CheckpointRoot, run.Settings.RunId, request.Step) : "";
+        if (!ResumeDirectory.IsExactly(request.Directory, expected))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"the checkpoint reported for step {request.Step} is not this run's checkpoint of that step ({(expected.Length > 0 ? expected : "none: steps start at 1")}); not recorded"));
+        }
+
+        if (!run.ReportCheckpoint(new CheckpointReport(request.Generation, request.Step, request.Directory)))
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"the checkpoint reported for step {request.Step} is older than the latest one recorded; not recorded"));
+        }
+
         return Task.FromResult(Done);
     }
 
