@@ -40,7 +40,13 @@ public sealed class HostileDatasetTests(ITestOutputHelper output) : IDisposable
             Assert.Equal(0, mkfifo.ExitCode);
         }
 
-        csv.Append("bomb.gif,a gif of 300 frames\nztxt.png,a text bomb\n/,the root\npipe.png,a fifo\n/dev/zero,a device\nok0.png,\"");
+        // 20 rows of each bomb among 104: each rank's 96 samples draw them dozens of times, whatever the seed.
+        for (int i = 0; i < 20; i++)
+        {
+            csv.Append("bomb.gif,a gif of 300 frames\nztxt.png,a text bomb\n");
+        }
+
+        csv.Append("/,the root\npipe.png,a fifo\n/dev/zero,a device\nok0.png,\"");
         string file = Path.Combine(data, "data.csv");
         using (var writer = new StreamWriter(file))
         {
