@@ -8,10 +8,13 @@ using DistClip.Training.Steps;
 
 namespace DistClip.Bench;
 
-/// <summary>One measured run of one side: samples/s and mean seconds per phase after warm-up (rank 0's).</summary>
+/// <summary>
+/// One measured run of one side: samples/s and mean seconds per phase after warm-up (rank 0's), and
+/// for DistClip every rank's.
+/// </summary>
 public sealed record VersusResult(
     string Shape, string Framework, int Round, int Workers, int ThreadsPerWorker, int GlobalBatch, int MeasuredSteps,
-    double SamplesPerSecond, Dictionary<string, double> PhaseSeconds);
+    double SamplesPerSecond, Dictionary<string, double> PhaseSeconds, Dictionary<string, double>[]? PhaseSecondsByRank = null);
 
 /// <summary>DistClip's samples/s over PyTorch's for one shape in one round (above 1: DistClip is faster).</summary>
 public sealed record VersusRatio(string Shape, int Round, double DistClipOverPyTorch);
@@ -56,7 +59,7 @@ public static class VersusPyTorchSuite
                     string dir = Path.Combine(scratch, $"round{round}-w{shape.Workers}");
                     var summary = await LaunchAsync(args, shape.Workers, shape.Threads, dir, limit, ct);
                     results.Add(Report(new VersusResult(shape.Name, DistClip, round, shape.Workers, shape.Threads, args.Batch, args.Steps,
-                        summary.SteadySamplesPerSecond ?? double.NaN, summary.PhaseSeconds ?? []), output));
+                        summary.SteadySamplesPerSecond ?? double.NaN, summary.PhaseSeconds ?? [], summary.PhaseSecondsByRank), output));
 
                     var reference = await RunReferenceAsync(args, shape.Workers, shape.Threads, limit, ct);
                     if (first is null)
@@ -213,6 +216,14 @@ public static class VersusPyTorchSuite
             double exposed = r.PhaseSeconds.GetValueOrDefault("all_gather") + r.PhaseSeconds.GetValueOrDefault("all_reduce");
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"DistClip exposed communication, {r.Shape}, round {r.Round}: {exposed:F3} s of a {step:F3} s step ({exposed / step:P1})"));
+            // Every rank's: a rank that waits while another does not is waiting for a slower peer
+            // (skew); all ranks waiting alike is the wire (or the reduction) behind.
+            foreach (var (phases, rank) in (r.PhaseSecondsByRank ?? []).Select((p, i) => (p, i)))
+            {
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"    rank {rank}: all_gather {phases.GetValueOrDefault("all_gather"):F3} s, all_reduce {phases.GetValueOrDefault("all_reduce"):F3} s, " +
+                    $"forward {phases.GetValueOrDefault("forward"):F3} s, backward {phases.GetValueOrDefault("backward"):F3} s"));
+            }
         }
 
         // DDP reduces gradient buckets while backward runs; only DistClip's all-reduce is a phase of its own.

@@ -21,8 +21,19 @@ public sealed record RunSummary
     /// <summary>Samples per second after the first steps of the (last) launch, by the sum of step times.</summary>
     [JsonPropertyName("steady_samples_per_second")] public double? SteadySamplesPerSecond { get; init; }
 
+    /// <summary>The phases of a step, in order: the keys of <see cref="PhaseSeconds"/>.</summary>
+    public static readonly string[] PhaseNames = ["data", "forward", "all_gather", "loss", "backward", "all_reduce", "optimizer"];
+
     /// <summary>Mean seconds per step in each phase (rank 0), after the first steps of the launch.</summary>
     [JsonPropertyName("phase_seconds")] public Dictionary<string, double>? PhaseSeconds { get; init; }
+
+    /// <summary>
+    /// <see cref="PhaseSeconds"/> of every rank, indexed by rank (the last incarnation of a replaced
+    /// one): where one rank waits in all_gather or all_reduce while another does not, the ranks are
+    /// skewed; where all wait, the reduction is behind. Set by the coordinator; absent from a
+    /// single-process run.
+    /// </summary>
+    [JsonPropertyName("phase_seconds_by_rank")] public Dictionary<string, double>[]? PhaseSecondsByRank { get; init; }
     [JsonPropertyName("wall_seconds")] public double WallSeconds { get; init; }
     [JsonPropertyName("final_loss")] public double FinalLoss { get; init; }
     [JsonPropertyName("zero_shot_top1")] public double? ZeroShotTop1 { get; init; }

@@ -277,13 +277,17 @@ public sealed partial class TrainingSession : IDisposable
             RecallAt10 = final?.Retrieval is { } r10 ? new RecallPair(r10.ImageToTextR10, r10.TextToImageR10) : null,
             DataOrderSha256 = Convert.ToHexString(_dataOrder).ToLowerInvariant(),
             SteadySamplesPerSecond = _timedSteps == 0 ? null : _timedSamples / _phaseSeconds.Sum(),
-            PhaseSeconds = _timedSteps == 0 ? null : PhaseTimes.Names.Zip(_phaseSeconds).ToDictionary(p => p.First, p => p.Second / _timedSteps),
+            PhaseSeconds = MeanPhaseSeconds(),
             SkippedSteps = _skippedSteps,
             SkippedSamples = _train.Skips.Total,
             SkippedByReason = _train.Skips.Snapshot().ToDictionary(kv => kv.Key.ToString(), kv => kv.Value),
             History = history,
         };
     }
+
+    /// <summary>This rank's mean seconds per step in each phase after the first steps; null before any was timed.</summary>
+    public Dictionary<string, double>? MeanPhaseSeconds() =>
+        _timedSteps == 0 ? null : PhaseTimes.Names.Zip(_phaseSeconds).ToDictionary(p => p.First, p => p.Second / _timedSteps);
 
     /// <summary>SHA-256 over every parameter's bytes in order: equal on all ranks iff the replicas are bit-identical.</summary>
     public string ParametersSha256()

@@ -192,7 +192,7 @@ internal sealed partial class GenerationRun(
         _session = null;
         _phase = leader ? HeartbeatRequest.Types.Phase.Evaluate : HeartbeatRequest.Types.Phase.Finished;
         var summary = leader ? session.Summarize(wall.Elapsed.TotalSeconds) with { CheckpointFailures = checkpointFailures.Total } : null;
-        return new WorkerFinished
+        var finished = new WorkerFinished
         {
             Generation = assignment.Generation,
             Rank = assignment.Rank,
@@ -202,6 +202,8 @@ internal sealed partial class GenerationRun(
             PeakRssBytes = PeakMemory.ResidentBytes(),
             RankToken = assignment.RankToken,
         };
+        finished.PhaseSeconds.Add(session.MeanPhaseSeconds() ?? []);
+        return finished;
     }
 
     private ReplicaState? Capture(TrainingSession session)

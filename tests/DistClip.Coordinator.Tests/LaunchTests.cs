@@ -116,6 +116,18 @@ public sealed class LaunchTests : IDisposable
         Assert.Equal(2, peaks.Length);
         Assert.All(peaks, p => Assert.True(p > 50_000_000 && p < 4L << 30, $"peak RSS {p} bytes, expected between 50 MB and 4 GiB"));
         Assert.Equal(peaks.Max(), root.GetProperty("peak_rss_bytes_max").GetInt64());
+
+        // Every rank's mean phase times, by rank, under the summary's phase names; rank 0's are the summary's own.
+        var byRank = root.GetProperty("phase_seconds_by_rank").EnumerateArray()
+            .Select(r => r.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble())).ToArray();
+        Assert.Equal(2, byRank.Length);
+        Assert.All(byRank, phases =>
+        {
+            Assert.Equal(RunSummary.PhaseNames.Order(), phases.Keys.Order());
+            Assert.True(phases["forward"] > 0 && phases["backward"] > 0, string.Join(", ", phases));
+        });
+        var rank0 = root.GetProperty("phase_seconds").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+        Assert.Equal(rank0, byRank[0]);
         for (int rank = 0; rank < 2; rank++)
         {
             // Slot r asks for rank r, so worker-r.log is rank r's; its last line carries the peak it reported.

@@ -25,6 +25,7 @@ public sealed partial class Membership
         member.Finished = true;
         member.ParametersHash = finished.ParametersSha256;
         member.PeakRssBytes = finished.PeakRssBytes;
+        member.PhaseSeconds = finished.PhaseSeconds;
         if (finished.Rank == 0)
         {
             member.SummaryJson = finished.SummaryJson;
@@ -55,6 +56,7 @@ public sealed partial class Membership
             ParametersSha256 = hashes[0],
             PeakRssBytes = peaks,
             PeakRssBytesMax = peaks.Max(),
+            PhaseSecondsByRank = [.. _members.Select(m => new Dictionary<string, double>(m.PhaseSeconds, StringComparer.Ordinal))],
         }, _restarts));
     });
 

@@ -1,3 +1,5 @@
+using DistClip.Config;
+
 namespace DistClip.Coordinator.Runs;
 
 // What the membership speaks in. The gRPC service (Services/RunControlService.cs) maps the control
@@ -71,7 +73,20 @@ public enum MemberCommandKind
 public sealed record MemberCommand(MemberCommandKind Kind, long Generation, string Reason);
 
 /// <summary>A rank finished its last step; rank 0's report carries the run's summary (JSON).</summary>
-public sealed record FinishReport(long Generation, int Rank, string ParametersSha256, string? SummaryJson, long PeakRssBytes);
+public sealed record FinishReport(long Generation, int Rank, string ParametersSha256, string? SummaryJson, long PeakRssBytes)
+{
+    /// <summary>The rank's mean seconds per phase, as it reported them (filtered by <see cref="KnownPhases"/>).</summary>
+    public IReadOnlyDictionary<string, double> PhaseSeconds { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>
+    /// What of a reported phase table is kept: the summary's phase names only, each with a finite,
+    /// non-negative value. The table arrives over the network; anything else is dropped, so that a
+    /// worker cannot grow the summary or put names in it.
+    /// </summary>
+    public static Dictionary<string, double> KnownPhases(IEnumerable<KeyValuePair<string, double>> reported) =>
+        reported.Where(p => RunSummary.PhaseNames.Contains(p.Key, StringComparer.Ordinal) && double.IsFinite(p.Value) && p.Value >= 0)
+            .ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+}
 
 /// <summary>A training step rank 0 reports.</summary>
 public sealed record ProgressReport(long Generation, long Step, long TotalSteps, double Loss, double LearningRate, double LogitScale, int Samples);

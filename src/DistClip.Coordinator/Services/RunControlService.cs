@@ -137,7 +137,10 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
     {
         Demand(request.RankToken, request.Generation, request.Rank, "finish");
         run.Finish(new FinishReport(request.Generation, request.Rank, request.ParametersSha256,
-            request.SummaryJson.Length == 0 ? null : request.SummaryJson, request.PeakRssBytes));
+            request.SummaryJson.Length == 0 ? null : request.SummaryJson, request.PeakRssBytes)
+        {
+            PhaseSeconds = FinishReport.KnownPhases(request.PhaseSeconds),
+        });
         return Task.FromResult(Done);
     }
 

@@ -14,7 +14,7 @@ public sealed record PhaseTimes(
     double AllReduce,
     double Optimizer)
 {
-    public static readonly string[] Names = ["data", "forward", "all_gather", "loss", "backward", "all_reduce", "optimizer"];
+    public static readonly string[] Names = DistClip.Config.RunSummary.PhaseNames;
 
     public double Total => Data + Forward + AllGather + Loss + Backward + AllReduce + Optimizer;
 
