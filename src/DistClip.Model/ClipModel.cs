@@ -68,6 +68,18 @@ public sealed class ClipModel : nn.Module
     /// </summary>
     public Parameter TokenEmbedding => token_embedding.Weight;
 
+    /// <summary>
+    /// Whether backward gives <see cref="TokenEmbedding"/> a row-sparse gradient, added into its
+    /// existing dense gradient, instead of a dense table-sized one (the same sums, without a 51 MB
+    /// temporary per step at CLIP's vocabulary). Off by default; a caller that turns it on keeps the
+    /// table's gradient defined and dense before every backward (the trainer does).
+    /// </summary>
+    public bool SparseTokenGradient
+    {
+        get => token_embedding.SparseGradient;
+        set => token_embedding.SparseGradient = value;
+    }
+
     /// <param name="images">[N, C, H, W] float32, C/H/W as in the config.</param>
     /// <returns>[N, EmbedDim], not normalised.</returns>
     public Tensor EncodeImage(Tensor images)

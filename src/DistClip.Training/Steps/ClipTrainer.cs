@@ -34,6 +34,7 @@ public sealed class ClipTrainer : IDisposable
     private readonly List<Parameter> _parameters;
     private readonly IReadOnlyList<Parameter>[] _stages; // [text tower + temperature, image tower's segments top first]: reduced in this order
     private readonly bool _segmentImage;
+    private readonly bool _sparseTokens; // the token table's gradient arrives as rows added into a dense one
     private readonly double _gradClip;
     private readonly IStepHooks _hooks;
     private volatile TrainingPhase _phase = TrainingPhase.Step;
@@ -71,6 +72,11 @@ public sealed class ClipTrainer : IDisposable
         IEnumerable<IReadOnlyList<Parameter>> imageStages = _segmentImage ? model.ImageSegments() : [image];
         _stages = [[.. text.Where(p => p.requires_grad)], .. imageStages.Select(s => (IReadOnlyList<Parameter>)[.. s.Where(p => p.requires_grad)])];
         _optimizer = OptimizerFactory.Create(model, options, adamW);
+        // On the CPU the token table's gradient comes as the rows the batch used, added into the
+        // dense gradient in place: a table-sized temporary per step cost a fifth of backward in page
+        // faults (docs/torchsharp.md, "Memory"). Untried on CUDA, which keeps index_select's.
+        _sparseTokens = device.type == DeviceType.CPU && model.TokenEmbedding.requires_grad;
+        model.SparseTokenGradient = _sparseTokens;
         _schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, totalSteps, options.MinLearningRate);
         _gradClip = options.GradClipNorm;
         _hooks = hooks ?? NoStepHooks.Instance;
@@ -139,6 +145,14 @@ public sealed class ClipTrainer : IDisposable
         // while the image tower's backward computes: the token embedding makes it the larger half.
         Enter(TrainingPhase.Backward);
         _optimizer.zero_grad();
+        if (_sparseTokens && Model.TokenEmbedding.grad is null)
+        {
+            // The sparse lookup's rows are added into a dense gradient, which must exist (the first
+            // step; zero_grad zeroes it in place after that).
+            using var noGrad = torch.no_grad();
+            using var zeros = torch.zeros_like(Model.TokenEmbedding);
+            Model.TokenEmbedding.grad = zeros;
+        }
         var scalars = new List<Tensor> { Model.LogitScale };
         var scalarGradients = new List<Tensor> { loss.ScaleGradient };
         if (Model.LogitBias is { } bias)
