@@ -29,9 +29,9 @@ public sealed record RunSummary
 
     /// <summary>
     /// <see cref="PhaseSeconds"/> of every rank, indexed by rank (the last incarnation of a replaced
-    /// one): where one rank waits in all_gather or all_reduce while another does not, the ranks are
-    /// skewed; where all wait, the reduction is behind. Set by the coordinator; absent from a
-    /// single-process run.
+    /// one), means over the steps: a rank that waits in all_gather or all_reduce far longer than
+    /// another is held up by a slower peer (waits that alternate between ranks from step to step show
+    /// in every rank's mean). Set by the coordinator; absent from a single-process run.
     /// </summary>
     [JsonPropertyName("phase_seconds_by_rank")] public Dictionary<string, double>[]? PhaseSecondsByRank { get; init; }
     [JsonPropertyName("wall_seconds")] public double WallSeconds { get; init; }
