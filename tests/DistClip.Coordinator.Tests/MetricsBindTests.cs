@@ -1,5 +1,4 @@
 using System.Net;
-using DistClip.Config;
 using DistClip.Coordinator.Cli;
 using DistClip.Coordinator.Launchers;
 using DistClip.Coordinator.Runs;
@@ -13,14 +12,7 @@ public sealed class MetricsBindTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("distclip-metrics-").FullName;
     private readonly Membership _run;
 
-    public MetricsBindTests() => _run = new Membership(new RunSettings
-    {
-        RunId = "metrics",
-        Secret = "not-a-real-secret",
-        Config = new RunConfig { Workers = 1 },
-        RunDirectory = _dir,
-        CheckpointRoot = _dir,
-    }, NullLogger.Instance);
+    public MetricsBindTests() => _run = Runs.Membership(_dir, "metrics", workers: 1);
 
     public void Dispose()
     {

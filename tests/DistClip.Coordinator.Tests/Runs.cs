@@ -58,4 +58,15 @@ internal static class Runs
 
     public static double[] LossCurve(JsonElement summary) =>
         summary.GetProperty("history").EnumerateArray().Select(h => h.GetProperty("loss").GetDouble()).ToArray();
+
+    /// <summary>A run's membership for tests of what starts its workers (no coordinator behind it): run and checkpoint folders in <paramref name="dir"/>.</summary>
+    public static Coordinator.Runs.Membership Membership(string dir, string runId, int workers, int maxRestarts = 3) =>
+        new(new Coordinator.Runs.RunSettings
+        {
+            RunId = runId,
+            Secret = "not-a-real-secret",
+            Config = new RunConfig { Workers = workers, MaxRestarts = maxRestarts },
+            RunDirectory = dir,
+            CheckpointRoot = dir,
+        }, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
 }

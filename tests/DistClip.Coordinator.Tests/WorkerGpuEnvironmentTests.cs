@@ -1,4 +1,3 @@
-using DistClip.Config;
 using DistClip.Coordinator.Launchers;
 using DistClip.Coordinator.Runs;
 using DistClip.Training;
@@ -13,17 +12,7 @@ public sealed class WorkerGpuEnvironmentTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("distclip-env-").FullName;
     private readonly Membership _run;
 
-    public WorkerGpuEnvironmentTests()
-    {
-        _run = new Membership(new RunSettings
-        {
-            RunId = "env",
-            Secret = "not-a-real-secret",
-            Config = new RunConfig { Workers = 2 },
-            RunDirectory = _dir,
-            CheckpointRoot = _dir,
-        }, NullLogger.Instance);
-    }
+    public WorkerGpuEnvironmentTests() => _run = Runs.Membership(_dir, "env", workers: 2);
 
     public void Dispose()
     {

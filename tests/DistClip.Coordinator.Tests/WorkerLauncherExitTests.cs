@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using DistClip.Config;
 using DistClip.Coordinator.Launchers;
 using DistClip.Coordinator.Runs;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -17,17 +16,7 @@ public sealed class WorkerLauncherExitTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("distclip-launcher-").FullName;
     private readonly Membership _run;
 
-    public WorkerLauncherExitTests()
-    {
-        _run = new Membership(new RunSettings
-        {
-            RunId = "exits",
-            Secret = "not-a-real-secret",
-            Config = new RunConfig { Workers = 1, MaxRestarts = 100 },
-            RunDirectory = _dir,
-            CheckpointRoot = _dir,
-        }, NullLogger.Instance);
-    }
+    public WorkerLauncherExitTests() => _run = Runs.Membership(_dir, "exits", workers: 1, maxRestarts: 100);
 
     public void Dispose()
     {

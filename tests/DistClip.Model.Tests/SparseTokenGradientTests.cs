@@ -1,4 +1,3 @@
-using DistClip.Config;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -13,9 +12,7 @@ public sealed class SparseTokenGradientTests
     [Fact]
     public void The_rows_added_into_a_zero_gradient_equal_the_dense_gradient_bit_for_bit_and_land_in_place()
     {
-        manual_seed(5);
-        var text = TinyConfigs.CausalText with { VocabSize = 300 };
-        using var model = new ClipModel(TinyConfigs.With(TinyConfigs.Vit, text));
+        using var model = Model(seed: 5);
         using var scope = NewDisposeScope();
         // Ids repeat within and across captions: their rows must sum every occurrence.
         var tokens = tensor(new long[] { 5, 7, 7, 299, 5, 1, 2, 7, 5, 5, 0, 3 }).view(3, 4);
@@ -48,9 +45,7 @@ public sealed class SparseTokenGradientTests
     [Fact]
     public void Rows_accumulate_onto_an_existing_gradient_like_two_dense_backward_passes()
     {
-        manual_seed(6);
-        var text = TinyConfigs.CausalText with { VocabSize = 300 };
-        using var model = new ClipModel(TinyConfigs.With(TinyConfigs.Vit, text));
+        using var model = Model(seed: 6);
         using var scope = NewDisposeScope();
         var (first, second) = (tensor(new long[] { 9, 8, 9, 4 }).view(1, 4), tensor(new long[] { 4, 9, 2, 2 }).view(1, 4));
         var lengths = tensor(new long[] { 4 });
@@ -82,9 +77,7 @@ public sealed class SparseTokenGradientTests
     [Fact]
     public void With_no_gradient_to_add_into_the_table_receives_the_rows_themselves_which_is_why_the_trainer_keeps_one()
     {
-        manual_seed(8);
-        var text = TinyConfigs.CausalText with { VocabSize = 300 };
-        using var model = new ClipModel(TinyConfigs.With(TinyConfigs.Vit, text));
+        using var model = Model(seed: 8);
         using var scope = NewDisposeScope();
         var tokens = tensor(new long[] { 3, 3, 250, 4 }).view(1, 4);
         var lengths = tensor(new long[] { 4 });
@@ -106,8 +99,7 @@ public sealed class SparseTokenGradientTests
     [Fact]
     public void Off_by_default_the_table_gets_index_selects_dense_gradient()
     {
-        manual_seed(7);
-        using var model = new ClipModel(TinyConfigs.With(TinyConfigs.Vit, TinyConfigs.CausalText));
+        using var model = Model(seed: 7);
         using var scope = NewDisposeScope();
         Assert.False(model.SparseTokenGradient);
 
@@ -115,5 +107,12 @@ public sealed class SparseTokenGradientTests
 
         Assert.False(model.TokenEmbedding.grad!.is_sparse);
         Assert.Equal(model.TokenEmbedding.shape, model.TokenEmbedding.grad!.shape);
+    }
+
+    /// <summary>A tiny model whose token table has 300 rows, built under <paramref name="seed"/>.</summary>
+    private static ClipModel Model(int seed)
+    {
+        manual_seed(seed);
+        return new ClipModel(TinyConfigs.With(TinyConfigs.Vit, TinyConfigs.CausalText with { VocabSize = 300 }));
     }
 }
