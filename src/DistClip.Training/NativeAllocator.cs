@@ -16,7 +16,8 @@ namespace DistClip.Training;
 /// fixed at glibc's maximum, 32 MiB, and the trim threshold at 1 GiB, freed blocks are reused: backward
 /// 0.80 s, 191–201 samples/s against 118–141 in the same session (<c>dotnet run -c Release --project
 /// bench/DistClip.Bench -- train --threads 2 --batch 256</c>). The cost: memory freed below the
-/// top of a heap stays with the process, up to its peak, which it reaches on every step anyway.
+/// top of a heap stays with the process, up to its peak, which it reaches on every step anyway. A top
+/// pad of 64 MiB keeps the training thread's arena from deleting and remaking its heaps as they empty.
 /// A user who sets <c>MALLOC_MMAP_THRESHOLD_</c>, <c>MALLOC_TRIM_THRESHOLD_</c> or a
 /// <c>glibc.malloc</c> tunable keeps their own settings. Not glibc (musl, macOS, Windows): nothing is done.
 /// </remarks>
@@ -28,7 +29,16 @@ public static class NativeAllocator
     /// <summary>Free memory at the top of a heap that glibc keeps rather than returning it to the kernel.</summary>
     public const long TrimThresholdBytes = 1L << 30;
 
+    /// <summary>
+    /// The slack glibc adds when it grows or makes a heap, and (what matters here) keeps when a
+    /// non-main arena's heap empties: glibc deletes such a heap outright unless the pad asks it to
+    /// stay, whatever the trim threshold, and the training thread's arena did so about 20 times a
+    /// second, each new heap paid for in fresh pages (docs/torchsharp.md, "Memory").
+    /// </summary>
+    public const long TopPadBytes = 64L << 20;
+
     private const int MTrimThreshold = -1;
+    private const int MTopPad = -2;
     private const int MMmapThreshold = -3;
 
     private static readonly object Gate = new();
@@ -67,10 +77,13 @@ public static class NativeAllocator
 
         bool mmap = mallopt(MMmapThreshold, (int)MmapThresholdBytes);
         bool trim = mallopt(MTrimThreshold, (int)TrimThresholdBytes);
-        return mmap && trim
-            ? $"malloc: mmap threshold {MmapThresholdBytes >> 20} MiB, trim threshold {TrimThresholdBytes >> 20} MiB (freed tensors reused, not remapped)"
-            : $"malloc: glibc refused mallopt (mmap threshold {(mmap ? "set" : "refused")}, trim threshold {(trim ? "set" : "refused")})";
+        bool pad = mallopt(MTopPad, (int)TopPadBytes);
+        return mmap && trim && pad
+            ? $"malloc: mmap threshold {MmapThresholdBytes >> 20} MiB, trim threshold {TrimThresholdBytes >> 20} MiB, top pad {TopPadBytes >> 20} MiB (freed tensors reused, not remapped)"
+            : $"malloc: glibc refused mallopt (mmap threshold {Said(mmap)}, trim threshold {Said(trim)}, top pad {Said(pad)})";
     }
+
+    private static string Said(bool accepted) => accepted ? "set" : "refused";
 
     private static Func<int, int, bool>? Mallopt
     {

@@ -16,7 +16,7 @@ public class NativeAllocatorTests
         var calls = new List<(int, int)>();
         string outcome = NativeAllocator.Apply(_ => null, (p, v) => { calls.Add((p, v)); return true; });
 
-        Assert.Equal([(-3, 32 << 20), (-1, 1 << 30)], calls); // M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+        Assert.Equal([(-3, 32 << 20), (-1, 1 << 30), (-2, 64 << 20)], calls); // M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
         Assert.Contains("mmap threshold 32 MiB", outcome);
     }
 
@@ -39,7 +39,7 @@ public class NativeAllocatorTests
     {
         int calls = 0;
         NativeAllocator.Apply(v => v == "GLIBC_TUNABLES" ? "glibc.pthread.rseq=0" : null, (_, _) => ++calls > 0);
-        Assert.Equal(2, calls);
+        Assert.Equal(3, calls);
     }
 
     [Fact]
@@ -47,6 +47,7 @@ public class NativeAllocatorTests
     {
         Assert.Contains("not glibc", NativeAllocator.Apply(_ => null, null));
         Assert.Contains("refused", NativeAllocator.Apply(_ => null, (p, _) => p != -1));
+        Assert.Contains("top pad refused", NativeAllocator.Apply(_ => null, (p, _) => p != -2));
     }
 
     [Fact]
