@@ -65,12 +65,14 @@ public static class ResumeDirectory
 
     /// <summary>Whether <paramref name="directory"/>, normalised, is the full path <paramref name="expected"/> (the path alone).</summary>
     public static bool IsExactly(string directory, string expected) =>
-        !string.IsNullOrEmpty(directory) && !directory.Contains('\0', StringComparison.Ordinal)
-        && string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)), Path.TrimEndingDirectorySeparator(expected), StringComparison.Ordinal);
+        !string.IsNullOrEmpty(directory) && !directory.Contains('\0', StringComparison.Ordinal) && expected.Length > 0
+        && string.Equals(Full(directory), Full(expected), StringComparison.Ordinal);
 
-    /// <summary>Both paths through <see cref="Path.GetFullPath(string)"/>, without a trailing separator.</summary>
-    private static (string Root, string Full) Normalise(string directory, string checkpointRoot) =>
-        (Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointRoot)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)));
+    /// <summary>Both paths through <see cref="Full"/>.</summary>
+    private static (string Root, string Full) Normalise(string directory, string checkpointRoot) => (Full(checkpointRoot), Full(directory));
+
+    /// <summary>The path through <see cref="Path.GetFullPath(string)"/>, without a trailing separator.</summary>
+    private static string Full(string path) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
 
     /// <summary>Whether <paramref name="full"/> lies strictly below <paramref name="root"/>, on whole path components.</summary>
     private static bool Below(string full, string root) => full.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal);
