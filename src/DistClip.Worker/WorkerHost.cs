@@ -147,6 +147,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
     private void ReportDevice(TrainOptions options)
     {
         LogAllocator(_logger, NativeAllocator.Configure());
+        LogJit(_logger, JitTiering());
         TorchRuntime.SetThreads(options.Threads);
         LogDevice(_logger, TorchRuntime.Describe(TorchRuntime.SelectDevice(options.Device)));
     }
@@ -156,6 +157,28 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Native memory: {Outcome}")]
     private static partial void LogAllocator(ILogger logger, string outcome);
+
+    /// <summary>
+    /// Whether the JIT re-compiles hot methods in the background (the worker's build turns that off:
+    /// docs/torchsharp.md, "JIT tiering"); the runtime's environment variables override the build.
+    /// </summary>
+    internal static string JitTiering()
+    {
+        foreach (string name in (string[])["DOTNET_TieredCompilation", "COMPlus_TieredCompilation"])
+        {
+            string? value = Environment.GetEnvironmentVariable(name);
+            if (!string.IsNullOrEmpty(value))
+            {
+                return $"tiered compilation {(value.Trim() == "0" ? "off" : "on")} ({name}={value})";
+            }
+        }
+
+        bool tiered = !AppContext.TryGetSwitch("System.Runtime.TieredCompilation", out bool enabled) || enabled;
+        return tiered ? "tiered compilation on" : "tiered compilation off (each method compiled once, optimised)";
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "JIT: {Outcome}")]
+    private static partial void LogJit(ILogger logger, string outcome);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Device: {Device}")]
     private static partial void LogDevice(ILogger logger, string device);
