@@ -40,17 +40,31 @@ public static class AccuracySuite
         output.WriteLine($"exporting {recipe.Steps} global batches of {recipe.GlobalBatch} (seed {recipe.Seed}) and the zero-shot prompts to {dir}");
         Export(Path.Combine(dir, "data"), recipe, config.Text.ContextLength);
 
-        // --rows picks among pytorch, own, torch-init (the last needs the first's initial weights).
+        // --rows picks among pytorch, own, torch-init (the last needs the first's initial weights), and
+        // pytorch-seed2: the reference from the next seed's initial weights on the same batches, which
+        // measures how far two draws of one framework's initialisation differ.
         var rows = args.Rows ?? ["pytorch", "own", "torch-init"];
+        string[] known = ["pytorch", "pytorch-seed2", "own", "torch-init"];
+        if (rows.FirstOrDefault(r => !known.Contains(r)) is { } unknown)
+        {
+            throw new ArgumentException($"--rows: unknown row '{unknown}' (known: {string.Join(", ", known)})");
+        }
+
         string init = Path.Combine(dir, "pytorch-init.pt");
         var runs = new List<AccuracyRun>();
         if (rows.Contains("pytorch") || rows.Contains("torch-init"))
         {
-            var reference = await RunReferenceAsync(recipe, Path.Combine(dir, "data"), init, output, ct);
+            var reference = await RunReferenceAsync("PyTorch (own init)", recipe, recipe.Seed, Path.Combine(dir, "data"), init, output, ct);
             if (rows.Contains("pytorch"))
             {
                 runs.Add(reference);
             }
+        }
+
+        if (rows.Contains("pytorch-seed2"))
+        {
+            runs.Add(await RunReferenceAsync($"PyTorch (init seed {recipe.Seed + 1})", recipe, recipe.Seed + 1, Path.Combine(dir, "data"),
+                Path.Combine(dir, "pytorch-seed2-init.pt"), output, ct));
         }
 
         if (rows.Contains("own"))
@@ -136,17 +150,19 @@ public static class AccuracySuite
         }));
     }
 
-    private static async Task<AccuracyRun> RunReferenceAsync(Recipe recipe, string data, string initOut, TextWriter output, CancellationToken ct)
+    /// <param name="seed">Draws the initial weights; the batches are the exported ones whatever it is.</param>
+    private static async Task<AccuracyRun> RunReferenceAsync(
+        string name, Recipe recipe, int seed, string data, string initOut, TextWriter output, CancellationToken ct)
     {
-        output.WriteLine("PyTorch reference, 2 DDP processes x 1 thread ...");
+        output.WriteLine($"{name}: PyTorch reference, 2 DDP processes x 1 thread ...");
         string last = await VersusPyTorchSuite.RunReferenceScriptAsync(
         [
             "--mode", "ddp", "--workers", "2", "--model", recipe.Model, "--batch", Inv(recipe.GlobalBatch), "--steps", Inv(recipe.Steps),
-            "--data", data, "--eval-every", Inv(recipe.EvalEvery), "--seed", Inv(recipe.Seed), "--init-out", initOut,
+            "--data", data, "--eval-every", Inv(recipe.EvalEvery), "--seed", Inv(seed), "--init-out", initOut,
             "--lr", Inv(recipe.LearningRate), "--min-lr", Inv(recipe.LearningRate), "--lr-warmup", "0", "--grad-clip", "0",
         ], "(2 x 1, on exported batches)", TimeSpan.FromMinutes(60), ct);
         var report = JsonSerializer.Deserialize<ReferenceCurve>(last) ?? throw new InvalidDataException("the PyTorch reference printed no report");
-        return new AccuracyRun("PyTorch (own init)", report.Curve, report.Losses, SecondsTo(report.Curve, 0.8));
+        return new AccuracyRun(name, report.Curve, report.Losses, SecondsTo(report.Curve, 0.8));
     }
 
     private static async Task<AccuracyRun> LaunchAsync(string name, Recipe recipe, string dir, string? init, TextWriter output, CancellationToken ct)
