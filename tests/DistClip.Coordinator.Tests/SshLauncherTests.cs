@@ -159,6 +159,79 @@ public sealed class SshLauncherTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Contains("3 slots", result.Stderr);
     }
 
+    /// <summary>
+    /// A remote worker that is SIGSTOPped is declared lost (no heartbeat) and its local ssh killed; its
+    /// remote shell, watching the session's input, then SIGKILLs it on its host. It used to stay there,
+    /// stopped, holding its memory (and on a GPU host, its GPU).
+    /// </summary>
+    [Fact]
+    public async Task A_stopped_remote_worker_is_killed_on_its_host_when_its_ssh_is_and_the_run_finishes()
+    {
+        string hostfile = Path.Combine(_dir, "hosts");
+        File.WriteAllText(hostfile, $"127.0.0.1 slots=2 port={_port}\n");
+        string ssh = $"-i {Path.Combine(_dir, "user_key")} -o UserKnownHostsFile={Path.Combine(_dir, "known_hosts")} -o StrictHostKeyChecking=yes";
+        await using var run = CoordinatorProcess.Start(null,
+            [.. Runs.Quick(_dir, "stopped"), "--hostfile", hostfile, "--ssh-options", ssh, "--steps", "60", "--checkpoint-every", "10"]);
+        string coordinator = (await run.WaitForLineAsync(@"coordinator listening at (\S+);", TimeSpan.FromSeconds(60))).Groups[1].Value;
+        await run.WaitForLineAsync(@"^step (?:[2-9]|\d{2,})/", TimeSpan.FromSeconds(120));
+        int pid = RemoteWorkerPid(coordinator, slot: 1);
+        using var remote = Process.GetProcessById(pid);
+
+        using (var stop = Process.Start("kill", ["-STOP", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await stop.WaitForExitAsync();
+            Assert.Equal(0, stop.ExitCode);
+        }
+
+        await run.WaitForLineAsync(@"Killing worker slot 1 \(pid \d+\): rank 1 .* was lost: no heartbeat", TimeSpan.FromSeconds(30));
+        using (var gone = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+        {
+            // Not a child of this process: .NET watches it by pid until it is gone.
+            await remote.WaitForExitAsync(gone.Token);
+        }
+
+        var result = await run.WaitAsync(TimeSpan.FromMinutes(4));
+        output.WriteLine(result.Stdout + result.Stderr);
+        Assert.True(result.ExitCode == 0, $"exit {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
+        Assert.Equal(60, Runs.Summary(_dir, "stopped").GetProperty("steps").GetInt64());
+        Assert.Equal(1, Runs.Summary(_dir, "stopped").GetProperty("restarts").GetInt32());
+    }
+
+    /// <summary>
+    /// The pid of the worker that sshd started for <paramref name="slot"/> of the coordinator at
+    /// <paramref name="coordinator"/>: the process whose program is dotnet (not the local ssh, nor the
+    /// remote shell, whose command lines hold the same words).
+    /// </summary>
+    private static int RemoteWorkerPid(string coordinator, int slot)
+    {
+        var found = new List<int>();
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid))
+            {
+                continue;
+            }
+
+            string[] argv;
+            try
+            {
+                argv = File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0');
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue; // gone meanwhile, or not ours to read
+            }
+
+            int rank = Array.IndexOf(argv, "--preferred-rank");
+            if (Path.GetFileName(argv[0]) == "dotnet" && argv.Contains(coordinator) && rank > 0 && rank + 1 < argv.Length && argv[rank + 1] == $"{slot}")
+            {
+                found.Add(pid);
+            }
+        }
+
+        return Assert.Single(found);
+    }
+
     private static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);

@@ -13,8 +13,9 @@ namespace DistClip.Coordinator.Launchers;
 /// written to the remote shell's standard input, never put on a command line that <c>ps</c> shows.
 /// When ssh exits — the worker ended or the connection broke — the slot counts as lost. A worker
 /// declared lost while ssh still runs (stopped, stuck) has its local ssh killed: the slot is replaced
-/// at once; the remote process is not reached that way, and a stopped or stuck one may linger on its
-/// host (an external watchdog there, or the host's own end of the session, must end it). With
+/// at once. The remote shell does not become the worker but watches the session: when the
+/// session's input ends (the local ssh was killed, or the connection broke), it SIGKILLs the worker,
+/// which ends a stopped or stuck one too; the worker's exit status is the shell's. With
 /// <paramref name="slotGpus"/> the remote shell exports each slot's GPU as CUDA_VISIBLE_DEVICES.
 /// A worker's metrics listen on its host's loopback unless <paramref name="metricsBind"/> (the
 /// coordinator's own <c>--metrics-bind</c>) opens them further.
@@ -63,13 +64,21 @@ public sealed class SshLauncher(
         string tlsArguments = tls is null ? ""
             : tls.GeneratedDirectory is null ? " " + string.Join(' ', tls.Arguments.Select(Quote))
             : " --tls-dir \"$tls\"";
+        // Then the worker runs in the background with the session's input kept on fd 3 for a
+        // watcher: `cat` returns when that input ends (ssh killed or the connection gone) and the
+        // watcher SIGKILLs the worker, stopped or not. The shell waits for the worker and exits with
+        // its status, and stops the watcher first. (POSIX sh; an asynchronous command's standard
+        // input is /dev/null unless redirected, hence fd 3.)
         psi.ArgumentList.Add(
             tlsSetup +
             $"read -r {RunSecret.EnvironmentVariable} && export {RunSecret.EnvironmentVariable} " +
-            $"OMP_WAIT_POLICY=PASSIVE{GpuExport(slot)} && " +
-            $"exec {remoteWorker} --coordinator {Quote(coordinator.ToString())} --preferred-rank {slot} --link {Run.Settings.Config.Link} " +
+            $"OMP_WAIT_POLICY=PASSIVE{GpuExport(slot)} || exit 1; exec 3<&0; " +
+            $"{remoteWorker} --coordinator {Quote(coordinator.ToString())} --preferred-rank {slot} --link {Run.Settings.Config.Link} " +
             $"--bind {(Hostfile.AllLoopback([host]) ? "127.0.0.1" : "0.0.0.0")} --advertise-host {Quote(host.Host)}" +
-            (metricsBind is null || System.Net.IPAddress.IsLoopback(metricsBind) ? "" : $" --metrics-bind {metricsBind}") + tlsArguments);
+            (metricsBind is null || System.Net.IPAddress.IsLoopback(metricsBind) ? "" : $" --metrics-bind {metricsBind}") + tlsArguments +
+            " </dev/null 3<&- & w=$!; " +
+            "{ cat >/dev/null; kill -KILL $w; } <&3 >/dev/null 2>&1 & g=$!; exec 3<&-; " +
+            "wait $w; s=$?; kill $g 2>/dev/null; exit $s");
         return psi;
     }
 
