@@ -176,18 +176,25 @@ public sealed class SshLauncherTests(ITestOutputHelper output) : IAsyncLifetime
         await run.WaitForLineAsync(@"^step (?:[2-9]|\d{2,})/", TimeSpan.FromSeconds(120));
         int pid = RemoteWorkerPid(coordinator, slot: 1);
         using var remote = Process.GetProcessById(pid);
-
-        using (var stop = Process.Start("kill", ["-STOP", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        try
         {
-            await stop.WaitForExitAsync();
-            Assert.Equal(0, stop.ExitCode);
-        }
+            using (var stop = Process.Start("kill", ["-STOP", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            {
+                await stop.WaitForExitAsync();
+                Assert.Equal(0, stop.ExitCode);
+            }
 
-        await run.WaitForLineAsync(@"Killing worker slot 1 \(pid \d+\): rank 1 .* was lost: no heartbeat", TimeSpan.FromSeconds(30));
-        using (var gone = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
-        {
+            await run.WaitForLineAsync(@"Killing worker slot 1 \(pid \d+\): rank 1 .* was lost: no heartbeat", TimeSpan.FromSeconds(30));
+            using var gone = new CancellationTokenSource(TimeSpan.FromSeconds(30));
             // Not a child of this process: .NET watches it by pid until it is gone.
             await remote.WaitForExitAsync(gone.Token);
+        }
+        finally
+        {
+            if (!remote.HasExited)
+            {
+                remote.Kill(); // the failure is reported; no stopped process is left behind for the next test
+            }
         }
 
         var result = await run.WaitAsync(TimeSpan.FromMinutes(4));
