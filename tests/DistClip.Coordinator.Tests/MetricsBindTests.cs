@@ -41,6 +41,6 @@ public sealed class MetricsBindTests : IDisposable
         string closedCommand = closed.StartInfoOf(0).ArgumentList[^1];
         Assert.Contains("--bind 0.0.0.0", closedCommand);
         Assert.DoesNotContain("--metrics-bind", closedCommand);
-        Assert.EndsWith("--metrics-bind 0.0.0.0", open.StartInfoOf(0).ArgumentList[^1]);
+        Assert.Contains(" --metrics-bind 0.0.0.0 </dev/null ", open.StartInfoOf(0).ArgumentList[^1]);
     }
 }

@@ -63,9 +63,9 @@ public sealed class WorkerGpuEnvironmentTests : IDisposable
 
         string RemoteCommand(int slot) => launcher.StartInfoOf(slot).ArgumentList[^1];
 
-        Assert.Contains(" CUDA_VISIBLE_DEVICES='GPU-5c' && exec worker ", RemoteCommand(0));
-        Assert.Contains(" CUDA_VISIBLE_DEVICES='3' && exec worker ", RemoteCommand(1));
-        Assert.Contains(" CUDA_VISIBLE_DEVICES='0' && exec worker ", RemoteCommand(2));
+        Assert.Contains(" CUDA_VISIBLE_DEVICES='GPU-5c' || exit 1; exec 3<&0; worker ", RemoteCommand(0));
+        Assert.Contains(" CUDA_VISIBLE_DEVICES='3' || exit 1; exec 3<&0; worker ", RemoteCommand(1));
+        Assert.Contains(" CUDA_VISIBLE_DEVICES='0' || exit 1; exec 3<&0; worker ", RemoteCommand(2));
     }
 
     [Fact]
