@@ -162,7 +162,7 @@ public sealed partial class WorkerHost(WorkerOptions options, string secret, ILo
     /// Whether the JIT re-compiles hot methods in the background (the worker's build turns that off:
     /// docs/torchsharp.md, "JIT tiering"); the runtime's environment variables override the build.
     /// </summary>
-    internal static string JitTiering()
+    private static string JitTiering()
     {
         foreach (string name in (string[])["DOTNET_TieredCompilation", "COMPlus_TieredCompilation"])
         {

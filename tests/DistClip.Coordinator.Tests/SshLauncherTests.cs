@@ -173,17 +173,12 @@ public sealed class SshLauncherTests(ITestOutputHelper output) : IAsyncLifetime
         await using var run = CoordinatorProcess.Start(null,
             [.. Runs.Quick(_dir, "stopped"), "--hostfile", hostfile, "--ssh-options", ssh, "--steps", "60", "--checkpoint-every", "10"]);
         string coordinator = (await run.WaitForLineAsync(@"coordinator listening at (\S+);", TimeSpan.FromSeconds(60))).Groups[1].Value;
-        await run.WaitForLineAsync(@"^step (?:[2-9]|\d{2,})/", TimeSpan.FromSeconds(120));
+        await StallTests.ReachedStep(run, 2);
         int pid = RemoteWorkerPid(coordinator, slot: 1);
         using var remote = Process.GetProcessById(pid);
         try
         {
-            using (var stop = Process.Start("kill", ["-STOP", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-            {
-                await stop.WaitForExitAsync();
-                Assert.Equal(0, stop.ExitCode);
-            }
-
+            StallTests.Signal("STOP", pid);
             await run.WaitForLineAsync(@"Killing worker slot 1 \(pid \d+\): rank 1 .* was lost: no heartbeat", TimeSpan.FromSeconds(30));
             using var gone = new CancellationTokenSource(TimeSpan.FromSeconds(30));
             // Not a child of this process: .NET watches it by pid until it is gone.

@@ -177,10 +177,10 @@ public sealed class StallTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>Waits until rank 0 has reported a step of at least <paramref name="step"/> (every step is printed: --log-every 1).</summary>
-    private static Task ReachedStep(CoordinatorProcess run, int step) =>
+    internal static Task ReachedStep(CoordinatorProcess run, int step) =>
         run.WaitForLineAsync($@"^step (?:[{step}-9]|\d{{2,}})/", TimeSpan.FromSeconds(120));
 
-    private static void Signal(string signal, int pid)
+    internal static void Signal(string signal, int pid)
     {
         using var kill = Process.Start("kill", [$"-{signal}", pid.ToString(CultureInfo.InvariantCulture)]);
         kill.WaitForExit();
