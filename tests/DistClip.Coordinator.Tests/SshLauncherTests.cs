@@ -90,16 +90,24 @@ public sealed class SshLauncherTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.DoesNotContain("Unhandled exception", result.Stdout + result.Stderr);
     }
 
-    /// <summary>With <c>--tls auto</c>: each slot's generated key and certificates travel on ssh's stdin, never as files it must find.</summary>
+    /// <summary>
+    /// With <c>--tls auto</c>: each slot's generated key and certificates travel on ssh's stdin, never
+    /// as files it must find, into a directory on the remote host that its shell removes when the
+    /// worker is done (it used to stay in the host's /tmp, private key and all).
+    /// </summary>
     [Fact]
     public async Task A_hostfile_run_starts_its_workers_over_ssh_and_trains_to_the_end_over_TLS()
     {
         string hostfile = Path.Combine(_dir, "hosts");
         File.WriteAllText(hostfile, $"# two slots on this machine, through sshd\n127.0.0.1 slots=2 port={_port}\n");
         string ssh = $"-i {Path.Combine(_dir, "user_key")} -o UserKnownHostsFile={Path.Combine(_dir, "known_hosts")} -o StrictHostKeyChecking=yes";
+        // The remote worker command is a script that notes each worker's --tls-dir, then becomes the worker.
+        string arguments = Path.Combine(_dir, "worker-arguments");
+        string worker = Path.Combine(_dir, "remote-worker.sh");
+        File.WriteAllText(worker, $"#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{arguments}'\nexec dotnet '{CoordinatorProcess.WorkerDllPath}' \"$@\"\n");
 
         var result = await CoordinatorProcess.RunAsync(TimeSpan.FromMinutes(3),
-            [.. Runs.Quick(_dir, "ssh"), "--hostfile", hostfile, "--ssh-options", ssh, "--steps", "4", "--tls", "auto"]);
+            [.. Runs.Quick(_dir, "ssh"), "--hostfile", hostfile, "--ssh-options", ssh, "--steps", "4", "--tls", "auto", "--remote-worker", $"sh {worker}"]);
         output.WriteLine(result.Stdout + result.Stderr);
 
         Assert.True(result.ExitCode == 0, $"exit {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
@@ -118,6 +126,13 @@ public sealed class SshLauncherTests(ITestOutputHelper output) : IAsyncLifetime
         // Without gpus= slot i of a host gets GPU i (the workers fall back to the CPU: this libtorch has no CUDA).
         Assert.Equal("CUDA_VISIBLE_DEVICES=0", LaunchTests.DeviceLine(Path.Combine(_dir, "ssh"), 0).Groups["seen"].Value);
         Assert.Equal("CUDA_VISIBLE_DEVICES=1", LaunchTests.DeviceLine(Path.Combine(_dir, "ssh"), 1).Groups["seen"].Value);
+
+        // Each worker had its own key directory, and none is left on the host (the coordinator waits for its ssh sessions).
+        var tlsDirectories = File.ReadAllLines(arguments).Select(l => System.Text.RegularExpressions.Regex.Match(l, @"--tls-dir (\S+)")).ToList();
+        Assert.Equal(2, tlsDirectories.Count);
+        Assert.All(tlsDirectories, m => Assert.True(m.Success, "a worker started without --tls-dir"));
+        Assert.Equal(2, tlsDirectories.Select(m => m.Groups[1].Value).Distinct().Count());
+        Assert.All(tlsDirectories, m => Assert.False(Directory.Exists(m.Groups[1].Value), $"{m.Groups[1].Value} (with the slot's private key) is still there"));
     }
 
     [Fact]

@@ -57,10 +57,13 @@ public sealed class SshLauncher(
         psi.ArgumentList.Add(host.User is null ? host.Host : $"{host.User}@{host.Host}");
         // One remote shell line: read the secret from stdin, then become the worker. Generated TLS
         // files follow the secret on stdin, one base64 line each, into a directory only the worker's
-        // user can read (mktemp -d is 0700): the key never touches the command line either.
+        // user can read (mktemp -d is 0700): the key never touches the command line either. The shell
+        // removes that directory when it exits, whether the worker ended, was killed or never started
+        // (a hang-up or TERM becomes an exit, so the trap runs then too); the worker reads the files
+        // once, at start.
         var tls = Tls?.Invoke(slot);
         string tlsSetup = tls?.GeneratedDirectory is null ? ""
-            : "tls=$(mktemp -d) && " + string.Concat(WorkerTls.Files.Select(f => $"read -r l && printf '%s' \"$l\" | base64 -d > \"$tls\"/{f} && "));
+            : "tls=$(mktemp -d) && trap 'rm -rf \"$tls\"' EXIT && trap 'exit 129' HUP && trap 'exit 143' TERM && " + string.Concat(WorkerTls.Files.Select(f => $"read -r l && printf '%s' \"$l\" | base64 -d > \"$tls\"/{f} && "));
         string tlsArguments = tls is null ? ""
             : tls.GeneratedDirectory is null ? " " + string.Join(' ', tls.Arguments.Select(Quote))
             : " --tls-dir \"$tls\"";
