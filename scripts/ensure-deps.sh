@@ -9,6 +9,9 @@ testing=false
 need=()
 # Running: the embedded default dataset.
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+# Running: gperftools' tcmalloc, which the workers preload (NativeAllocator): glibc's heap fragments
+# under a training step (up to 1 GiB more per worker with accumulation). Workers run without it too.
+compgen -G '/usr/lib/*/libtcmalloc_minimal.so.4' >/dev/null || need+=(libtcmalloc-minimal4)
 
 if $testing; then
   # Testing: a real OpenSSH server for the hostfile launcher's tests.

@@ -3,6 +3,18 @@ using DistClip.Control;
 using DistClip.Worker;
 using Microsoft.Extensions.Logging;
 
+// Before anything else: where tcmalloc is installed the worker runs again with it preloaded (same
+// pid and arguments), since glibc's heap fragments under a training step (NativeAllocator).
+try
+{
+    DistClip.Training.NativeAllocator.PreloadTcmalloc();
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return WorkerExitCodes.BadArguments;
+}
+
 WorkerOptions options;
 try
 {

@@ -50,6 +50,42 @@ public class NativeAllocatorTests
         Assert.Contains("top pad refused", NativeAllocator.Apply(_ => null, (p, _) => p != -2));
     }
 
+    private const string Debian = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4";
+
+    [Fact]
+    public void Tcmalloc_is_preloaded_from_the_multiarch_directory_first_or_the_plain_ones()
+    {
+        Assert.Equal(Debian, NativeAllocator.TcmallocToPreload(_ => null, _ => true, "x86_64-linux-gnu"));
+        Assert.Equal("/usr/lib64/libtcmalloc_minimal.so.4", NativeAllocator.TcmallocToPreload(_ => null, f => f.StartsWith("/usr/lib64/", StringComparison.Ordinal), "x86_64-linux-gnu"));
+        Assert.Equal("/usr/local/lib/libtcmalloc_minimal.so.4", NativeAllocator.TcmallocToPreload(_ => null, f => f.StartsWith("/usr/local/", StringComparison.Ordinal), null));
+        Assert.Null(NativeAllocator.TcmallocToPreload(_ => null, _ => false, "x86_64-linux-gnu")); // not installed: glibc, with its settings
+        Assert.Equal(Debian, NativeAllocator.TcmallocToPreload(v => v == NativeAllocator.ChoiceVariable ? "tcmalloc" : null, _ => true, "x86_64-linux-gnu"));
+    }
+
+    [Theory]
+    [InlineData(NativeAllocator.ChoiceVariable, "glibc")] // the user's choice
+    [InlineData("LD_PRELOAD", "/opt/jemalloc/libjemalloc.so.2")] // the user's own preload, or tcmalloc after the re-exec
+    [InlineData("MALLOC_ARENA_MAX", "2")] // glibc's malloc, set up by the user
+    [InlineData("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0")]
+    public void Nothing_is_preloaded_where_the_environment_chose_already(string variable, string value)
+    {
+        Assert.Null(NativeAllocator.TcmallocToPreload(v => v == variable ? value : null, _ => true, "x86_64-linux-gnu"));
+    }
+
+    [Fact]
+    public void An_unknown_choice_is_refused_with_the_variable_named()
+    {
+        var e = Assert.Throws<ArgumentException>(() => NativeAllocator.TcmallocToPreload(v => v == NativeAllocator.ChoiceVariable ? "jemalloc" : null, _ => true, null));
+        Assert.Equal("DISTCLIP_MALLOC: 'jemalloc' is neither tcmalloc nor glibc", e.Message);
+    }
+
+    [Fact]
+    public void A_test_process_without_a_preload_is_not_on_tcmalloc()
+    {
+        // The worker's side (tcmalloc found in its own mappings) is LaunchTests'; here the negative.
+        Assert.True(string.IsNullOrEmpty(Environment.GetEnvironmentVariable("LD_PRELOAD")) == (NativeAllocator.LoadedTcmalloc() is null));
+    }
+
     [Fact]
     public void After_configuring_a_freed_16_MiB_block_comes_back_without_fresh_pages()
     {

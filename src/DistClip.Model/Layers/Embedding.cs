@@ -60,15 +60,18 @@ internal sealed class SparseLookup : autograd.SingleTensorFunction<SparseLookup>
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         var table = (Tensor)vars[0];
-        var ids = ((Ids)vars[1]).Flat;
+        var ids = (Ids)vars[1];
+        // The record, not its tensor: TorchSharp's save_data prints a warning to stdout for every
+        // tensor it is given (one line in a worker's log per step). The ids are not an input of the
+        // graph, so save_for_backward is not for them; the step's dispose scope keeps them alive.
         ctx.save_data("ids", ids);
         ctx.save_data("shape", table.shape);
-        return table.index_select(0, ids); // [n, W]
+        return table.index_select(0, ids.Flat); // [n, W]
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad)
     {
-        var ids = (Tensor)ctx.get_data("ids"); // [n]
+        var ids = ((Ids)ctx.get_data("ids")).Flat; // [n]
         var shape = (long[])ctx.get_data("shape"); // [count, W]
         var values = grad.reshape(-1, shape[1]); // [n, W]
         // One gradient per argument of apply: the table's, and none for the ids.
