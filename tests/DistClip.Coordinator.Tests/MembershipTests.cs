@@ -155,6 +155,33 @@ public sealed partial class MembershipTests : IDisposable
         Assert.Equal(MembershipState.Ended, run.State);
     }
 
+    /// <summary>
+    /// A survivor of the abort that ended the run closes its heartbeat stream on its way to joining
+    /// again; that close is not hearing the run is over. Counted as such, the coordinator exited
+    /// before the survivor's join, and the survivor exited 4 (coordinator lost).
+    /// </summary>
+    [Fact]
+    public async Task A_survivor_of_the_last_abort_is_told_at_its_join_not_when_it_closes_its_heartbeat()
+    {
+        var run = Start(worldSize: 2, maxRestarts: 0);
+        await Form(run, "w0", "w1");
+        var commands = run.AttachHeartbeat(Beat("w0", 1))!;
+        run.AttachHeartbeat(Beat("w1", 1));
+
+        run.HeartbeatBroken("w1", 1, "connection reset"); // one loss too many: the run ends
+
+        Assert.False((await run.Completion.WaitAsync(Deadline)).Succeeded);
+        Assert.Equal(MemberCommandKind.Abort, Read(commands).Kind);
+        var told = run.WaitUntilWorkersToldAsync(TimeSpan.FromMinutes(1));
+        run.HeartbeatClosed("w0");
+        Assert.False(told.IsCompleted, "w0 closed the stream of its aborted generation; it has not heard that the run is over");
+        Assert.Equal(MembershipState.Ending, run.State);
+
+        Assert.IsType<RunOver>(await Join(run, "w0", 0).WaitAsync(Deadline));
+        await told.WaitAsync(Deadline);
+        Assert.Equal(MembershipState.Ended, run.State);
+    }
+
     [Fact]
     public async Task Members_are_told_to_stop_when_the_run_ends_and_the_run_is_done_once_each_closed_its_stream()
     {

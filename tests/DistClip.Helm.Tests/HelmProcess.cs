@@ -16,13 +16,31 @@ internal sealed record HelmResult(int ExitCode, string Output, string Error)
 internal static class HelmProcess
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(1);
-    private static readonly string Home = Directory.CreateTempSubdirectory("distclip-helm-home-").FullName;
+    private static readonly string Home = CreateHome();
 
     public static string RepositoryRoot { get; } = FindRepositoryRoot();
 
     public static string ChartDirectory { get; } = Path.Combine(RepositoryRoot, "helm", "distclip");
 
     public static string Binary { get; } = Path.Combine(RepositoryRoot, ".tools", "bin", "helm");
+
+    /// <summary>An empty folder for helm's configuration, cache and data, removed when the test process exits.</summary>
+    private static string CreateHome()
+    {
+        string home = Directory.CreateTempSubdirectory("distclip-helm-home-").FullName;
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try
+            {
+                Directory.Delete(home, recursive: true);
+            }
+            catch (IOException)
+            {
+                // Best effort: a leftover empty folder in the temp directory is all that is lost.
+            }
+        };
+        return home;
+    }
 
     public static HelmResult Run(params string[] args)
     {

@@ -7,6 +7,9 @@ public sealed partial class Membership
 {
     // Ending: workers still to be told that the run is over (by a stop command or a stop reply to a join).
     private readonly HashSet<string> _toTell = [];
+
+    /// <summary>The members when the run ended, sent Stop on their heartbeat channel (survivors of an abort were not).</summary>
+    private readonly HashSet<string> _toldStop = [];
     private readonly TaskCompletionSource _allTold = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>
@@ -64,7 +67,20 @@ public sealed partial class Membership
     /// A worker closed its heartbeat stream on purpose: it left the generation (not a loss; if its
     /// generation goes on without it, its silence or its launcher says so), or it heard the run is over.
     /// </summary>
-    public void HeartbeatClosed(string workerId) => Transition(() => Told(workerId));
+    /// <remarks>
+    /// Only a member that was sent Stop has heard the run is over by closing its stream. A survivor of
+    /// an aborted generation (sent Abort, and the run ended before it joined again) closes its stream
+    /// on its way to joining again; it is told when that join arrives. Counting its close as told
+    /// let the coordinator exit first, and the survivor, finding nobody, exited as if the coordinator
+    /// had been lost (status 4; seen once in CI, MultiHostTests' cut link).
+    /// </remarks>
+    public void HeartbeatClosed(string workerId) => Transition(() =>
+    {
+        if (_toldStop.Contains(workerId))
+        {
+            Told(workerId);
+        }
+    });
 
     /// <summary>
     /// Waits (bounded) until every worker of the last generation has heard that the run is over, so
@@ -101,6 +117,7 @@ public sealed partial class Membership
         }
 
         _state = MembershipState.Ending;
+        _toldStop.UnionWith(_members.Select(m => m.Worker.WorkerId));
         _toTell.UnionWith(_members.Select(m => m.Worker.WorkerId));
         _toTell.UnionWith(_survivors);
         Tell(new MemberCommand(MemberCommandKind.Stop, _generation, outcome.Error ?? "run finished"));
