@@ -7,9 +7,6 @@ public sealed partial class Membership
 {
     // Ending: workers still to be told that the run is over (by a stop command or a stop reply to a join).
     private readonly HashSet<string> _toTell = [];
-
-    /// <summary>The members when the run ended, sent Stop on their heartbeat channel (survivors of an abort were not).</summary>
-    private readonly HashSet<string> _toldStop = [];
     private readonly TaskCompletionSource _allTold = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>
@@ -76,7 +73,7 @@ public sealed partial class Membership
     /// </remarks>
     public void HeartbeatClosed(string workerId) => Transition(() =>
     {
-        if (_toldStop.Contains(workerId))
+        if (!_survivors.Contains(workerId))
         {
             Told(workerId);
         }
@@ -117,7 +114,6 @@ public sealed partial class Membership
         }
 
         _state = MembershipState.Ending;
-        _toldStop.UnionWith(_members.Select(m => m.Worker.WorkerId));
         _toTell.UnionWith(_members.Select(m => m.Worker.WorkerId));
         _toTell.UnionWith(_survivors);
         Tell(new MemberCommand(MemberCommandKind.Stop, _generation, outcome.Error ?? "run finished"));
