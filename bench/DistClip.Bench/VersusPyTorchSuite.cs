@@ -14,7 +14,8 @@ namespace DistClip.Bench;
 /// </summary>
 public sealed record VersusResult(
     string Shape, string Framework, int Round, int Workers, int ThreadsPerWorker, int GlobalBatch, int MeasuredSteps,
-    double SamplesPerSecond, Dictionary<string, double> PhaseSeconds, Dictionary<string, double>[]? PhaseSecondsByRank = null);
+    double SamplesPerSecond, Dictionary<string, double> PhaseSeconds, Dictionary<string, double>[]? PhaseSecondsByRank = null,
+    Dictionary<string, double>[]? WaitSecondsByRank = null);
 
 /// <summary>DistClip's samples/s over PyTorch's for one shape in one round (above 1: DistClip is faster).</summary>
 public sealed record VersusRatio(string Shape, int Round, double DistClipOverPyTorch);
@@ -59,7 +60,7 @@ public static class VersusPyTorchSuite
                     string dir = Path.Combine(scratch, $"round{round}-w{shape.Workers}");
                     var summary = await LaunchAsync(args, shape.Workers, shape.Threads, dir, limit, ct);
                     results.Add(Report(new VersusResult(shape.Name, DistClip, round, shape.Workers, shape.Threads, args.Batch, args.Steps,
-                        summary.SteadySamplesPerSecond ?? double.NaN, summary.PhaseSeconds ?? [], summary.PhaseSecondsByRank), output));
+                        summary.SteadySamplesPerSecond ?? double.NaN, summary.PhaseSeconds ?? [], summary.PhaseSecondsByRank, summary.WaitSecondsByRank), output));
 
                     var reference = await RunReferenceAsync(args, shape.Workers, shape.Threads, limit, ct);
                     if (first is null)
@@ -218,8 +219,20 @@ public static class VersusPyTorchSuite
             var ranks = r.PhaseSecondsByRank ?? [];
             double worst = ranks.Length == 0 ? exposed : ranks.Max(p => p.GetValueOrDefault("all_gather") + p.GetValueOrDefault("all_reduce"));
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"DistClip exposed communication, {r.Shape}, round {r.Round}: rank 0 {exposed:F3} s of a {step:F3} s step ({exposed / step:P1}); " +
+                $"DistClip collective waits, {r.Shape}, round {r.Round}: rank 0 {exposed:F3} s of a {step:F3} s step ({exposed / step:P1}); " +
                 $"the rank that waited most {worst:F3} s ({worst / step:P1})"));
+
+            // The same waits split by cause (summary.json's wait_seconds): what the communication itself
+            // added to the step, and what the ranks waited for each other's compute.
+            if (r.WaitSecondsByRank is { Length: > 0 } waits)
+            {
+                double communication = waits.Max(w => w.GetValueOrDefault("exposed_communication"));
+                double peer = waits.Max(w => w.GetValueOrDefault("peer_wait"));
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"DistClip exposed communication, {r.Shape}, round {r.Round}: {communication:F3} s ({communication / step:P1}) of the step; " +
+                    $"waiting for the slower rank, the most any rank waited: {peer:F3} s ({peer / step:P1}) " +
+                    $"(ranks: {string.Join(", ", waits.Select(w => string.Create(CultureInfo.InvariantCulture, $"{w.GetValueOrDefault("peer_wait"):F3}")))})"));
+            }
             // Every rank's (means over the steps): a rank that waits far longer than another is held up
             // by a slower peer; waits that alternate between ranks from step to step show in both.
             foreach (var (phases, rank) in ranks.Select((p, i) => (p, i)))
@@ -231,7 +244,7 @@ public static class VersusPyTorchSuite
         }
 
         // DDP reduces gradient buckets while backward runs; only DistClip's all-reduce is a phase of its own.
-        output.WriteLine("PyTorch DDP's all-reduce runs inside backward; what it leaves exposed is in PyTorch's backward figure.");
+        output.WriteLine("PyTorch DDP's all-reduce runs inside backward; what it leaves exposed, and its ranks' waits for each other, are in PyTorch's backward figure.");
     }
 
     private static string Inv(int value) => value.ToString(CultureInfo.InvariantCulture);

@@ -34,6 +34,20 @@ public sealed record RunSummary
     /// in every rank's mean). Set by the coordinator; absent from a single-process run.
     /// </summary>
     [JsonPropertyName("phase_seconds_by_rank")] public Dictionary<string, double>[]? PhaseSecondsByRank { get; init; }
+
+    /// <summary>
+    /// The keys of <see cref="WaitSeconds"/>: a step's all_gather and all_reduce waits split by cause.
+    /// <c>exposed_communication</c>: what the communication itself added to the step (in each of the two
+    /// phases, the wait of the rank that waited least, the last to arrive), the same on every rank;
+    /// <c>peer_wait</c>: the rest of this rank's wait, spent waiting for slower ranks.
+    /// </summary>
+    public static readonly string[] WaitNames = ["exposed_communication", "peer_wait"];
+
+    /// <summary>Mean seconds per step of <see cref="WaitNames"/> (rank 0), over the timed steps; absent from a single-process run.</summary>
+    [JsonPropertyName("wait_seconds")] public Dictionary<string, double>? WaitSeconds { get; init; }
+
+    /// <summary><see cref="WaitSeconds"/> of every rank, indexed by rank, as <see cref="PhaseSecondsByRank"/>. Set by the coordinator.</summary>
+    [JsonPropertyName("wait_seconds_by_rank")] public Dictionary<string, double>[]? WaitSecondsByRank { get; init; }
     [JsonPropertyName("wall_seconds")] public double WallSeconds { get; init; }
     [JsonPropertyName("final_loss")] public double FinalLoss { get; init; }
     [JsonPropertyName("zero_shot_top1")] public double? ZeroShotTop1 { get; init; }

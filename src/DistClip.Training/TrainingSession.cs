@@ -57,6 +57,12 @@ public sealed partial class TrainingSession : IDisposable
     private int _timedSteps;
     private long _timedSamples;
     private int _stepsThisLaunch;
+    private long _firstTimedStep = long.MaxValue;
+    private readonly double[] _waitSeconds = new double[WaitNames.Length]; // exposed communication, peer wait: sums over the timed steps split so far
+    private int _waitSteps;
+
+    /// <summary>The keys of <see cref="MeanWaitSeconds"/>.</summary>
+    public static string[] WaitNames => RunSummary.WaitNames;
 
     /// <param name="hooks">Where a test steps into the loop (<see cref="Faults.FaultInjector"/>); none by default.</param>
     public TrainingSession(TrainOptions options, IStepCollectives collectives, ILogger logger, IStepHooks? hooks = null)
@@ -174,6 +180,15 @@ public sealed partial class TrainingSession : IDisposable
 
                 _timedSteps++;
                 _timedSamples += metrics.Samples;
+                _firstTimedStep = Math.Min(_firstTimedStep, metrics.Step);
+            }
+
+            // A step's waits are split in the next one (StepMetrics.PreviousWaits): only timed steps count.
+            if (metrics.PreviousWaits is { } waits && waits.Step >= _firstTimedStep)
+            {
+                _waitSeconds[0] += waits.ExposedCommunication;
+                _waitSeconds[1] += waits.PeerWait;
+                _waitSteps++;
             }
 
             _last = metrics;
@@ -278,6 +293,7 @@ public sealed partial class TrainingSession : IDisposable
             DataOrderSha256 = Convert.ToHexString(_dataOrder).ToLowerInvariant(),
             SteadySamplesPerSecond = _timedSteps == 0 ? null : _timedSamples / _phaseSeconds.Sum(),
             PhaseSeconds = MeanPhaseSeconds(),
+            WaitSeconds = MeanWaitSeconds(),
             SkippedSteps = _skippedSteps,
             SkippedSamples = _train.Skips.Total,
             SkippedByReason = _train.Skips.Snapshot().ToDictionary(kv => kv.Key.ToString(), kv => kv.Value),
@@ -288,6 +304,13 @@ public sealed partial class TrainingSession : IDisposable
     /// <summary>This rank's mean seconds per step in each phase after the first steps; null before any was timed.</summary>
     public Dictionary<string, double>? MeanPhaseSeconds() =>
         _timedSteps == 0 ? null : PhaseTimes.Names.Zip(_phaseSeconds).ToDictionary(p => p.First, p => p.Second / _timedSteps);
+
+    /// <summary>
+    /// This rank's mean seconds per step of exposed communication and of waiting for slower ranks
+    /// (<see cref="WaitSplit"/>) over the timed steps; null with one rank or before any was split.
+    /// </summary>
+    public Dictionary<string, double>? MeanWaitSeconds() =>
+        _waitSteps == 0 ? null : WaitNames.Zip(_waitSeconds).ToDictionary(p => p.First, p => p.Second / _waitSteps);
 
     /// <summary>SHA-256 over every parameter's bytes in order: equal on all ranks iff the replicas are bit-identical.</summary>
     public string ParametersSha256()

@@ -203,6 +203,7 @@ internal sealed partial class GenerationRun(
             RankToken = assignment.RankToken,
         };
         finished.PhaseSeconds.Add(session.MeanPhaseSeconds() ?? []);
+        finished.WaitSeconds.Add(session.MeanWaitSeconds() ?? []);
         return finished;
     }
 

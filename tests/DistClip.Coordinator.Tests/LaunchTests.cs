@@ -91,13 +91,13 @@ public sealed class LaunchTests : IDisposable
     public async Task Launch_with_two_workers_trains_evaluates_and_writes_the_summary()
     {
         var result = await CoordinatorProcess.RunAsync(TimeSpan.FromMinutes(3),
-            [.. Runs.Quick(_dir, "summary"), "--workers", "2", "--steps", "4"]);
+            [.. Runs.Quick(_dir, "summary"), "--workers", "2", "--steps", "5"]);
 
         Assert.True(result.ExitCode == 0, $"exit {result.ExitCode}\nstdout:\n{result.Stdout}\nstderr:\n{result.Stderr}");
         Assert.Contains("zero-shot top-1", result.Stdout);
         using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "summary", "summary.json")));
         var root = summary.RootElement;
-        Assert.Equal(4, root.GetProperty("steps").GetInt64());
+        Assert.Equal(5, root.GetProperty("steps").GetInt64());
         Assert.Equal(32, root.GetProperty("global_batch").GetInt32());
         Assert.Equal(2, root.GetProperty("world_size").GetInt32());
         Assert.Equal(500, root.GetProperty("zero_shot_samples").GetInt32());
@@ -129,12 +129,25 @@ public sealed class LaunchTests : IDisposable
         });
         var rank0 = root.GetProperty("phase_seconds").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
         Assert.Equal(rank0, byRank[0]);
+
+        // Step 4's waits (the one timed step before the last: a step's are split in the next) split by
+        // cause, by rank: the exposed communication is one figure for the step, the same on both.
+        var waits = root.GetProperty("wait_seconds_by_rank").EnumerateArray()
+            .Select(r => r.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble())).ToArray();
+        Assert.Equal(2, waits.Length);
+        Assert.All(waits, w =>
+        {
+            Assert.Equal(RunSummary.WaitNames.Order(), w.Keys.Order());
+            Assert.All(w.Values, v => Assert.True(double.IsFinite(v) && v >= 0, string.Join(", ", w)));
+        });
+        Assert.Equal(waits[0]["exposed_communication"], waits[1]["exposed_communication"]);
+        Assert.Equal(root.GetProperty("wait_seconds").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble()), waits[0]);
         for (int rank = 0; rank < 2; rank++)
         {
             // Slot r asks for rank r, so worker-r.log is rank r's; its last line carries the peak it reported.
             var lines = File.ReadLines(Path.Combine(_dir, "summary", "logs", $"worker-{rank}.log")).Where(l => l.Length > 0).ToList();
             string last = lines[^1];
-            Assert.True(last.Contains($"rank {rank} finished at step 4; peak RSS", StringComparison.Ordinal),
+            Assert.True(last.Contains($"rank {rank} finished at step 5; peak RSS", StringComparison.Ordinal),
                 $"worker-{rank}.log does not end with its finish line; it ends:\n{string.Join('\n', lines.TakeLast(6))}");
             Assert.Contains($"({peaks[rank]} bytes)", last);
         }

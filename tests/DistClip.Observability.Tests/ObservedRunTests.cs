@@ -16,7 +16,7 @@ public sealed class ObservedRunTests(ObservedRun run) : IClassFixture<ObservedRu
     private static readonly HashSet<string> AllowedLabels =
     [
         "__name__", "job", "instance", "role", "rank", "run_id", "otel_scope_name", "otel_scope_version", "otel_scope_schema_url",
-        "phase", "operation", "outcome", "reason", "direction", "le", "cpu_mode",
+        "phase", "operation", "outcome", "reason", "direction", "le", "cpu_mode", "kind",
     ];
 
     [Fact]

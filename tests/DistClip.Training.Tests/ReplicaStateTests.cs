@@ -84,7 +84,8 @@ public sealed class ReplicaStateTests
 
         public int WorldSize => 1;
 
-        public int[] GatherRowCounts(long rows, long width, CancellationToken ct) => SingleProcessCollectives.Instance.GatherRowCounts(rows, width, ct);
+        public StepHeaders GatherRowCounts(long rows, long width, CollectiveWaits? previous, CancellationToken ct) =>
+            SingleProcessCollectives.Instance.GatherRowCounts(rows, width, previous, ct);
 
         public Tensor AllGatherRows(Tensor local, IReadOnlyList<int> rows, CancellationToken ct) => local.detach();
 

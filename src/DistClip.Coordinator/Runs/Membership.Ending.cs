@@ -26,6 +26,7 @@ public sealed partial class Membership
         member.ParametersHash = finished.ParametersSha256;
         member.PeakRssBytes = finished.PeakRssBytes;
         member.PhaseSeconds = finished.PhaseSeconds;
+        member.WaitSeconds = finished.WaitSeconds;
         if (finished.Rank == 0)
         {
             member.SummaryJson = finished.SummaryJson;
@@ -57,6 +58,9 @@ public sealed partial class Membership
             PeakRssBytes = peaks,
             PeakRssBytesMax = peaks.Max(),
             PhaseSecondsByRank = [.. _members.Select(m => new Dictionary<string, double>(m.PhaseSeconds, StringComparer.Ordinal))],
+            WaitSecondsByRank = _members.All(m => m.WaitSeconds.Count == 0)
+                ? null
+                : [.. _members.Select(m => new Dictionary<string, double>(m.WaitSeconds, StringComparer.Ordinal))],
         }, _restarts));
     });
 

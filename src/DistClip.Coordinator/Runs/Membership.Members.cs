@@ -37,6 +37,7 @@ public sealed partial class Membership
         public string? SummaryJson { get; set; }
         public long PeakRssBytes { get; set; }
         public IReadOnlyDictionary<string, double> PhaseSeconds { get; set; } = new Dictionary<string, double>();
+        public IReadOnlyDictionary<string, double> WaitSeconds { get; set; } = new Dictionary<string, double>();
 
         public void Beat(MemberBeat beat, DateTimeOffset now)
         {

@@ -83,8 +83,14 @@ public sealed record FinishReport(long Generation, int Rank, string ParametersSh
     /// non-negative value. The table arrives over the network; anything else is dropped, so that a
     /// worker cannot grow the summary or put names in it.
     /// </summary>
-    public static Dictionary<string, double> KnownPhases(IEnumerable<KeyValuePair<string, double>> reported) =>
-        reported.Where(p => RunSummary.PhaseNames.Contains(p.Key, StringComparer.Ordinal) && double.IsFinite(p.Value) && p.Value >= 0)
+    public static Dictionary<string, double> KnownPhases(IEnumerable<KeyValuePair<string, double>> reported) => Known(reported, RunSummary.PhaseNames);
+
+    /// <summary>The rank's mean seconds per step of exposed communication and peer wait (filtered as <see cref="PhaseSeconds"/> is, by <see cref="RunSummary.WaitNames"/>).</summary>
+    public IReadOnlyDictionary<string, double> WaitSeconds { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>What of a reported table is kept: <paramref name="names"/> only, each with a finite, non-negative value.</summary>
+    public static Dictionary<string, double> Known(IEnumerable<KeyValuePair<string, double>> reported, IReadOnlyCollection<string> names) =>
+        reported.Where(p => names.Contains(p.Key, StringComparer.Ordinal) && double.IsFinite(p.Value) && p.Value >= 0)
             .ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
 }
 

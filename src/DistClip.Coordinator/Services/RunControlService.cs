@@ -140,6 +140,7 @@ internal sealed class RunControlService(Membership run, PrometheusTargets target
             request.SummaryJson.Length == 0 ? null : request.SummaryJson, request.PeakRssBytes)
         {
             PhaseSeconds = FinishReport.KnownPhases(request.PhaseSeconds),
+            WaitSeconds = FinishReport.Known(request.WaitSeconds, DistClip.Config.RunSummary.WaitNames),
         });
         return Task.FromResult(Done);
     }

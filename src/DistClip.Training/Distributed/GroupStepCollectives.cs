@@ -48,31 +48,60 @@ public sealed class GroupStepCollectives : IStepCollectives, IDisposable
     /// <summary>How many of <paramref name="parameters"/>' gradients live in the reduction buffer (CPU, after a reduction).</summary>
     internal int GradientsInBuffer(IEnumerable<Parameter> parameters) => _reducer.GradientsInBuffer(parameters);
 
-    public int[] GatherRowCounts(long rows, long width, CancellationToken ct)
+    public StepHeaders GatherRowCounts(long rows, long width, CollectiveWaits? previous, CancellationToken ct)
     {
         // Sent as floats: exact up to 2^24.
-        const long exact = 1 << 24;
-        if (rows > exact || width > exact)
+        if (rows > ExactFloat || width > ExactFloat)
         {
-            throw new ArgumentOutOfRangeException(nameof(rows), $"local features [{rows}, {width}] exceed {exact} rows or columns.");
+            throw new ArgumentOutOfRangeException(nameof(rows), $"local features [{rows}, {width}] exceed {ExactFloat} rows or columns.");
         }
 
         int n = WorldSize;
-        var shapes = new float[2 * n];
-        Wait(_group.AllGatherAsync(new float[] { rows, width }, shapes, ct));
+        var headers = new float[HeaderFloats * n];
+        Wait(_group.AllGatherAsync(Header(rows, width, previous), headers, ct));
         var all = new int[n];
+        var waits = new CollectiveWaits?[n];
         for (int j = 0; j < n; j++)
         {
-            all[j] = (int)shapes[2 * j];
-            if (shapes[(2 * j) + 1] != width)
+            var h = headers.AsSpan(HeaderFloats * j, HeaderFloats);
+            if (!IsCount(h[0]))
+            {
+                throw new InvalidDataException($"Rank {j} announced {h[0]} local rows; a row count is a whole number in [0, {ExactFloat}].");
+            }
+
+            if (h[1] != width)
             {
                 throw new InvalidOperationException(
-                    $"Feature widths differ across ranks: rank {Rank} has D = {width}, rank {j} has D = {shapes[(2 * j) + 1]}. Every rank must run the same model.");
+                    $"Feature widths differ across ranks: rank {Rank} has D = {width}, rank {j} has D = {h[1]}. Every rank must run the same model.");
             }
+
+            all[j] = (int)h[0];
+            waits[j] = Waits(h[2], h[3], h[4]);
         }
 
-        return all;
+        return new StepHeaders(all, waits);
     }
+
+    /// <summary>A step header's floats: rows, width, and the previous step's number (mod 2^24) and two waits, NaN for none.</summary>
+    internal const int HeaderFloats = 5;
+
+    /// <summary>Integers travel as float32, exact up to 2^24.</summary>
+    private const int ExactFloat = 1 << 24;
+
+    /// <summary>Longer than any collective may wait: a wait reported above it is not believed.</summary>
+    private const double MaxWaitSeconds = 1e6;
+
+    internal static float[] Header(long rows, long width, CollectiveWaits? previous) => previous is { } w
+        ? [rows, width, w.Step % ExactFloat, (float)w.AllGather, (float)w.AllReduce]
+        : [rows, width, float.NaN, float.NaN, float.NaN];
+
+    private static bool IsCount(float value) => value >= 0 && value <= ExactFloat && value == MathF.Floor(value);
+
+    /// <summary>A peer's reported waits, or null when it had none or sent values out of range (they only feed metrics).</summary>
+    private static CollectiveWaits? Waits(float step, float gather, float reduce) =>
+        IsCount(step) && step < ExactFloat && gather is >= 0 and < (float)MaxWaitSeconds && reduce is >= 0 and < (float)MaxWaitSeconds
+            ? new CollectiveWaits((long)step, gather, reduce)
+            : null;
 
     /// <summary>
     /// [b_r, W] → [B, W] in rank order. Rank r's rows come back as the very values it sent, so every

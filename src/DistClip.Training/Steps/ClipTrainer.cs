@@ -38,6 +38,7 @@ public sealed class ClipTrainer : IDisposable
     private readonly double _gradClip;
     private readonly IStepHooks _hooks;
     private volatile TrainingPhase _phase = TrainingPhase.Step;
+    private CollectiveWaits? _previousWaits; // this rank's, in the last step it completed; exchanged in the next step's first collective
 
     public ClipTrainer(
         ClipModel model, OptimizerSettings options, int totalSteps, Device device, IStepCollectives? collectives = null, StepSettings? step = null,
@@ -137,7 +138,10 @@ public sealed class ClipTrainer : IDisposable
 
         // The loss stage: this rank's share of the global B × B loss, and dL/d(its features) [b, D].
         Enter(TrainingPhase.Exchange);
-        var loss = _loss.Compute(imageFeatures.detach(), textFeatures.detach(), Model.LogitScale, Model.LogitBias, ct);
+        // A step that does not complete leaves no waits to report: its peers' next step may be another's.
+        var previous = _previousWaits;
+        _previousWaits = null;
+        var loss = _loss.Compute(imageFeatures.detach(), textFeatures.detach(), Model.LogitScale, Model.LogitBias, previous, ct);
         double lossAndGather = Lap(clock);
 
         // Backward of the features' gradient through the towers, one tower after the other; the scalars
@@ -269,8 +273,15 @@ public sealed class ClipTrainer : IDisposable
         double optimizer = Lap(clock);
 
         double logitScale = Model.LogitScale.item<float>();
+        var waits = _collectives.WorldSize > 1 && previous is { } mine && loss.PreviousWaits is { } all && all.Count == _collectives.WorldSize
+            ? WaitSplit.From(all, _collectives.Rank) is { } split ? split with { Step = mine.Step } : null
+            : null;
+        _previousWaits = new CollectiveWaits(StepsDone, loss.CommunicationSeconds, reduce);
         return new StepMetrics(StepsDone, loss.GlobalBatch, loss.Loss, rate, logitScale, gradNorm, loss.ImageToTextAccuracy, loss.TextToImageAccuracy,
-            new PhaseTimes(dataSeconds, forward, loss.CommunicationSeconds, lossAndGather - loss.CommunicationSeconds, backward, reduce, optimizer), skipped);
+            new PhaseTimes(dataSeconds, forward, loss.CommunicationSeconds, lossAndGather - loss.CommunicationSeconds, backward, reduce, optimizer), skipped)
+        {
+            PreviousWaits = waits,
+        };
     }
 
     /// <summary>Marks the phase (for heartbeats) and lets the hooks step in at it, for the step being computed.</summary>

@@ -21,10 +21,12 @@ public interface IStepCollectives
     int WorldSize { get; }
 
     /// <summary>
-    /// Every rank's local row count b_j, in rank order, given this rank's [rows, width] features;
-    /// refuses on every rank alike when the widths differ.
+    /// The step's first collective: every rank's local row count b_j, in rank order, given this rank's
+    /// [rows, width] features; refuses on every rank alike when the widths differ. The same message
+    /// carries each rank's <paramref name="previous"/> (its collective waits in the step before, or
+    /// null), returned in rank order.
     /// </summary>
-    int[] GatherRowCounts(long rows, long width, CancellationToken ct);
+    StepHeaders GatherRowCounts(long rows, long width, CollectiveWaits? previous, CancellationToken ct);
 
     /// <summary>[b_r, W] → [B, W]: every rank's rows in rank order, the same bits on every rank.</summary>
     Tensor AllGatherRows(Tensor local, IReadOnlyList<int> rows, CancellationToken ct);
@@ -54,6 +56,11 @@ public interface IStepCollectives
     IGradientReduction BeginGradientReduction(
         IReadOnlyList<IReadOnlyList<Parameter>> stages, IReadOnlyList<RowSparseGradient>? rowSparse, CancellationToken ct);
 }
+
+/// <summary>What the step's first collective returns (<see cref="IStepCollectives.GatherRowCounts"/>).</summary>
+/// <param name="Rows">Every rank's local row count, in rank order.</param>
+/// <param name="PreviousWaits">Every rank's collective waits in its previous step, in rank order (null: that rank had none, or sent a value out of range).</param>
+public sealed record StepHeaders(int[] Rows, CollectiveWaits?[] PreviousWaits);
 
 /// <summary>A [rows, width] lookup table whose gradient is zero outside <paramref name="Rows"/> (this rank's, any order, repeats allowed).</summary>
 public sealed record RowSparseGradient(Parameter Parameter, long[] Rows);
@@ -111,7 +118,7 @@ public sealed class SingleProcessCollectives : IStepCollectives
 
     public int WorldSize => 1;
 
-    public int[] GatherRowCounts(long rows, long width, CancellationToken ct) => [checked((int)rows)];
+    public StepHeaders GatherRowCounts(long rows, long width, CollectiveWaits? previous, CancellationToken ct) => new([checked((int)rows)], [previous]);
 
     public Tensor AllGatherRows(Tensor local, IReadOnlyList<int> rows, CancellationToken ct) => local.detach();
 

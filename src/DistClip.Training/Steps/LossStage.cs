@@ -12,6 +12,7 @@ namespace DistClip.Training.Steps;
 /// <param name="ScaleGradient">This rank's part of dL/dt, shaped like t; the parts sum to the whole.</param>
 /// <param name="BiasGradient">This rank's part of dL/d(bias) (sigmoid loss only).</param>
 /// <param name="CommunicationSeconds">Time spent in collectives inside the stage.</param>
+/// <param name="PreviousWaits">Every rank's collective waits in its previous step, as the stage's first collective brought them (rank order).</param>
 public sealed record LossOutput(
     double Loss,
     int GlobalBatch,
@@ -21,7 +22,8 @@ public sealed record LossOutput(
     Tensor? BiasGradient,
     double ImageToTextAccuracy,
     double TextToImageAccuracy,
-    double CommunicationSeconds);
+    double CommunicationSeconds,
+    IReadOnlyList<CollectiveWaits?>? PreviousWaits = null);
 
 /// <summary>
 /// The loss of one step over the global batch, computed as this rank's share of it (docs/training-step.md):
@@ -56,7 +58,8 @@ public abstract class LossStage
     /// <param name="texts">[b_r, D] this rank's L2-normalised text features, detached.</param>
     /// <param name="logitScale">The temperature parameter t.</param>
     /// <param name="logitBias">The bias parameter, for the sigmoid loss.</param>
-    public LossOutput Compute(Tensor images, Tensor texts, Tensor logitScale, Tensor? logitBias, CancellationToken ct)
+    /// <param name="previous">This rank's collective waits in its previous step, exchanged on the stage's first collective (null: none).</param>
+    public LossOutput Compute(Tensor images, Tensor texts, Tensor logitScale, Tensor? logitBias, CollectiveWaits? previous, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(texts);
@@ -69,7 +72,8 @@ public abstract class LossStage
 
         _communication.Reset();
         using var noGrad = no_grad();
-        var rows = Communicate(() => Collectives.GatherRowCounts(images.shape[0], images.shape[1], ct));
+        var headers = Communicate(() => Collectives.GatherRowCounts(images.shape[0], images.shape[1], previous, ct));
+        var rows = headers.Rows;
         long total = rows.Sum(r => (long)r);
         if (total >= 1 << 24)
         {
@@ -78,7 +82,7 @@ public abstract class LossStage
         }
 
         var output = Compute(images, texts, logitScale.detach(), logitBias?.detach(), rows, ct);
-        return output with { CommunicationSeconds = _communication.Elapsed.TotalSeconds };
+        return output with { CommunicationSeconds = _communication.Elapsed.TotalSeconds, PreviousWaits = headers.PreviousWaits };
     }
 
     /// <summary>The stage proper; <paramref name="rows"/> holds every rank's b_j.</summary>

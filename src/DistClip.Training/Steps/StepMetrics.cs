@@ -39,4 +39,13 @@ public sealed record StepMetrics(
     double ImageToTextAccuracy,
     double TextToImageAccuracy,
     PhaseTimes Times,
-    bool Skipped = false);
+    bool Skipped = false)
+{
+    /// <summary>
+    /// The previous step's collective waits split into what communication added to the step and what
+    /// this rank waited for slower ranks (<see cref="WaitSplit"/>): every rank's waits of a step
+    /// travel in the next step's first collective. Null with one rank, in a rank's first step, and
+    /// after a restart.
+    /// </summary>
+    public WaitSplit? PreviousWaits { get; init; }
+}

@@ -28,6 +28,12 @@ public static class TrainingMetrics
         "distclip.train.step.phase.duration", unit: "s", description: "Time one step spent in each phase on this rank (the phases add up to the step).",
         advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
 
+    private static readonly Histogram<double> WaitDuration = Meter.CreateHistogram(
+        "distclip.train.step.wait.duration", unit: "s",
+        description: "A step's all_gather and all_reduce waits on this rank split by cause: exposed_communication, what the communication " +
+            "itself added to the step (the same on every rank), and peer_wait, the rest, spent waiting for slower ranks. Recorded a step late.",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
+
     private static readonly Counter<long> Samples = Meter.CreateCounter<long>(
         "distclip.train.samples", unit: "{sample}", description: "Samples this rank trained on (its part of each global batch).");
 
@@ -55,6 +61,9 @@ public static class TrainingMetrics
     private static readonly KeyValuePair<string, object?>[][] PhaseTags =
         [.. PhaseTimes.Names.Select(n => new[] { new KeyValuePair<string, object?>("phase", n) })];
 
+    private static readonly KeyValuePair<string, object?>[] ExposedCommunication = [new("kind", "exposed_communication")];
+    private static readonly KeyValuePair<string, object?>[] PeerWait = [new("kind", "peer_wait")];
+
     private static readonly KeyValuePair<string, object?> ImageToText = new("direction", "image_to_text");
     private static readonly KeyValuePair<string, object?> TextToImage = new("direction", "text_to_image");
 
@@ -71,6 +80,12 @@ public static class TrainingMetrics
         }
 
         StepDuration.Record(metrics.Times.Total);
+        if (metrics.PreviousWaits is { } waits)
+        {
+            WaitDuration.Record(waits.ExposedCommunication, ExposedCommunication);
+            WaitDuration.Record(waits.PeerWait, PeerWait);
+        }
+
         Samples.Add(localSamples);
         Loss.Record(metrics.Loss);
         LearningRate.Record(metrics.LearningRate);

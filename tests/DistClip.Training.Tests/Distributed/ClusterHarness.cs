@@ -229,7 +229,7 @@ internal static class ClusterHarness
 
         public int WorldSize => inner.WorldSize;
 
-        public int[] GatherRowCounts(long rows, long width, CancellationToken ct) => inner.GatherRowCounts(rows, width, ct);
+        public StepHeaders GatherRowCounts(long rows, long width, CollectiveWaits? previous, CancellationToken ct) => inner.GatherRowCounts(rows, width, previous, ct);
 
         public Tensor AllGatherRows(Tensor local, IReadOnlyList<int> rows, CancellationToken ct)
         {
