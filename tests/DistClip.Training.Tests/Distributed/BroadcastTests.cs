@@ -59,15 +59,7 @@ public class BroadcastTests(Xunit.Abstractions.ITestOutputHelper output)
         }
         finally
         {
-            foreach (var group in groups)
-            {
-                await group.DisposeAsync();
-            }
-
-            foreach (var model in models)
-            {
-                model.Dispose();
-            }
+            await DisposeAllAsync(groups, models);
         }
     }
 
@@ -98,15 +90,7 @@ public class BroadcastTests(Xunit.Abstractions.ITestOutputHelper output)
         }
         finally
         {
-            foreach (var group in groups)
-            {
-                await group.DisposeAsync();
-            }
-
-            foreach (var model in models)
-            {
-                model.Dispose();
-            }
+            await DisposeAllAsync(groups, models);
         }
     }
 

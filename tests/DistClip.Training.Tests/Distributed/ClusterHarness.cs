@@ -157,6 +157,20 @@ internal static class ClusterHarness
         return new RunRecord(losses, samples, firstGradients!, Parameters(model), recorder.First ?? [], inBuffer);
     }
 
+    /// <summary>Ends a test's rank groups, then its models.</summary>
+    public static async Task DisposeAllAsync(IEnumerable<ICollectiveGroup> groups, IEnumerable<IDisposable> models)
+    {
+        foreach (var group in groups)
+        {
+            await group.DisposeAsync();
+        }
+
+        foreach (var model in models)
+        {
+            model.Dispose();
+        }
+    }
+
     public static Dictionary<string, float[]> Parameters(nn.Module model) =>
         model.named_parameters().ToDictionary(p => p.name, p => Floats(p.parameter));
 

@@ -86,15 +86,7 @@ public class WaitSplitTests
         }
         finally
         {
-            foreach (var group in groups)
-            {
-                await group.DisposeAsync();
-            }
-
-            foreach (var model in models)
-            {
-                model.Dispose();
-            }
+            await DisposeAllAsync(groups, models);
         }
     }
 
