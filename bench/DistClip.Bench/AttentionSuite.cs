@@ -70,10 +70,11 @@ public static class AttentionSuite
     private static Tensor Manual(Tensor q, Tensor k, Tensor v, bool causal)
     {
         long l = q.shape[2];
-        var scores = q.matmul(k.transpose(-2, -1)) * Math.Pow(q.shape[3], -0.5);
+        using var scale = Math.Pow(q.shape[3], -0.5).ToScalar();
+        var scores = q.matmul(k.transpose(-2, -1)).mul(scale);
         if (causal)
         {
-            scores = scores.masked_fill(torch.ones(l, l, dtype: ScalarType.Bool).triu_(1), double.NegativeInfinity);
+            scores = scores.masked_fill(torch.ones(l, l, dtype: ScalarType.Bool).triu_(1), DistClip.Model.Scalars.NegativeInfinity);
         }
 
         return scores.softmax(-1).matmul(v);

@@ -138,8 +138,9 @@ public static class SparseRowsSuite
             // The table's gradient lives only in its used rows, as the lookup's backward leaves it.
             using (var table = model.TokenEmbedding.grad!)
             using (var ids = torch.tensor(rows[rank]))
+            using (var fill = 1e-3f.ToScalar())
             {
-                table.index_fill_(0, ids, 1e-3f);
+                table.index_fill_(0, ids, fill);
             }
 
             RowSparseGradient[]? sparse = asRows ? [new RowSparseGradient(model.TokenEmbedding, rows[rank])] : null;

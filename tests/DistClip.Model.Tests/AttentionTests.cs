@@ -22,7 +22,8 @@ public class AttentionTests
         manual_seed(3);
         var (q, k, v) = (randn(6, 4, 17, 16).requires_grad_(), randn(6, 4, 17, 16).requires_grad_(), randn(6, 4, 17, 16).requires_grad_());
         var lengths = tensor(new long[] { 17, 1, 5, 9, 16, 12 });
-        var keyMask = masked ? (arange(17).unsqueeze(0) < lengths.unsqueeze(1)).view(6, 1, 1, 17) : null;
+        using var length = 17.ToScalar();
+        var keyMask = masked ? (arange(length).unsqueeze(0) < lengths.unsqueeze(1)).view(6, 1, 1, 17) : null;
         var upstream = randn(6, 4, 17, 16);
 
         var ours = SelfAttention.Attend(q, k, v, keyMask, causal);
@@ -46,14 +47,17 @@ public class AttentionTests
         var (q, k, v) = (randn(2, 2, 8, 4), randn(2, 2, 8, 4), randn(2, 2, 8, 4));
         var (k2, v2) = (k.clone(), v.clone());
         k2[.., .., 5..] = randn(2, 2, 3, 4); // keys and values from position 5 on change
-        v2[.., .., 5..] = randn(2, 2, 3, 4) * 100;
+        using var hundred = 100.ToScalar();
+        v2[.., .., 5..] = randn(2, 2, 3, 4).mul(hundred);
 
         var causalBefore = SelfAttention.Attend(q, k, v, null, causal: true);
         var causalAfter = SelfAttention.Attend(q, k2, v2, null, causal: true);
         Assert.True(causalBefore[.., .., ..5].equal(causalAfter[.., .., ..5]).all().item<bool>(), "a query before position 5 saw a later key");
         Assert.False(causalBefore[.., .., 5..].allclose(causalAfter[.., .., 5..]), "queries from position 5 on should see the changed keys");
 
-        var keyMask = (arange(8) < 5).view(1, 1, 1, 8).expand(2, 1, 1, 8);
+        using var eight = 8.ToScalar();
+        using var five = 5.ToScalar();
+        var keyMask = arange(eight).lt(five).view(1, 1, 1, 8).expand(2, 1, 1, 8);
         var maskedBefore = SelfAttention.Attend(q, k, v, keyMask, causal: false);
         var maskedAfter = SelfAttention.Attend(q, k2, v2, keyMask, causal: false);
         Assert.True(maskedBefore.equal(maskedAfter).all().item<bool>(), "a query saw a masked key");

@@ -67,8 +67,8 @@ public class BlockLossTests
         using var totals = new LossTotals(CPU);
         var scale = tensor(Math.Exp(t), dtype: ScalarType.Float32);
         var biasTensor = tensor(bias, dtype: ScalarType.Float32);
-        var imageBest = (full(B, double.NegativeInfinity), zeros(B, dtype: ScalarType.Int64));
-        var textBest = (full(B, double.NegativeInfinity), zeros(B, dtype: ScalarType.Int64));
+        var imageBest = (full(B, Scalars.NegativeInfinity), zeros(B, dtype: ScalarType.Int64));
+        var textBest = (full(B, Scalars.NegativeInfinity), zeros(B, dtype: ScalarType.Int64));
         var blocks = Blocks().ToArray();
         // Every (image block, text block) pair, texts visiting in ring order as they would travel.
         for (int r = 0; r < blocks.Length; r++)

@@ -92,7 +92,8 @@ public class ClipModelTests
 
         using (no_grad())
         {
-            model.LogitScale.fill_(10.0);
+            using var ten = 10.0.ToScalar();
+            model.LogitScale.fill_(ten);
         }
 
         model.ClampLogitScale();

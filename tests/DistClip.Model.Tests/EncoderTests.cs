@@ -1,4 +1,5 @@
 using DistClip.Config;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DistClip.Model.Tests;
@@ -64,7 +65,9 @@ public class EncoderTests
         AssertClose(reference, model.EncodeText(afterEot, lengths));
 
         var beforeEot = tokens.clone();
-        beforeEot[0, 1] = (tokens[0, 1] + 1) % 100;
+        using var one = 1.ToScalar();
+        using var hundred = 100.ToScalar();
+        beforeEot[0, 1] = tokens[0, 1].add(one).remainder(hundred);
         Assert.False(reference[0].allclose(model.EncodeText(beforeEot, lengths)[0]), "a token before EOT must change the output");
     }
 
@@ -85,7 +88,9 @@ public class EncoderTests
 
         // Pooling is at position 0, so only bidirectional attention lets the last real token matter.
         var lastReal = tokens.clone();
-        lastReal[0, 2] = (tokens[0, 2] + 1) % 100;
+        using var increment = 1.ToScalar();
+        using var modulus = 100.ToScalar();
+        lastReal[0, 2] = tokens[0, 2].add(increment).remainder(modulus);
         Assert.False(reference[0].allclose(model.EncodeText(lastReal, lengths)[0]), "the last real token must change the output");
     }
 

@@ -58,7 +58,8 @@ public class LearningTests(ITestOutputHelper output)
         using var model = new ClipModel(config);
         using (torch.no_grad())
         {
-            model.LogitScale.fill_(6.0); // exp(6) ≈ 403, beyond CLIP's cap of 100
+            using var six = 6.0.ToScalar();
+            model.LogitScale.fill_(six); // exp(6) ≈ 403, beyond CLIP's cap of 100
         }
 
         var dataset = FashionMnistDataset.Open(FashionMnistSplit.Train);

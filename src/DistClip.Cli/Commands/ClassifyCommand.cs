@@ -111,7 +111,8 @@ internal sealed class ClassifyCommand : ICommand
         {
             using var scope = torch.NewDisposeScope();
             var features = Embeddings.Images(model, pixels.AsSpan(0, rows.Count * pixelCount), rows.Count); // [N, D]
-            var probabilities = (features.matmul(weights.t()) * model.LogitScale).softmax(1); // [N, K]
+            using var scale = model.LogitScale.ToScalar();
+            var probabilities = features.matmul(weights.t()).mul(scale).softmax(1); // [N, K]
             var (values, indexes) = probabilities.topk(topK, 1);
             float[] p = values.data<float>().ToArray();
             long[] k = indexes.data<long>().ToArray();

@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -25,7 +26,8 @@ internal static class Init
     {
         var parameter = new Parameter(empty(shape));
         parameter.DetachFromDisposeScope();
-        nn.init.constant_(parameter, value);
+        using var fill = value.ToScalar();
+        nn.init.constant_(parameter, fill);
         return parameter;
     }
 

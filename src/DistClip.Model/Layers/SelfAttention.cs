@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -59,17 +60,18 @@ internal sealed class SelfAttention : nn.Module<Tensor, Tensor?, Tensor>
     internal static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? keyMask, bool causal)
     {
         long l = q.shape[2];
-        var scores = q.matmul(k.transpose(-2, -1)).mul_(Math.Pow(q.shape[3], -0.5)); // [N, H, L, L]
+        using var scale = Math.Pow(q.shape[3], -0.5).ToScalar();
+        var scores = q.matmul(k.transpose(-2, -1)).mul_(scale); // [N, H, L, L]
         if (causal)
         {
             using var future = ones(l, l, ScalarType.Bool, q.device).triu_(1);
-            scores = scores.masked_fill(future, double.NegativeInfinity);
+            scores = scores.masked_fill(future, Scalars.NegativeInfinity);
         }
 
         if (keyMask is not null)
         {
             using var hidden = keyMask.logical_not();
-            scores = scores.masked_fill(hidden, double.NegativeInfinity);
+            scores = scores.masked_fill(hidden, Scalars.NegativeInfinity);
         }
 
         return scores.softmax(-1).matmul(v);

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -29,8 +30,9 @@ public static class ContrastiveLoss
         }
 
         var logits = logitScale.exp() * image.matmul(text.t()); // [B, B]
-        var labels = arange(image.shape[0], dtype: ScalarType.Int64, device: image.device); // [B]: pair i is the right answer for row i
-        var loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2;
+        using var rows = image.shape[0].ToScalar();
+        var labels = arange(rows, dtype: ScalarType.Int64, device: image.device); // [B]: pair i is the right answer for row i
+        var loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)).div(Scalars.Two);
         return (loss, logits);
     }
 
@@ -39,7 +41,8 @@ public static class ContrastiveLoss
     {
         ArgumentNullException.ThrowIfNull(logits);
         using var scope = NewDisposeScope();
-        var labels = arange(logits.shape[0], dtype: ScalarType.Int64, device: logits.device);
+        using var count = logits.shape[0].ToScalar();
+        var labels = arange(count, dtype: ScalarType.Int64, device: logits.device);
         var rows = logits.argmax(1).eq(labels).to_type(ScalarType.Float64).mean().item<double>();
         var columns = logits.argmax(0).eq(labels).to_type(ScalarType.Float64).mean().item<double>();
         return (rows, columns);

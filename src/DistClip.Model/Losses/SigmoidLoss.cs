@@ -1,4 +1,5 @@
 using DistClip.Config;
+using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -27,7 +28,8 @@ public static class SigmoidLoss
         ArgumentNullException.ThrowIfNull(text);
         var logits = (logitScale.exp() * image.matmul(text.t())) + logitBias; // [B, B]
         long b = image.shape[0];
-        var z = (2 * eye(b, dtype: logits.dtype, device: logits.device)) - 1; // [B, B]: +1 pairs, −1 otherwise
-        return -F.logsigmoid(z * logits).sum() / b;
+        var z = eye(b, dtype: logits.dtype, device: logits.device).mul(Scalars.Two).sub(Scalars.One); // [B, B]: +1 pairs, −1 otherwise
+        using var count = b.ToScalar();
+        return (-F.logsigmoid(z * logits).sum()).div(count);
     }
 }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -30,6 +31,7 @@ public static class SigmoidPairs
         long b = q.shape[0];
         long c = k.shape[0];
         using var noGrad = no_grad();
+        using var factor = weight.ToScalar();
         for (long r0 = 0; r0 < b; r0 += chunk)
         {
             using var rowScope = NewDisposeScope();
@@ -52,10 +54,10 @@ public static class SigmoidPairs
                 {
                     long offset = d + r0 - c0; // tile column of tile row 0's positive
                     loss.sub_(logits.diagonal(offset).sum(ScalarType.Float64));
-                    g.diagonal(offset).sub_(1);
+                    g.diagonal(offset).sub_(Scalars.One);
                 }
 
-                g.mul_(weight); // dL/dlogits
+                g.mul_(factor); // dL/dlogits
                 totals.LossSum.add_(loss);
                 totals.BiasGradient.add_(g.sum(ScalarType.Float64));
                 totals.ScaleGradient.add_((g * (logits - bias)).sum(ScalarType.Float64));
@@ -74,7 +76,8 @@ public static class SigmoidPairs
         long length = tile.Values.shape[0];
         var values = best.Values.narrow(0, start, length);
         var indices = best.Indices.narrow(0, start, length);
-        var tileIndices = tile.Indexes + indexOffset;
+        using var offset = indexOffset.ToScalar();
+        var tileIndices = tile.Indexes.add(offset);
         var better = (tile.Values > values).logical_or_(tile.Values.eq(values).logical_and_(tileIndices < indices));
         values.copy_(where(better, tile.Values, values));
         indices.copy_(where(better, tileIndices, indices));

@@ -42,13 +42,14 @@ public static class SoftmaxRows
         }
 
         using var noGrad = no_grad();
+        using var factor = weight.ToScalar();
         for (long r0 = 0; r0 < b; r0 += chunk)
         {
             using var rowScope = NewDisposeScope();
             long rows = Math.Min(chunk, b - r0);
             long first = diagonalOffset + r0; // row i's positive is column first + i
             var qs = q.narrow(0, r0, rows) * scale; // [rows, D]: logits = qs·kᵀ
-            var max = full(rows, double.NegativeInfinity, dtype: q.dtype, device: q.device); // [rows]
+            var max = full(rows, Scalars.NegativeInfinity, dtype: q.dtype, device: q.device); // [rows]
             var sum = zeros(rows, dtype: q.dtype, device: q.device); // [rows]: Σ exp(logit − max)
             var arg = zeros(rows, dtype: ScalarType.Int64, device: q.device); // [rows]
             Tensor? whole = null; // the only tile's logits, when one chunk covers every column
@@ -62,7 +63,8 @@ public static class SoftmaxRows
                 var next = max.maximum(tileMax);
                 sum.mul_((max - next).exp_()).add_((logits - next.unsqueeze(1)).exp_().sum(1));
                 // Strictly greater: on ties the earlier column stays, as argmax over the whole row does.
-                arg.copy_(where(tileMax > max, tileArg + c0, arg));
+                using var column = c0.ToScalar();
+                arg.copy_(where(tileMax > max, tileArg.add(column), arg));
                 max.copy_(next);
                 if (cols == n)
                 {
@@ -73,7 +75,9 @@ public static class SoftmaxRows
             var lse = max + sum.log(); // [rows]
             var positive = (qs * k.narrow(0, first, rows)).sum(1); // [rows]
             totals.LossSum.add_((lse - positive).sum(ScalarType.Float64));
-            correct.add_(arg.eq(arange(first, first + rows, dtype: ScalarType.Int64, device: q.device)).sum());
+            using var from = first.ToScalar();
+            using var to = (first + rows).ToScalar();
+            correct.add_(arg.eq(arange(from, to, dtype: ScalarType.Int64, device: q.device)).sum());
 
             var lseColumn = lse.unsqueeze(1); // [rows, 1]
             for (long c0 = 0; c0 < n; c0 += chunk)
@@ -83,8 +87,8 @@ public static class SoftmaxRows
                 var kc = k.narrow(0, c0, cols); // [cols, D]
                 var logits = whole ?? qs.matmul(kc.t()); // [rows, cols]
                 var g = (logits - lseColumn).exp_(); // softmax [rows, cols]
-                g.diagonal(first - c0).sub_(1); // the positives' (p − 1); empty when not in this tile
-                g.mul_(weight); // dL/dlogits
+                g.diagonal(first - c0).sub_(Scalars.One); // the positives' (p − 1); empty when not in this tile
+                g.mul_(factor); // dL/dlogits
                 totals.ScaleGradient.add_((g * logits).sum(ScalarType.Float64));
                 dq.narrow(0, r0, rows).add_(g.matmul(kc).mul_(scale)); // [rows, D]
                 dk.narrow(0, c0, cols).add_(g.t().matmul(qs)); // [cols, D]

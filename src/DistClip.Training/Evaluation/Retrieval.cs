@@ -60,6 +60,10 @@ public static class Retrieval
         // Rank of the correct item = how many entries in its row score strictly higher.
         var diagonal = similarity.diagonal().unsqueeze(1);            // [N, 1]
         var rank = similarity.gt(diagonal).sum(1);                     // [N]
-        return ks.Select(k => rank.lt(k).to(ScalarType.Float32).sum().item<float>() / (double)n).ToArray();
+        return ks.Select(k =>
+        {
+            using var bound = k.ToScalar();
+            return rank.lt(bound).to(ScalarType.Float32).sum().item<float>() / (double)n;
+        }).ToArray();
     }
 }

@@ -40,7 +40,10 @@ public static class GradientClipping
 
         var total = norms.Count == 1 ? norms[0] : torch.stack(norms).norm(2f);
         // Scalar / tensor in libtorch's C++ is a tensor filled with the scalar, divided in place.
-        var factor = torch.empty_like(total).fill_(maxNorm).div_(total + 1e-6).clamp_max(1.0);
+        using var bound = maxNorm.ToScalar();
+        using var epsilon = 1e-6.ToScalar();
+        using var one = 1.0.ToScalar();
+        var factor = torch.empty_like(total).fill_(bound).div_(total.add(epsilon)).clamp_max(one);
         return (total.item<float>(), factor.item<float>());
     }
 }

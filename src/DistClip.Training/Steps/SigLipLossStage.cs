@@ -1,5 +1,7 @@
 using DistClip.Config;
+using DistClip.Model;
 using DistClip.Model.Losses;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DistClip.Training.Steps;
@@ -39,10 +41,10 @@ public sealed class SigLipLossStage(IStepCollectives collectives, int chunk) : L
         double weight = 1.0 / total; // SigLIP's −(1/B) Σ over all B² pairs
         using var totals = new LossTotals(images.device);
         var imageGradients = zeros(b, d, dtype: images.dtype, device: images.device); // [b_r, D]
-        var imageBest = (full(b, double.NegativeInfinity, dtype: images.dtype, device: images.device), zeros(b, dtype: ScalarType.Int64, device: images.device));
+        var imageBest = (full(b, Scalars.NegativeInfinity, dtype: images.dtype, device: images.device), zeros(b, dtype: ScalarType.Int64, device: images.device));
 
         var payload = cat([texts, zeros(b, d + 2, dtype: texts.dtype, device: texts.device)], 1); // [b_r, 2D + 2]
-        payload.select(1, 2 * d).fill_(double.NegativeInfinity);
+        payload.select(1, 2 * d).fill_(Scalars.NegativeInfinity);
         for (int hop = 0; hop < n; hop++)
         {
             int owner = Mod(rank - hop, n);
@@ -65,7 +67,9 @@ public sealed class SigLipLossStage(IStepCollectives collectives, int chunk) : L
         // The payload in hand is rank r + 1's: send its gradient and best images home.
         var tail = payload.narrow(1, d, d + 2).contiguous(); // [c, D + 2]
         var home = Communicate(() => Collectives.ShiftRows(tail, rows[rank], ct)); // [b_r, D + 2]: this rank's texts
-        var positions = arange(offset, offset + b, dtype: ScalarType.Int64, device: images.device);
+        using var first = offset.ToScalar();
+        using var end = (offset + b).ToScalar();
+        var positions = arange(first, end, dtype: ScalarType.Int64, device: images.device);
         var imageToText = imageBest.Item2.eq(positions).sum();
         var textToImage = home.select(1, d + 1).to(ScalarType.Int64).eq(positions).sum();
         var (lossSum, i2t, t2i) = SumStatistics(totals.LossSum, imageToText, textToImage, ct);

@@ -30,7 +30,8 @@ public class BroadcastTests(Xunit.Abstractions.ITestOutputHelper output)
             {
                 foreach (var (_, buffer) in models[r].named_buffers())
                 {
-                    buffer.fill_(r + 2); // running stats and counters differ per rank too
+                    using var value = (r + 2).ToScalar();
+                    buffer.fill_(value); // running stats and counters differ per rank too
                 }
             }
         }

@@ -235,7 +235,8 @@ public class StagedReductionTests
                         table.grad = torch.tensor(grad).reshape(Rows, Width);
                     }
 
-                    bias.grad = torch.full(2, rank + 1f);
+                    using var value = (rank + 1f).ToScalar();
+                    bias.grad = torch.full(2, value);
                     using var reduction = collectives.BeginGradientReduction(
                         [[bias, table]], [new RowSparseGradient(table, [.. used[rank].Select(r => (long)r), .. used[rank].Select(r => (long)r)])], CancellationToken.None);
                     reduction.Release(0);

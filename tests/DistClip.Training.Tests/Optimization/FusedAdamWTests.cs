@@ -40,7 +40,8 @@ public sealed class FusedAdamWTests(ITestOutputHelper output)
         torch.manual_seed(3);
         const int n = 100_003; // not a multiple of any vector width: the scalar tail runs too
         using var start = torch.randn(n);
-        var grads = Enumerable.Range(0, 3).Select(_ => torch.randn(n) * 1e-2).ToList();
+        using var small = 1e-2.ToScalar();
+        var grads = Enumerable.Range(0, 3).Select(_ => torch.randn(n).mul(small)).ToList();
         var reference = new Parameter(start.clone());
         var fused = new Parameter(start.clone());
         using var torchSharp = optim.AdamW([new AdamW.ParamGroup([reference], new AdamW.Options { LearningRate = 1e-3, weight_decay = 0.2, beta1 = 0.9, beta2 = 0.98, eps = 1e-6 })]);
@@ -86,7 +87,8 @@ public sealed class FusedAdamWTests(ITestOutputHelper output)
         Assert.Equal(expected, norm);
         for (int i = 0; i < parameters.Count; i++)
         {
-            using var scaled = before[i] * factor;
+            using var by = factor.ToScalar();
+            using var scaled = before[i].mul(by);
             Assert.True(scaled.equal(parameters[i].grad!).all().item<bool>(), $"gradient {i}: g · {factor} differs from what clip_grad_norm_ left");
         }
     }

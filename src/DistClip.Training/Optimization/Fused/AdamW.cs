@@ -55,10 +55,11 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
             if (gradientScale != 1f)
             {
                 using var noGrad = torch.no_grad();
+                using var factor = gradientScale.ToScalar();
                 foreach (var p in ParamGroups.Cast<ParamGroup>().SelectMany(g => g.Parameters))
                 {
                     using var grad = p.grad;
-                    grad?.mul_(gradientScale);
+                    grad?.mul_(factor);
                 }
             }
 
