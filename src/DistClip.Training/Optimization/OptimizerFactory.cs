@@ -22,7 +22,7 @@ public static class OptimizerFactory
         switch (options.Kind)
         {
             case OptimizerKind.Sgd:
-                return optim.SGD(parameters, options.LearningRate);
+                return new SGD(parameters, options.LearningRate);
             case OptimizerKind.AdamW:
                 var decay = parameters.Where(p => p.dim() >= 2).ToList();
                 var noDecay = parameters.Where(p => p.dim() < 2).ToList();

@@ -9,8 +9,8 @@ namespace DistClip.Training.Optimization.Fused;
 /// TorchSharp's AdamW with the update done block by block in two passes over cache-resident blocks
 /// (<see cref="AdamWKernel"/>) instead of nine libtorch ops per tensor; the same arithmetic,
 /// parameter groups, learning rates, state objects and checkpoint bytes. Whatever the kernel does not cover (a
-/// closure, AMSGrad, maximize, a tensor not contiguous float32 on the CPU) takes TorchSharp's own
-/// step.
+/// closure, AMSGrad, maximize, a tensor not contiguous float32 on the CPU, CUDA) takes TorchSharp's
+/// step written out again with its Scalars kept alive (<see cref="TensorStep"/>).
 /// </summary>
 /// <remarks>
 /// Named <c>AdamW</c> on purpose: <c>save_state_dict</c> writes the optimizer's type name and
@@ -35,7 +35,14 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
     {
         if (closure is not null)
         {
-            return base.step(closure);
+            Tensor loss;
+            using (torch.enable_grad())
+            {
+                loss = closure();
+            }
+
+            TensorStep();
+            return loss;
         }
 
         Step(1f);
@@ -63,7 +70,7 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
                 }
             }
 
-            base.step();
+            TensorStep();
             return;
         }
 
@@ -86,7 +93,70 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
         }
     }
 
-    /// <summary>Every tensor to update (those with a gradient), or null when one of them needs TorchSharp's step.</summary>
+    /// <summary>Steps taken by <see cref="TensorStep"/> (for tests).</summary>
+    internal long TensorSteps { get; private set; }
+
+    /// <summary>
+    /// TorchSharp's AdamW step op for op (libtorch ops per tensor: any device and dtype, AMSGrad,
+    /// maximize), with every Scalar kept alive through its call (DC0001, docs/torchsharp.md "Scalar
+    /// lifetimes"): TorchSharp's own step passes each hyper-parameter as a temporary Scalar that its
+    /// finalizer may free while libtorch reads it. The same ops on the same values: the same bits.
+    /// </summary>
+    private void TensorStep()
+    {
+        var states = state_dict().State;
+        int k = 0;
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        foreach (var group in ParamGroups.Cast<ParamGroup>())
+        {
+            var o = group.Options;
+            double beta1 = o.beta1!.Value, beta2 = o.beta2!.Value, lr = o.LearningRate!.Value;
+            using var decay = (1.0 - (lr * o.weight_decay!.Value)).ToScalar();
+            using var keep1 = beta1.ToScalar();
+            using var take1 = (1.0 - beta1).ToScalar();
+            using var keep2 = beta2.ToScalar();
+            using var take2 = (1.0 - beta2).ToScalar();
+            using var eps = o.eps!.Value.ToScalar();
+            foreach (var p in group.Parameters)
+            {
+                var state = (State)states[k++];
+                var grad = p.grad;
+                if (grad is null)
+                {
+                    continue;
+                }
+
+                if (o.maximize == true)
+                {
+                    grad = -grad;
+                }
+
+                state.step++;
+                p.mul_(decay);
+                double correction1 = 1.0 - Math.Pow(beta1, state.step);
+                double correction2 = 1.0 - Math.Pow(beta2, state.step);
+                state.exp_avg.mul_(keep1).add_(grad, take1);
+                state.exp_avg_sq.mul_(keep2).addcmul_(grad, grad, take2);
+                var second = state.exp_avg_sq;
+                if (o.amsgrad == true)
+                {
+                    var previous = state.max_exp_avg_sq;
+                    state.max_exp_avg_sq = torch.maximum(previous, state.exp_avg_sq).DetachFromDisposeScope();
+                    previous.Dispose();
+                    second = state.max_exp_avg_sq;
+                }
+
+                using var root = Math.Sqrt(correction2).ToScalar();
+                using var stepSize = (0.0 - (lr / correction1)).ToScalar();
+                p.addcdiv_(state.exp_avg, second.sqrt().div(root).add_(eps), stepSize);
+            }
+        }
+
+        TensorSteps++;
+    }
+
+    /// <summary>Every tensor to update (those with a gradient), or null when one of them needs the per-tensor step.</summary>
     private List<Item>? Collect()
     {
         var states = state_dict().State;
