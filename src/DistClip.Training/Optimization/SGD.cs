@@ -33,11 +33,7 @@ public sealed class SGD : TorchSharp.Modules.SGD
             }
         }
 
-        var states = state_dict().State;
-        int k = 0;
-        using var noGrad = torch.no_grad();
-        using var scope = torch.NewDisposeScope();
-        foreach (var group in ParamGroups.Cast<ParamGroup>())
+        PerTensorStep.Run<ParamGroup, State>(this, (group, items) =>
         {
             var o = group.Options;
             double momentum = o.momentum!.Value, weightDecay = o.weight_decay!.Value, lr = o.LearningRate!.Value;
@@ -45,20 +41,9 @@ public sealed class SGD : TorchSharp.Modules.SGD
             using var keep = momentum.ToScalar();
             using var take = (1.0 - o.dampening!.Value).ToScalar();
             using var rate = (o.maximize == true ? lr : 0.0 - lr).ToScalar();
-            foreach (var p in group.Parameters)
+            foreach (var (p, g, state) in items)
             {
-                var state = (State)states[k++];
-                var grad = p.grad;
-                if (grad is null)
-                {
-                    continue;
-                }
-
-                if (weightDecay != 0.0)
-                {
-                    grad = grad.add(p, decay);
-                }
-
+                var grad = weightDecay != 0.0 ? g.add(p, decay) : g;
                 if (momentum != 0.0)
                 {
                     var buffer = state.momentum_buffer;
@@ -77,7 +62,7 @@ public sealed class SGD : TorchSharp.Modules.SGD
 
                 p.add_(grad, rate);
             }
-        }
+        });
 
         return loss!;
     }

@@ -104,11 +104,7 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
     /// </summary>
     private void TensorStep()
     {
-        var states = state_dict().State;
-        int k = 0;
-        using var noGrad = torch.no_grad();
-        using var scope = torch.NewDisposeScope();
-        foreach (var group in ParamGroups.Cast<ParamGroup>())
+        PerTensorStep.Run<ParamGroup, State>(this, (group, items) =>
         {
             var o = group.Options;
             double beta1 = o.beta1!.Value, beta2 = o.beta2!.Value, lr = o.LearningRate!.Value;
@@ -118,20 +114,9 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
             using var keep2 = beta2.ToScalar();
             using var take2 = (1.0 - beta2).ToScalar();
             using var eps = o.eps!.Value.ToScalar();
-            foreach (var p in group.Parameters)
+            foreach (var (p, g, state) in items)
             {
-                var state = (State)states[k++];
-                var grad = p.grad;
-                if (grad is null)
-                {
-                    continue;
-                }
-
-                if (o.maximize == true)
-                {
-                    grad = -grad;
-                }
-
+                var grad = o.maximize == true ? -g : g;
                 state.step++;
                 p.mul_(decay);
                 double correction1 = 1.0 - Math.Pow(beta1, state.step);
@@ -151,8 +136,7 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
                 using var stepSize = (0.0 - (lr / correction1)).ToScalar();
                 p.addcdiv_(state.exp_avg, second.sqrt().div(root).add_(eps), stepSize);
             }
-        }
-
+        });
         TensorSteps++;
     }
 
