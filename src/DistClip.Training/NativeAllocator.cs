@@ -126,9 +126,35 @@ public static class NativeAllocator
             .Where(e => (string)e.Key != "LD_PRELOAD")
             .Select(e => $"{e.Key}={e.Value}")
             .Append($"LD_PRELOAD={library}");
+        RemoveRuntimeEndpoints(Environment.ProcessId, Path.GetTempPath());
         execve(Environment.ProcessPath ?? "/proc/self/exe", [.. argv, null], [.. environment, null]);
         // Only a failed exec returns.
         _preloadFailure = $"malloc: could not re-execute with {library} preloaded (errno {Marshal.GetLastPInvokeError()})";
+    }
+
+    /// <summary>
+    /// Removes the diagnostics socket and debugger pipes the .NET runtime made for this process in
+    /// <paramref name="tempDirectory"/> (<c>dotnet-diagnostic-PID-KEY-socket</c>,
+    /// <c>clr-debug-pipe-PID-KEY-in</c> and <c>-out</c>) before the exec: the new image makes its
+    /// own under the same names and removes them when it exits, but an exec runs no shutdown, and
+    /// the first image's were left behind, one socket per worker start. Another process's are not touched.
+    /// </summary>
+    internal static void RemoveRuntimeEndpoints(int pid, string tempDirectory)
+    {
+        try
+        {
+            foreach (string pattern in new[] { $"dotnet-diagnostic-{pid}-*-socket", $"clr-debug-pipe-{pid}-*-in", $"clr-debug-pipe-{pid}-*-out" })
+            {
+                foreach (string path in Directory.EnumerateFileSystemEntries(tempDirectory, pattern))
+                {
+                    File.Delete(path);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Left behind, as before: the exec matters more than the tidying.
+        }
     }
 
     /// <summary>

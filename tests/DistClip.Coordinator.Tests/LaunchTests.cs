@@ -222,9 +222,17 @@ public sealed class LaunchTests : IDisposable
         };
         foreach (var (name, environment) in environments)
         {
-            await using var coordinator = CoordinatorProcess.Start(environment, [.. Runs.Quick(_dir, name), .. run]);
+            // A temp folder of the run's own, where the .NET runtime of every process puts its diagnostics socket.
+            string temp = Directory.CreateDirectory(Path.Combine(_dir, name + "-tmp")).FullName;
+            var withTemp = new Dictionary<string, string>(environment ?? []) { ["TMPDIR"] = temp };
+            await using var coordinator = CoordinatorProcess.Start(withTemp, [.. Runs.Quick(_dir, name), .. run]);
             var result = await coordinator.WaitAsync(TimeSpan.FromMinutes(2));
             Assert.True(result.ExitCode == 0, $"{name}: exit {result.ExitCode}\n{result.Stderr}");
+
+            // Every process ended normally, so none left its endpoints; the worker's exec (tcmalloc) left its first image's before.
+            var left = Directory.EnumerateFileSystemEntries(temp).Select(Path.GetFileName).Where(f => f!.StartsWith("dotnet-diagnostic-", StringComparison.Ordinal)
+                || f.StartsWith("clr-debug-pipe-", StringComparison.Ordinal)).ToList();
+            Assert.True(left.Count == 0, $"{name}: the run left {string.Join(", ", left)} in its temp folder");
         }
 
         string Log(string name) => File.ReadAllText(Path.Combine(_dir, name, "logs", "worker-0.log"));

@@ -11,6 +11,33 @@ namespace DistClip.Training.Tests;
 public class NativeAllocatorTests
 {
     [Fact]
+    public void Before_its_exec_a_process_removes_its_own_runtime_endpoints_and_no_one_elses()
+    {
+        string temp = Directory.CreateTempSubdirectory("distclip-endpoints-").FullName;
+        try
+        {
+            string[] mine = ["dotnet-diagnostic-4242-1761816-socket", "clr-debug-pipe-4242-1761816-in", "clr-debug-pipe-4242-1761816-out"];
+            string[] others =
+            [
+                "dotnet-diagnostic-42420-99-socket", "dotnet-diagnostic-424-99-socket", "clr-debug-pipe-14242-7-in", "dotnet-diagnostic-4242-1-socket.keep",
+                "notes-4242-1-socket",
+            ];
+            foreach (string name in mine.Concat(others))
+            {
+                File.WriteAllText(Path.Combine(temp, name), "");
+            }
+
+            NativeAllocator.RemoveRuntimeEndpoints(4242, temp);
+
+            Assert.Equal(others.Order(StringComparer.Ordinal), Directory.EnumerateFileSystemEntries(temp).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        }
+        finally
+        {
+            Directory.Delete(temp, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Without_settings_of_the_users_own_it_fixes_both_thresholds()
     {
         var calls = new List<(int, int)>();
