@@ -58,11 +58,8 @@ public sealed partial class TrainingSession : IDisposable
     private long _timedSamples;
     private int _stepsThisLaunch;
     private long _firstTimedStep = long.MaxValue;
-    private readonly double[] _waitSeconds = new double[WaitNames.Length]; // exposed communication, peer wait: sums over the timed steps split so far
+    private readonly double[] _waitSeconds = new double[RunSummary.WaitNames.Length]; // exposed communication, peer wait: sums over the timed steps split so far
     private int _waitSteps;
-
-    /// <summary>The keys of <see cref="MeanWaitSeconds"/>.</summary>
-    public static string[] WaitNames => RunSummary.WaitNames;
 
     /// <param name="hooks">Where a test steps into the loop (<see cref="Faults.FaultInjector"/>); none by default.</param>
     public TrainingSession(TrainOptions options, IStepCollectives collectives, ILogger logger, IStepHooks? hooks = null)
@@ -310,7 +307,7 @@ public sealed partial class TrainingSession : IDisposable
     /// (<see cref="WaitSplit"/>) over the timed steps; null with one rank or before any was split.
     /// </summary>
     public Dictionary<string, double>? MeanWaitSeconds() =>
-        _waitSteps == 0 ? null : WaitNames.Zip(_waitSeconds).ToDictionary(p => p.First, p => p.Second / _waitSteps);
+        _waitSteps == 0 ? null : RunSummary.WaitNames.Zip(_waitSeconds).ToDictionary(p => p.First, p => p.Second / _waitSteps);
 
     /// <summary>SHA-256 over every parameter's bytes in order: equal on all ranks iff the replicas are bit-identical.</summary>
     public string ParametersSha256()

@@ -6,16 +6,29 @@ namespace DistClip.Training.Optimization;
 
 /// <summary>
 /// The frame of an optimizer step written out per tensor (<see cref="Fused.AdamW"/>'s per-tensor
-/// path, <see cref="SGD"/>): without autograd and inside a dispose scope, as TorchSharp's own steps
-/// run, each parameter group with the parameters that have a gradient and their TorchSharp states.
+/// path, <see cref="SGD"/>), as TorchSharp's own steps run: the closure (if any) with autograd, then
+/// without autograd and inside a dispose scope each parameter group with the parameters that have a
+/// gradient and their TorchSharp states.
 /// </summary>
 internal static class PerTensorStep
 {
+    /// <param name="closure">Recomputes the loss before the step (null: none).</param>
     /// <param name="group">Called once per group, in order, with the group and its parameters that have a gradient.</param>
-    public static void Run<TGroup, TState>(OptimizerHelper optimizer, Action<TGroup, IReadOnlyList<(Parameter Parameter, Tensor Grad, TState State)>> group)
+    /// <returns>What <paramref name="closure"/> returned; null without one.</returns>
+    public static Tensor? Run<TGroup, TState>(
+        OptimizerHelper optimizer, Func<Tensor>? closure, Action<TGroup, IReadOnlyList<(Parameter Parameter, Tensor Grad, TState State)>> group)
         where TGroup : ParamGroup
         where TState : OptimizerState
     {
+        Tensor? loss = null;
+        if (closure is not null)
+        {
+            using (torch.enable_grad())
+            {
+                loss = closure();
+            }
+        }
+
         var states = optimizer.state_dict().State;
         int k = 0;
         using var noGrad = torch.no_grad();
@@ -34,5 +47,7 @@ internal static class PerTensorStep
 
             group(g, items);
         }
+
+        return loss;
     }
 }

@@ -24,16 +24,7 @@ public sealed class SGD : TorchSharp.Modules.SGD
 
     public override Tensor step(Func<Tensor>? closure = null)
     {
-        Tensor? loss = null;
-        if (closure is not null)
-        {
-            using (torch.enable_grad())
-            {
-                loss = closure();
-            }
-        }
-
-        PerTensorStep.Run<ParamGroup, State>(this, (group, items) =>
+        var loss = PerTensorStep.Run<ParamGroup, State>(this, closure, (group, items) =>
         {
             var o = group.Options;
             double momentum = o.momentum!.Value, weightDecay = o.weight_decay!.Value, lr = o.LearningRate!.Value;

@@ -35,14 +35,7 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
     {
         if (closure is not null)
         {
-            Tensor loss;
-            using (torch.enable_grad())
-            {
-                loss = closure();
-            }
-
-            TensorStep();
-            return loss;
+            return TensorStep(closure)!;
         }
 
         Step(1f);
@@ -102,9 +95,10 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
     /// lifetimes"): TorchSharp's own step passes each hyper-parameter as a temporary Scalar that its
     /// finalizer may free while libtorch reads it. The same ops on the same values: the same bits.
     /// </summary>
-    private void TensorStep()
+    /// <returns>What <paramref name="closure"/> returned; null without one.</returns>
+    private Tensor? TensorStep(Func<Tensor>? closure = null)
     {
-        PerTensorStep.Run<ParamGroup, State>(this, (group, items) =>
+        var loss = PerTensorStep.Run<ParamGroup, State>(this, closure, (group, items) =>
         {
             var o = group.Options;
             double beta1 = o.beta1!.Value, beta2 = o.beta2!.Value, lr = o.LearningRate!.Value;
@@ -138,6 +132,7 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
             }
         });
         TensorSteps++;
+        return loss;
     }
 
     /// <summary>Every tensor to update (those with a gradient), or null when one of them needs the per-tensor step.</summary>
